@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv if missing.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# torch is pinned for the venv: pip takes the CPU wheel on this machine's disk. An unpinned or
+# newer torch would pull a CUDA build of several GB.
+TORCH   := torch==2.13.0
+
+.PHONY: demo test lint format bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/lstmkit demo
+
+test: $(BIN)/.installed lint
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check lstmkit tests
+	$(BIN)/ruff format --check lstmkit tests
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format lstmkit tests
+	$(BIN)/ruff check --fix lstmkit tests
+
+bench: $(BIN)/.installed
+	$(BIN)/lstmkit bench --out docs/bench-cpu.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

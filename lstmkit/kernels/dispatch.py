@@ -1,0 +1,107 @@
+"""The only place that picks a backend for the LSTM recurrence.
+
+Backends, all with the same signature ``fn(batch_sizes, reverse, opts, *tensors) -> (out, h_n,
+c_n)`` (tensors in :data:`lstmkit.reference.backward.RECURRENCE_ARGS` order):
+
+- ``"cpu"``: the fused C++ recurrence (:mod:`lstmkit.kernels.cpu.recurrence`), every variant.
+- ``"python"``: the hand-written forward/backward in PyTorch
+  (:class:`lstmkit.reference.backward.LSTMRecurrenceFunction`), any device.
+- ``"reference"``: eager autograd through :func:`lstmkit.reference.lstm.lstm_recurrence`,
+  the slowest and the ground truth.
+
+``"torch"`` (PyTorch's own fused LSTM, vanilla only) is chosen by the module itself, since it
+runs whole stacks of layers; ``"auto"`` picks the fastest available.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from lstmkit.kernels.cpu import recurrence as cpu_recurrence
+from lstmkit.reference.backward import LSTMRecurrenceFunction, recurrence_forward
+from lstmkit.reference.lstm import CellOptions, lstm_recurrence
+
+BACKENDS = ("auto", "torch", "cpu", "python", "reference")
+
+RecurrenceFn = Callable[..., tuple[Tensor, Tensor, Tensor]]
+
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _reference(batch_sizes, reverse, opts, *tensors):
+    out, h, c, _ = lstm_recurrence(*tensors, batch_sizes=batch_sizes, reverse=reverse, opts=opts)
+    return out, h, c
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Turn ``"auto"`` into a concrete recurrence backend for ``device``; check the others."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        raise ValueError(
+            "backend='torch' runs only the vanilla LSTM (no variant options, no gate recording); "
+            "use backend='auto', 'cpu', 'python' or 'reference' for variants"
+        )
+    if backend == "cpu" and device.type != "cpu":
+        raise ValueError(f"backend='cpu' needs CPU tensors, got device {device}")
+    if backend == "cpu" and not cpu_recurrence.is_available():
+        raise RuntimeError(f"the fused CPU kernel failed to build: {cpu_recurrence.build_error()}")
+    if backend != "auto":
+        return backend
+    if device.type == "cpu":
+        if cpu_recurrence.is_available():
+            return "cpu"
+        _warn_once(
+            "lstmkit: fused CPU kernel unavailable "
+            f"({cpu_recurrence.build_error()}); using the slower PyTorch reference loop"
+        )
+        return "python"
+    _warn_once(
+        f"lstmkit: no fused kernel for LSTM variants on {device.type} yet; "
+        "using the PyTorch reference loop"
+    )
+    return "python"
+
+
+_TABLE: dict[str, Callable[[], RecurrenceFn]] = {
+    "cpu": lambda: cpu_recurrence.FusedLSTMRecurrenceFunction.apply,
+    "python": lambda: LSTMRecurrenceFunction.apply,
+    "reference": lambda: _reference,
+}
+
+
+def recurrence(backend: str) -> RecurrenceFn:
+    """The recurrence function of a concrete backend (see :func:`resolve_backend`)."""
+    if backend not in _TABLE:
+        raise ValueError(f"no recurrence for backend {backend!r}; supported: {sorted(_TABLE)}")
+    return _TABLE[backend]()
+
+
+def trace_forward(
+    backend: str,
+    tensors: tuple[Tensor | None, ...],
+    batch_sizes: Tensor | None,
+    reverse: bool,
+    opts: CellOptions,
+) -> dict[str, Tensor]:
+    """Run the forward once without autograd and return its saved tensors (gates, cells).
+
+    Used only when gates are recorded, so the recording costs nothing otherwise.
+    """
+    with torch.no_grad():
+        if backend == "cpu":
+            _, _, _, saved = cpu_recurrence.fused_forward(tensors, batch_sizes, reverse, opts, True)
+            if {"gates", "c_prev", "c_new"} <= saved.keys():
+                return saved
+        _, _, _, saved = recurrence_forward(tensors, batch_sizes, reverse, opts, True)
+    return saved

@@ -1,0 +1,469 @@
+"""``lstmkit.LSTM``: a drop-in for :class:`torch.nn.LSTM` with variants and gate recording."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from lstmkit.kernels import dispatch
+from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.variants import (
+    layer_norm,
+    variational_dropout_mask,
+    zoneout_mask,
+)
+from lstmkit.nn import _checks
+from lstmkit.nn._record import GateRecorder, GateTrace
+from lstmkit.nn.config import LSTMConfig
+
+
+def validate_variant_options(
+    *,
+    hidden_size: int,
+    layer_norm: bool,
+    peephole: bool,
+    coupled: bool,
+    forget_gate: bool,
+    zoneout_h: float,
+    zoneout_c: float,
+    recurrent_dropout: float,
+    forget_bias: float,
+    layer_norm_eps: float,
+    backend: str,
+) -> None:
+    """Shared by :class:`LSTM` and :class:`LSTMCell`; raises naming the bad argument."""
+    for name, v in (
+        ("layer_norm", layer_norm),
+        ("peephole", peephole),
+        ("coupled", coupled),
+        ("forget_gate", forget_gate),
+    ):
+        _checks.check_bool(name, v)
+    _checks.check_rate("zoneout_h", zoneout_h)
+    _checks.check_rate("zoneout_c", zoneout_c)
+    _checks.check_rate("recurrent_dropout", recurrent_dropout)
+    if coupled and not forget_gate:
+        raise ValueError(
+            "coupled=True (f = 1 - i) and forget_gate=False (f = 1) contradict each other; "
+            "choose one"
+        )
+    if not isinstance(forget_bias, (int, float)) or isinstance(forget_bias, bool):
+        raise TypeError(f"forget_bias must be a float, got {type(forget_bias).__name__}")
+    if not (isinstance(layer_norm_eps, float) and layer_norm_eps > 0):
+        raise ValueError(f"layer_norm_eps must be a positive float, got {layer_norm_eps!r}")
+    if backend not in dispatch.BACKENDS:
+        raise ValueError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
+
+
+class LSTM(nn.LSTM):
+    r"""A multi-layer LSTM, a drop-in for :class:`torch.nn.LSTM`, with variants.
+
+    For each element of the input sequence each layer computes
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    and with ``proj_size > 0`` :math:`h_t = W_{hr}(o_t \odot \tanh(c_t))`.
+
+    Constructor arguments, parameter names and shapes, the forward contract (batched or
+    unbatched tensors, ``batch_first``, optional ``(h_0, c_0)``, PackedSequence in and out) and,
+    with default options, the numbers are those of :class:`torch.nn.LSTM`, so state dicts load
+    both ways. The vanilla configuration runs on PyTorch's own fused kernel.
+
+    Variant options (keyword only), each an option of the same layer:
+
+    - ``layer_norm``: :math:`\text{gates} = LN(W_{ih}x)\gamma_{ih} + b_{ih} +
+      LN(W_{hh}h)\gamma_{hh} + b_{hh}` and :math:`h_t = o_t \odot \tanh(LN(c_t)\gamma_c +
+      \beta_c)` (Ba et al. 2016, as haste's LayerNormLSTM). Parameters ``ln_weight_ih_l{k}``,
+      ``ln_weight_hh_l{k}``, ``ln_weight_c_l{k}``, ``ln_bias_c_l{k}``.
+    - ``peephole``: :math:`i_t, f_t` also see :math:`w_{ci,cf} \odot c_{t-1}` and :math:`o_t`
+      sees :math:`w_{co} \odot c_t` (Gers & Schmidhuber 2000). Parameters ``weight_ci_l{k}``,
+      ``weight_cf_l{k}``, ``weight_co_l{k}``.
+    - ``coupled``: CIFG, :math:`f_t = 1 - i_t` (Greff et al. 2017).
+    - ``forget_gate=False``: :math:`f_t = 1`, the 1997 LSTM.
+      For both, the forget-gate rows of the weights stay (unused) so that shapes match torch.
+    - ``zoneout_h``, ``zoneout_c``: :math:`h_t = d_t \odot h_{t-1} + (1 - d_t) \odot \tilde
+      h_t` with :math:`d_t \sim \text{Bernoulli}(z)` per unit and step in training and
+      :math:`d_t = z` in eval (Krueger et al. 2017).
+    - ``recurrent_dropout``: one dropout mask per sequence on :math:`h_{t-1}` before
+      :math:`W_{hh}` in training (Gal & Ghahramani 2016).
+    - ``forget_bias``: initial value of the forget-gate bias (Jozefowicz et al. 2015 use 1).
+    - ``backend``: ``"auto"`` (default), ``"torch"``, ``"cpu"``, ``"python"``, ``"reference"``;
+      see :mod:`lstmkit.kernels.dispatch`.
+
+    ``forward(input, hx=None, *, return_gates=False)``: with ``return_gates=True`` a third value
+    is returned, ``{(layer, direction): GateTrace}`` with ``i, f, g, o, c, h`` over time; see also
+    :func:`lstmkit.record_gates`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        layer_norm: bool = False,
+        peephole: bool = False,
+        coupled: bool = False,
+        forget_gate: bool = True,
+        zoneout_h: float = 0.0,
+        zoneout_c: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        forget_bias: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+        backend: str = "auto",
+    ) -> None:
+        _checks.check_int("input_size", input_size, 1)
+        _checks.check_int("hidden_size", hidden_size, 1)
+        _checks.check_int("num_layers", num_layers, 1)
+        _checks.check_int("proj_size", proj_size, 0)
+        for name, v in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            _checks.check_bool(name, v)
+        _checks.check_rate("dropout", dropout)
+        if dropout > 0 and num_layers == 1:
+            raise ValueError(
+                f"dropout={dropout} acts between layers, so it needs num_layers > 1 "
+                "(got num_layers=1); for dropout inside the recurrence use recurrent_dropout "
+                "or zoneout_h/zoneout_c"
+            )
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size, got proj_size={proj_size} "
+                f">= hidden_size={hidden_size}"
+            )
+        validate_variant_options(
+            hidden_size=hidden_size,
+            layer_norm=layer_norm,
+            peephole=peephole,
+            coupled=coupled,
+            forget_gate=forget_gate,
+            zoneout_h=zoneout_h,
+            zoneout_c=zoneout_c,
+            recurrent_dropout=recurrent_dropout,
+            forget_bias=forget_bias,
+            layer_norm_eps=layer_norm_eps,
+            backend=backend,
+        )
+        self._variant_ready = False
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device,
+            dtype,
+        )
+        self.layer_norm = layer_norm
+        self.peephole = peephole
+        self.coupled = coupled
+        self.forget_gate = forget_gate
+        self.zoneout_h = float(zoneout_h)
+        self.zoneout_c = float(zoneout_c)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.forget_bias = float(forget_bias)
+        self.layer_norm_eps = layer_norm_eps
+        self.backend = backend
+        if backend == "torch" and not self.config.is_vanilla:
+            raise ValueError(
+                "backend='torch' runs only the vanilla LSTM; with variant options use "
+                "backend='auto', 'cpu', 'python' or 'reference'"
+            )
+        self._gate_recorder: tuple[GateRecorder, str] | None = None
+        factory = {"device": device, "dtype": dtype}
+        H = hidden_size
+        for sfx in self._suffixes():
+            if peephole:
+                for gate in ("ci", "cf", "co"):
+                    self.register_parameter(f"weight_{gate}{sfx}", nn.Parameter(torch.empty(H, **factory)))
+            if layer_norm:
+                self.register_parameter(f"ln_weight_ih{sfx}", nn.Parameter(torch.empty(4 * H, **factory)))
+                self.register_parameter(f"ln_weight_hh{sfx}", nn.Parameter(torch.empty(4 * H, **factory)))
+                self.register_parameter(f"ln_weight_c{sfx}", nn.Parameter(torch.empty(H, **factory)))
+                self.register_parameter(f"ln_bias_c{sfx}", nn.Parameter(torch.empty(H, **factory)))
+        self._variant_ready = True
+        self._reset_variant_parameters()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, cfg: LSTMConfig, device=None, dtype=None) -> LSTM:
+        kw = cfg.to_dict()
+        return cls(**kw, device=device, dtype=dtype)
+
+    @property
+    def config(self) -> LSTMConfig:
+        return LSTMConfig(
+            input_size=self.input_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            dropout=float(self.dropout),
+            bidirectional=self.bidirectional,
+            proj_size=self.proj_size,
+            layer_norm=self.layer_norm,
+            peephole=self.peephole,
+            coupled=self.coupled,
+            forget_gate=self.forget_gate,
+            zoneout_h=self.zoneout_h,
+            zoneout_c=self.zoneout_c,
+            recurrent_dropout=self.recurrent_dropout,
+            forget_bias=self.forget_bias,
+            layer_norm_eps=self.layer_norm_eps,
+            backend=self.backend,
+        )
+
+    def _suffixes(self) -> list[str]:
+        D = 2 if self.bidirectional else 1
+        return [f"_l{k}" + ("_reverse" if d else "") for k in range(self.num_layers) for d in range(D)]
+
+    def reset_parameters(self) -> None:
+        # torch's init first, untouched, so that with default options the same seed gives the
+        # same weights as torch.nn.LSTM.
+        super().reset_parameters()
+        if getattr(self, "_variant_ready", False):
+            self._reset_variant_parameters()
+
+    def _reset_variant_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        H = self.hidden_size
+        with torch.no_grad():
+            for sfx in self._suffixes():
+                if self.peephole:
+                    for gate in ("ci", "cf", "co"):
+                        getattr(self, f"weight_{gate}{sfx}").uniform_(-stdv, stdv)
+                if self.layer_norm:
+                    getattr(self, f"ln_weight_ih{sfx}").fill_(1.0)
+                    getattr(self, f"ln_weight_hh{sfx}").fill_(1.0)
+                    getattr(self, f"ln_weight_c{sfx}").fill_(1.0)
+                    getattr(self, f"ln_bias_c{sfx}").zero_()
+                if self.forget_bias and self.bias:
+                    # b_ih + b_hh is what the gate sees: put the whole bias in one of them.
+                    getattr(self, f"bias_ih{sfx}")[H : 2 * H].fill_(self.forget_bias)
+                    getattr(self, f"bias_hh{sfx}")[H : 2 * H].zero_()
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        cfg, default = self.config, LSTMConfig(self.input_size, self.hidden_size)
+        for name in ("layer_norm", "peephole", "coupled", "forget_gate", "zoneout_h", "zoneout_c",
+                     "recurrent_dropout", "forget_bias", "backend"):
+            if getattr(cfg, name) != getattr(default, name):
+                s += f", {name}={getattr(cfg, name)!r}"
+        return s
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, input, hx=None, *, return_gates: bool = False):  # noqa: A002 (torch's name)
+        recorder: GateRecorder | None = None
+        module_name = ""
+        if self._gate_recorder is not None:
+            recorder, module_name = self._gate_recorder
+        elif return_gates:
+            recorder = GateRecorder()
+        x, batch_sizes, sorted_idx, unsorted_idx, is_batched = self._check_input(input)
+        hx = self._check_hx(hx, x, batch_sizes, is_batched)
+        if recorder is None and self.backend in ("auto", "torch") and self.config.is_vanilla:
+            result = super().forward(input, hx)
+        else:
+            result = self._forward_recurrence(
+                x, hx, batch_sizes, sorted_idx, unsorted_idx, is_batched, recorder, module_name
+            )
+        if return_gates:
+            return result[0], result[1], recorder.as_dict()
+        return result
+
+    def _check_input(self, input):
+        w = self.weight_ih_l0
+        if isinstance(input, PackedSequence):
+            data = _checks.check_tensor("input.data", input.data, w)
+            if data.dim() != 2 or data.shape[1] != self.input_size:
+                raise ValueError(
+                    f"packed input.data must have shape (N, input_size={self.input_size}), "
+                    f"got {tuple(data.shape)}"
+                )
+            return data, input.batch_sizes, input.sorted_indices, input.unsorted_indices, True
+        x = _checks.check_tensor("input", input, w)
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                "input must be 3-D (T, B, I) / (B, T, I) with batch_first, or 2-D (T, I) unbatched, "
+                f"got {x.dim()}-D with shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have input_size={self.input_size} features in its last dimension, "
+                f"got shape {tuple(x.shape)}"
+            )
+        return x, None, None, None, x.dim() == 3
+
+    def _check_hx(self, hx, x, batch_sizes, is_batched):
+        if hx is None:
+            return None
+        if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise TypeError(f"hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        w = self.weight_ih_l0
+        h0 = _checks.check_tensor("hx[0] (h_0)", hx[0], w)
+        c0 = _checks.check_tensor("hx[1] (c_0)", hx[1], w)
+        LD = self.num_layers * (2 if self.bidirectional else 1)
+        P = self.proj_size or self.hidden_size
+        if batch_sizes is not None:
+            B = int(batch_sizes[0])
+        elif is_batched:
+            B = x.shape[0] if self.batch_first else x.shape[1]
+        else:
+            B = None
+        if B is None:
+            _checks.check_shape("hx[0] (h_0) for unbatched input", h0, (LD, P))
+            _checks.check_shape("hx[1] (c_0) for unbatched input", c0, (LD, self.hidden_size))
+        else:
+            _checks.check_shape("hx[0] (h_0)", h0, (LD, B, P))
+            _checks.check_shape("hx[1] (c_0)", c0, (LD, B, self.hidden_size))
+        return (h0, c0)
+
+    def _forward_recurrence(
+        self, x, hx, batch_sizes, sorted_idx, unsorted_idx, is_batched, recorder, module_name
+    ):
+        D = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        P = self.proj_size or H
+        packed = batch_sizes is not None
+        if packed:
+            T = batch_sizes.shape[0]
+            x_tb, _ = torch.nn.utils.rnn.pad_packed_sequence(PackedSequence(x, batch_sizes))
+            batch_sizes = batch_sizes.cpu()
+        else:
+            if not is_batched:
+                x = x.unsqueeze(0 if self.batch_first else 1)
+            x_tb = x.transpose(0, 1) if self.batch_first else x
+        T, B = x_tb.shape[0], x_tb.shape[1]
+        if hx is None:
+            zeros = x_tb.new_zeros
+            h0, c0 = zeros(self.num_layers * D, B, P), zeros(self.num_layers * D, B, H)
+        else:
+            h0, c0 = hx
+            if not is_batched:
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+            if sorted_idx is not None:
+                h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
+        backend = dispatch.resolve_backend(self.backend if self.backend != "torch" else "auto", x.device)
+        run = dispatch.recurrence(backend)
+        opts = CellOptions(
+            coupled=self.coupled, forget_gate=self.forget_gate, layer_norm_eps=self.layer_norm_eps
+        )
+        layer_in = x_tb
+        h_n, c_n = [], []
+        for k in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                idx = k * D + d
+                tensors = self._layer_tensors(layer_in, sfx, h0[idx], c0[idx], T, B, P)
+                reverse = d == 1
+                out, h, c = run(batch_sizes, reverse, opts, *tensors)
+                if recorder is not None:
+                    saved = dispatch.trace_forward(backend, tensors, batch_sizes, reverse, opts)
+                    trace = self._trace(
+                        saved, tensors, out, module_name, k, d, batch_sizes, unsorted_idx,
+                        is_batched, B,
+                    )
+                    recorder.add(trace)
+                outs.append(out)
+                h_n.append(h)
+                c_n.append(c)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
+            if self.dropout and self.training and k < self.num_layers - 1:
+                layer_in = F.dropout(layer_in, self.dropout, True)
+        out = layer_in
+        h_n, c_n = torch.stack(h_n, 0), torch.stack(c_n, 0)
+        if packed:
+            data = torch.cat([out[t, : int(batch_sizes[t])] for t in range(T)], 0)
+            output = PackedSequence(data, batch_sizes, sorted_idx, unsorted_idx)
+            if unsorted_idx is not None:
+                h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
+            return output, (h_n, c_n)
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        if not is_batched:
+            out = out.squeeze(0 if self.batch_first else 1)
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return out, (h_n, c_n)
+
+    def _layer_tensors(self, layer_in, sfx, h0, c0, T, B, P):
+        """Input projection for all steps at once, then the recurrence's tensor arguments."""
+        H = self.hidden_size
+        p = lambda name: getattr(self, name + sfx, None)  # noqa: E731
+        xg = layer_in @ p("weight_ih").T
+        if self.layer_norm:
+            xg = layer_norm(xg, p("ln_weight_ih"), None, self.layer_norm_eps)
+        if self.bias:
+            xg = xg + p("bias_ih")
+        like = xg
+        zh = zoneout_mask((T, B, P), self.zoneout_h, self.training, like) if self.zoneout_h else None
+        zc = zoneout_mask((T, B, H), self.zoneout_c, self.training, like) if self.zoneout_c else None
+        dm = None
+        if self.recurrent_dropout and self.training:
+            dm = variational_dropout_mask((B, P), self.recurrent_dropout, like)
+        return (
+            xg.contiguous(),
+            h0.contiguous(),
+            c0.contiguous(),
+            p("weight_hh"),
+            p("bias_hh") if self.bias else None,
+            p("weight_hr") if self.proj_size else None,
+            p("weight_ci"),
+            p("weight_cf"),
+            p("weight_co"),
+            p("ln_weight_hh"),
+            p("ln_weight_c"),
+            p("ln_bias_c"),
+            zh,
+            zc,
+            dm,
+        )
+
+    def _trace(self, saved, tensors, h, module_name, k, d, batch_sizes, unsorted_idx, is_batched, B):
+        H = self.hidden_size
+        i, f, g, o = saved["gates"].chunk(4, -1)
+        c_prev, c_new = saved["c_prev"], saved["c_new"]
+        zc = tensors[13]
+        c = c_new if zc is None else zc * c_prev + (1 - zc) * c_new
+        parts = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+        if batch_sizes is not None:
+            active = _active_mask(batch_sizes, B, like=c)
+            parts = {key: v * active for key, v in parts.items()}
+            if unsorted_idx is not None:
+                parts = {key: v.index_select(1, unsorted_idx) for key, v in parts.items()}
+        else:
+            if self.batch_first:
+                parts = {key: v.transpose(0, 1) for key, v in parts.items()}
+            if not is_batched:
+                parts = {key: v.squeeze(0 if self.batch_first else 1) for key, v in parts.items()}
+        parts = {key: v.detach().clone() for key, v in parts.items()}
+        return GateTrace(module=module_name, layer=k, direction=d, **parts)
+
+
+def _active_mask(batch_sizes: Tensor, B: int, like: Tensor) -> Tensor:
+    """(T, B, 1) with 1 where row b is active at step t."""
+    rows = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)
+    return rows.unsqueeze(-1).to(dtype=like.dtype, device=like.device)
