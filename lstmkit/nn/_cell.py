@@ -89,7 +89,9 @@ class LSTMCell(nn.LSTMCell):
                 self.register_parameter(f"weight_{gate}", nn.Parameter(torch.empty(H, **factory)))
         if layer_norm:
             for name, size in (("ih", 4 * H), ("hh", 4 * H), ("c", H)):
-                self.register_parameter(f"ln_weight_{name}", nn.Parameter(torch.empty(size, **factory)))
+                self.register_parameter(
+                    f"ln_weight_{name}", nn.Parameter(torch.empty(size, **factory))
+                )
             self.ln_bias_c = nn.Parameter(torch.empty(H, **factory))
         self._variant_ready = True
         self._reset_variant_parameters()

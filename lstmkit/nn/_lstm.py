@@ -10,15 +10,15 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmkit.kernels import dispatch
+from lstmkit.nn import _checks
+from lstmkit.nn._record import GateRecorder, GateTrace
+from lstmkit.nn.config import LSTMConfig
 from lstmkit.reference.lstm import CellOptions
 from lstmkit.reference.variants import (
     layer_norm,
     variational_dropout_mask,
     zoneout_mask,
 )
-from lstmkit.nn import _checks
-from lstmkit.nn._record import GateRecorder, GateTrace
-from lstmkit.nn.config import LSTMConfig
 
 
 def validate_variant_options(
@@ -135,7 +135,11 @@ class LSTM(nn.LSTM):
         _checks.check_int("hidden_size", hidden_size, 1)
         _checks.check_int("num_layers", num_layers, 1)
         _checks.check_int("proj_size", proj_size, 0)
-        for name, v in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+        for name, v in (
+            ("bias", bias),
+            ("batch_first", batch_first),
+            ("bidirectional", bidirectional),
+        ):
             _checks.check_bool(name, v)
         _checks.check_rate("dropout", dropout)
         if dropout > 0 and num_layers == 1:
@@ -196,11 +200,19 @@ class LSTM(nn.LSTM):
         for sfx in self._suffixes():
             if peephole:
                 for gate in ("ci", "cf", "co"):
-                    self.register_parameter(f"weight_{gate}{sfx}", nn.Parameter(torch.empty(H, **factory)))
+                    self.register_parameter(
+                        f"weight_{gate}{sfx}", nn.Parameter(torch.empty(H, **factory))
+                    )
             if layer_norm:
-                self.register_parameter(f"ln_weight_ih{sfx}", nn.Parameter(torch.empty(4 * H, **factory)))
-                self.register_parameter(f"ln_weight_hh{sfx}", nn.Parameter(torch.empty(4 * H, **factory)))
-                self.register_parameter(f"ln_weight_c{sfx}", nn.Parameter(torch.empty(H, **factory)))
+                self.register_parameter(
+                    f"ln_weight_ih{sfx}", nn.Parameter(torch.empty(4 * H, **factory))
+                )
+                self.register_parameter(
+                    f"ln_weight_hh{sfx}", nn.Parameter(torch.empty(4 * H, **factory))
+                )
+                self.register_parameter(
+                    f"ln_weight_c{sfx}", nn.Parameter(torch.empty(H, **factory))
+                )
                 self.register_parameter(f"ln_bias_c{sfx}", nn.Parameter(torch.empty(H, **factory)))
         self._variant_ready = True
         self._reset_variant_parameters()
@@ -237,7 +249,9 @@ class LSTM(nn.LSTM):
 
     def _suffixes(self) -> list[str]:
         D = 2 if self.bidirectional else 1
-        return [f"_l{k}" + ("_reverse" if d else "") for k in range(self.num_layers) for d in range(D)]
+        return [
+            f"_l{k}" + ("_reverse" if d else "") for k in range(self.num_layers) for d in range(D)
+        ]
 
     def reset_parameters(self) -> None:
         # torch's init first, untouched, so that with default options the same seed gives the
@@ -267,8 +281,17 @@ class LSTM(nn.LSTM):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         cfg, default = self.config, LSTMConfig(self.input_size, self.hidden_size)
-        for name in ("layer_norm", "peephole", "coupled", "forget_gate", "zoneout_h", "zoneout_c",
-                     "recurrent_dropout", "forget_bias", "backend"):
+        for name in (
+            "layer_norm",
+            "peephole",
+            "coupled",
+            "forget_gate",
+            "zoneout_h",
+            "zoneout_c",
+            "recurrent_dropout",
+            "forget_bias",
+            "backend",
+        ):
             if getattr(cfg, name) != getattr(default, name):
                 s += f", {name}={getattr(cfg, name)!r}"
         return s
@@ -307,8 +330,8 @@ class LSTM(nn.LSTM):
         x = _checks.check_tensor("input", input, w)
         if x.dim() not in (2, 3):
             raise ValueError(
-                "input must be 3-D (T, B, I) / (B, T, I) with batch_first, or 2-D (T, I) unbatched, "
-                f"got {x.dim()}-D with shape {tuple(x.shape)}"
+                "input must be 3-D (T, B, I) / (B, T, I) with batch_first, "
+                f"or 2-D (T, I) unbatched, got {x.dim()}-D with shape {tuple(x.shape)}"
             )
         if x.shape[-1] != self.input_size:
             raise ValueError(
@@ -366,7 +389,9 @@ class LSTM(nn.LSTM):
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
             if sorted_idx is not None:
                 h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
-        backend = dispatch.resolve_backend(self.backend if self.backend != "torch" else "auto", x.device)
+        backend = dispatch.resolve_backend(
+            self.backend if self.backend != "torch" else "auto", x.device
+        )
         run = dispatch.recurrence(backend)
         opts = CellOptions(
             coupled=self.coupled, forget_gate=self.forget_gate, layer_norm_eps=self.layer_norm_eps
@@ -384,8 +409,16 @@ class LSTM(nn.LSTM):
                 if recorder is not None:
                     saved = dispatch.trace_forward(backend, tensors, batch_sizes, reverse, opts)
                     trace = self._trace(
-                        saved, tensors, out, module_name, k, d, batch_sizes, unsorted_idx,
-                        is_batched, B,
+                        saved,
+                        tensors,
+                        out,
+                        module_name,
+                        k,
+                        d,
+                        batch_sizes,
+                        unsorted_idx,
+                        is_batched,
+                        B,
                     )
                     recorder.add(trace)
                 outs.append(out)
@@ -419,8 +452,12 @@ class LSTM(nn.LSTM):
         if self.bias:
             xg = xg + p("bias_ih")
         like = xg
-        zh = zoneout_mask((T, B, P), self.zoneout_h, self.training, like) if self.zoneout_h else None
-        zc = zoneout_mask((T, B, H), self.zoneout_c, self.training, like) if self.zoneout_c else None
+        zh = (
+            zoneout_mask((T, B, P), self.zoneout_h, self.training, like) if self.zoneout_h else None
+        )
+        zc = (
+            zoneout_mask((T, B, H), self.zoneout_c, self.training, like) if self.zoneout_c else None
+        )
         dm = None
         if self.recurrent_dropout and self.training:
             dm = variational_dropout_mask((B, P), self.recurrent_dropout, like)
@@ -442,8 +479,9 @@ class LSTM(nn.LSTM):
             dm,
         )
 
-    def _trace(self, saved, tensors, h, module_name, k, d, batch_sizes, unsorted_idx, is_batched, B):
-        H = self.hidden_size
+    def _trace(
+        self, saved, tensors, h, module_name, k, d, batch_sizes, unsorted_idx, is_batched, B
+    ):
         i, f, g, o = saved["gates"].chunk(4, -1)
         c_prev, c_new = saved["c_prev"], saved["c_new"]
         zc = tensors[13]

@@ -253,7 +253,9 @@ def recurrence_backward(
         dc[:n] = dcp
     dw_hh = d_rec.reshape(-1, G).T @ s["h_in"].reshape(-1, w_hh.shape[1])
     db_hh = dxg.sum((0, 1)) if b_hh is not None else None
-    dw_hr = dhn_all.reshape(-1, w_hr.shape[0]).T @ s["m"].reshape(-1, H) if w_hr is not None else None
+    dw_hr = (
+        dhn_all.reshape(-1, w_hr.shape[0]).T @ s["m"].reshape(-1, H) if w_hr is not None else None
+    )
     return (dxg, dh, dc, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b)
 
 
@@ -279,10 +281,6 @@ class LSTMRecurrenceFunction(torch.autograd.Function):
         batch_sizes, reverse, opts, nargs = ctx.meta
         tensors = ctx.saved_tensors
         args, saved = tensors[:nargs], dict(zip(ctx.names, tensors[nargs:], strict=True))
-        grads = recurrence_backward(
-            args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts
-        )
-        grads = tuple(
-            g if ctx.needs_input_grad[3 + k] else None for k, g in enumerate(grads)
-        )
+        grads = recurrence_backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts)
+        grads = tuple(g if ctx.needs_input_grad[3 + k] else None for k, g in enumerate(grads))
         return (None, None, None, *grads, None, None, None)

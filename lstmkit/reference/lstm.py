@@ -217,7 +217,9 @@ def lstm_recurrence(
     out = torch.stack(outs, 0)  # type: ignore[arg-type]
     rec = None
     if record:
-        rec = {k: torch.stack([getattr(tr, k) for tr in traces], 0) for k in StepTrace.__annotations__}
+        rec = {
+            k: torch.stack([getattr(tr, k) for tr in traces], 0) for k in StepTrace.__annotations__
+        }
     return out, h, c, rec
 
 

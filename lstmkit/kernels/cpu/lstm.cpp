@@ -1,0 +1,764 @@
+// Fused CPU LSTM recurrence: the forward scan and backward through time of
+// lstmkit/reference/backward.py (recurrence_forward / recurrence_backward), step by step,
+// with the same saved tensor names and the same math.
+//
+// Dimensions:
+//   T  time steps
+//   B  batch rows; with packed sequences only the first batch_sizes[t] rows are active at step t
+//   I  input size; only seen through xg = x W_ih^T + b_ih, computed before the scan
+//   H  hidden (cell) size
+//   P  size of h: the projection size, or H without projection
+//   G  = 4H, the gates packed i|f|g|o
+//
+// Layout of one step: a GEMM (h_in W_hh^T over all active rows), then one plain loop nest per
+// row for all the elementwise math, then (with a projection) a second GEMM and a short row pass.
+// Nothing is allocated inside the time loop: every per-step intermediate lives in a buffer
+// allocated before it, so the per-step cost at B=1 is the GEMV plus a few microseconds.
+
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+// Up to this many active rows the step GEMMs run as hand-written GEMVs over the cached weights:
+// at B=1 a BLAS call through the dispatcher costs more than the multiply itself.
+constexpr int64_t kGemvRows = 2;
+// Elements of per-row work per parallel chunk: B=1 stays on one thread, B=32 at H=256 uses two.
+constexpr int64_t kRowGrainWork = 8192;
+
+template <typename S>
+inline S sigmoid(S x) {
+  return S(1) / (S(1) + std::exp(-x));
+}
+
+// y[j] = dot(w[j, :], x) for j < N; w is (N, K) row-major. Four rows share each load of x.
+template <typename S>
+inline void gemv_dot(const S* __restrict w, const S* __restrict x, S* __restrict y, int64_t N,
+                     int64_t K) {
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4) {
+    const S* __restrict w0 = w + j * K;
+    const S* __restrict w1 = w0 + K;
+    const S* __restrict w2 = w1 + K;
+    const S* __restrict w3 = w2 + K;
+    S a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const S xk = x[k];
+      a0 += w0[k] * xk;
+      a1 += w1[k] * xk;
+      a2 += w2[k] * xk;
+      a3 += w3[k] * xk;
+    }
+    y[j] = a0;
+    y[j + 1] = a1;
+    y[j + 2] = a2;
+    y[j + 3] = a3;
+  }
+  for (; j < N; ++j) {
+    const S* __restrict wj = w + j * K;
+    S a = 0;
+    for (int64_t k = 0; k < K; ++k) a += wj[k] * x[k];
+    y[j] = a;
+  }
+}
+
+// y(n, N) = a(n, K) @ M with M (K, N). `m` is M as BLAS takes it (often a transposed view);
+// `mt` is M^T contiguous (N, K), only for the GEMV path, where each output is a contiguous dot.
+template <typename S>
+struct RowMatmul {
+  Tensor m;
+  Tensor mt;
+  int64_t K = 0;
+  int64_t N = 0;
+
+  void operator()(const S* a, S* y, int64_t n) const {
+    if (n <= 0) return;
+    if (n <= kGemvRows) {
+      const S* w = mt.data_ptr<S>();
+      for (int64_t r = 0; r < n; ++r) gemv_dot(w, a + r * K, y + r * N, N, K);
+      return;
+    }
+    auto opt = m.options();
+    Tensor A = at::from_blob(const_cast<S*>(a), {n, K}, opt);
+    Tensor Y = at::from_blob(y, {n, N}, opt);
+    at::mm_out(Y, A, m);
+  }
+};
+
+// Returns the contiguous tensor, or an undefined one for None; every argument must share xg's
+// dtype, so that the kernels can take raw pointers of one scalar type.
+Tensor prep(const OptTensor& t, const Tensor& like, const char* name) {
+  if (!t.has_value() || !t->defined()) return Tensor();
+  TORCH_CHECK(t->device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t->scalar_type() == like.scalar_type(), name, " must have dtype ",
+              like.scalar_type(), ", got ", t->scalar_type());
+  return t->contiguous();
+}
+
+template <typename S>
+inline S* ptr(const Tensor& t) {
+  return t.defined() ? t.data_ptr<S>() : nullptr;
+}
+
+// Active rows at step t: all of B, or batch_sizes[t] for packed sequences.
+struct Steps {
+  const int64_t* bs = nullptr;
+  int64_t T = 0;
+  int64_t B = 0;
+  bool reverse = false;
+  int64_t time(int64_t s) const { return reverse ? T - 1 - s : s; }
+  int64_t active(int64_t t) const { return bs ? bs[t] : B; }
+};
+
+Steps make_steps(const OptTensor& batch_sizes, int64_t T, int64_t B, bool reverse,
+                 Tensor& keep) {
+  Steps st;
+  st.T = T;
+  st.B = B;
+  st.reverse = reverse;
+  if (batch_sizes.has_value() && batch_sizes->defined()) {
+    keep = batch_sizes->to(at::kLong).contiguous();
+    TORCH_CHECK(keep.device().is_cpu() && keep.dim() == 1 && keep.size(0) == T,
+                "batch_sizes must be a CPU int64 tensor of shape (T,) = (", T, ",)");
+    st.bs = keep.data_ptr<int64_t>();
+    for (int64_t t = 0; t < T; ++t)
+      TORCH_CHECK(st.bs[t] >= 0 && st.bs[t] <= B, "batch_sizes[", t, "] = ", st.bs[t],
+                  " is outside [0, ", B, "]");
+  }
+  return st;
+}
+
+// Mean and 1/sqrt(var + eps) of x[0:N], biased variance, two passes as the reference.
+template <typename S>
+inline void ln_stats(const S* __restrict x, int64_t N, double eps, S& mean, S& rstd) {
+  S sum = 0;
+  for (int64_t k = 0; k < N; ++k) sum += x[k];
+  mean = sum / S(N);
+  S var = 0;
+  for (int64_t k = 0; k < N; ++k) {
+    const S d = x[k] - mean;
+    var += d * d;
+  }
+  var /= S(N);
+  rstd = S(1) / std::sqrt(var + S(eps));
+}
+
+// Adjoint of x_hat = (x - mean) * rstd with d x_hat = dy * w, written to dx or added to it.
+template <typename S, bool kAccumulate>
+inline void ln_backward(const S* __restrict dy, const S* __restrict w, const S* __restrict xh,
+                        S rstd, S* __restrict dx, int64_t N) {
+  S sd = 0, sdx = 0;
+  for (int64_t k = 0; k < N; ++k) {
+    const S d = dy[k] * w[k];
+    sd += d;
+    sdx += d * xh[k];
+  }
+  const S mean_d = sd / S(N), mean_dx = sdx / S(N);
+  for (int64_t k = 0; k < N; ++k) {
+    const S v = rstd * (dy[k] * w[k] - mean_d - xh[k] * mean_dx);
+    if (kAccumulate)
+      dx[k] += v;
+    else
+      dx[k] = v;
+  }
+}
+
+// sum over rows of a[r, :] * b[r, :] (or of a alone when b is null) -> (N,).
+template <typename S>
+Tensor column_sum(const S* a, int64_t lda, const S* b, int64_t ldb, int64_t rows, int64_t N,
+                  const at::TensorOptions& opt) {
+  Tensor out = at::zeros({N}, opt);
+  S* o = out.data_ptr<S>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const S* __restrict ar = a + r * lda;
+    if (b) {
+      const S* __restrict br = b + r * ldb;
+      for (int64_t k = 0; k < N; ++k) o[k] += ar[k] * br[k];
+    } else {
+      for (int64_t k = 0; k < N; ++k) o[k] += ar[k];
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+struct Options {
+  bool coupled;
+  bool forget_gate;
+  double eps;
+};
+
+template <typename S>
+std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
+                                 const Tensor& h0,         // (B, P)
+                                 const Tensor& c0,         // (B, H)
+                                 const Tensor& w_hh,       // (G, P)
+                                 const Tensor& b_hh,       // (G,) or undefined
+                                 const Tensor& w_hr,       // (P, H) or undefined
+                                 const Tensor& w_ci,       // (H,) or undefined
+                                 const Tensor& w_cf,       // (H,) or undefined
+                                 const Tensor& w_co,       // (H,) or undefined
+                                 const Tensor& ln_hh,      // (G,) or undefined
+                                 const Tensor& ln_c_w,     // (H,) or undefined
+                                 const Tensor& ln_c_b,     // (H,) or undefined
+                                 const Tensor& zh,         // (T, B, P) or undefined
+                                 const Tensor& zc,         // (T, B, H) or undefined
+                                 const Tensor& dmask,      // (B, P) or undefined
+                                 const Steps& st, const Options& o, bool save) {
+  const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, P = h0.size(1);
+  const auto opt = xg.options();
+  const bool proj = w_hr.defined(), packed = st.bs != nullptr;
+  // Inactive rows of out (and of the saved tensors) must read as zeros, as in the reference.
+  auto alloc = [&](std::initializer_list<int64_t> shape) {
+    return packed ? at::zeros(shape, opt) : at::empty(shape, opt);
+  };
+
+  Tensor h = h0.clone(), c = c0.clone();
+  Tensor out = alloc({T, B, P});
+  Tensor s_gates, s_c_prev, s_h_in, s_c_new, s_c_out, s_r_hat, s_rstd_hh, s_c_hat, s_rstd_c, s_m;
+  if (save) {
+    s_gates = alloc({T, B, G});
+    s_c_prev = alloc({T, B, H});
+    s_h_in = alloc({T, B, P});
+    s_c_new = alloc({T, B, H});
+    // Without the cell layer norm c_out is c_new: one tensor under both names.
+    s_c_out = ln_c_w.defined() ? alloc({T, B, H}) : s_c_new;
+    if (ln_hh.defined()) {
+      s_r_hat = alloc({T, B, G});
+      s_rstd_hh = alloc({T, B, 1});
+    }
+    if (ln_c_w.defined()) {
+      s_c_hat = alloc({T, B, H});
+      s_rstd_c = alloc({T, B, 1});
+    }
+    if (proj) s_m = alloc({T, B, H});
+  }
+  // Per-row scratch standing in for the saved tensors when nothing is saved.
+  Tensor pre_buf = at::empty({B, G}, opt);    // h_in W_hh^T, then the gate pre-activations
+  Tensor gates_buf = at::empty({B, G}, opt);  // activated gates
+  Tensor cell_buf = at::empty({B, 3 * H}, opt);  // c_new | c_hat | c_out
+  Tensor m_buf = at::empty({B, H}, opt);
+  Tensor hin_buf = at::empty({B, P}, opt);
+  Tensor hnew_buf = at::empty({B, P}, opt);
+
+  RowMatmul<S> mm_hh{w_hh.t(), w_hh, P, G};
+  RowMatmul<S> mm_hr;
+  if (proj) mm_hr = RowMatmul<S>{w_hr.t(), w_hr, H, P};
+
+  const S* X = xg.data_ptr<S>();
+  S* Hs = h.data_ptr<S>();
+  S* Cs = c.data_ptr<S>();
+  S* OUT = out.data_ptr<S>();
+  const S *Bhh = ptr<S>(b_hh), *Wci = ptr<S>(w_ci), *Wcf = ptr<S>(w_cf), *Wco = ptr<S>(w_co);
+  const S *LNhh = ptr<S>(ln_hh), *LNw = ptr<S>(ln_c_w), *LNb = ptr<S>(ln_c_b);
+  const S *ZH = ptr<S>(zh), *ZC = ptr<S>(zc), *DM = ptr<S>(dmask);
+  S *PRE = pre_buf.data_ptr<S>(), *GB = gates_buf.data_ptr<S>(), *CB = cell_buf.data_ptr<S>();
+  S *MB = m_buf.data_ptr<S>(), *HIN = hin_buf.data_ptr<S>(), *HNEW = hnew_buf.data_ptr<S>();
+  S *sG = ptr<S>(s_gates), *sCP = ptr<S>(s_c_prev), *sHI = ptr<S>(s_h_in);
+  S *sCN = ptr<S>(s_c_new), *sCO = ptr<S>(s_c_out), *sRH = ptr<S>(s_r_hat);
+  S *sRS = ptr<S>(s_rstd_hh), *sCH = ptr<S>(s_c_hat), *sRC = ptr<S>(s_rstd_c), *sM = ptr<S>(s_m);
+  // Peepholes on f only come with the one on i, exactly as the reference reads them.
+  const S* Wcf_used = Wci ? Wcf : nullptr;
+  const int64_t grain = std::max<int64_t>(1, kRowGrainWork / G);
+
+  // Everything after the GEMM for one row: layer norm, gates, cell, output, zoneout.
+  auto row = [&](int64_t t, int64_t b) {
+    const int64_t tb = t * B + b;
+    const S* __restrict x = X + tb * G;
+    S* __restrict pre = PRE + b * G;
+    const S* __restrict cp = Cs + b * H;  // the state entering this step
+    S* __restrict gs = save ? sG + tb * G : GB + b * G;
+    if (save) std::copy(cp, cp + H, sCP + tb * H);
+
+    if (LNhh) {
+      S mean, rstd;
+      ln_stats(pre, G, o.eps, mean, rstd);
+      S* __restrict rh = save ? sRH + tb * G : pre;
+      for (int64_t k = 0; k < G; ++k) rh[k] = (pre[k] - mean) * rstd;
+      for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + rh[k] * LNhh[k];
+      if (save) sRS[tb] = rstd;
+    } else {
+      for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + pre[k];
+    }
+    if (Bhh)
+      for (int64_t k = 0; k < G; ++k) pre[k] += Bhh[k];
+    S* __restrict ipre = pre;
+    S* __restrict fpre = pre + H;
+    S* __restrict gpre = pre + 2 * H;
+    S* __restrict opre = pre + 3 * H;
+    if (Wci) {
+      for (int64_t k = 0; k < H; ++k) ipre[k] += Wci[k] * cp[k];
+      if (Wcf_used)
+        for (int64_t k = 0; k < H; ++k) fpre[k] += Wcf_used[k] * cp[k];
+    }
+    S* __restrict ig = gs;
+    S* __restrict fg = gs + H;
+    S* __restrict gg = gs + 2 * H;
+    S* __restrict og = gs + 3 * H;
+    for (int64_t k = 0; k < H; ++k) ig[k] = sigmoid(ipre[k]);
+    for (int64_t k = 0; k < H; ++k) gg[k] = std::tanh(gpre[k]);
+    if (o.coupled) {
+      for (int64_t k = 0; k < H; ++k) fg[k] = S(1) - ig[k];
+    } else if (!o.forget_gate) {
+      for (int64_t k = 0; k < H; ++k) fg[k] = S(1);
+    } else {
+      for (int64_t k = 0; k < H; ++k) fg[k] = sigmoid(fpre[k]);
+    }
+    S* __restrict cn = save ? sCN + tb * H : CB + b * 3 * H;
+    for (int64_t k = 0; k < H; ++k) cn[k] = fg[k] * cp[k] + ig[k] * gg[k];
+    if (Wco)
+      for (int64_t k = 0; k < H; ++k) opre[k] += Wco[k] * cn[k];
+    for (int64_t k = 0; k < H; ++k) og[k] = sigmoid(opre[k]);
+
+    const S* co = cn;
+    if (LNw) {
+      S mean, rstd;
+      ln_stats(cn, H, o.eps, mean, rstd);
+      S* __restrict ch = save ? sCH + tb * H : CB + b * 3 * H + H;
+      S* __restrict cout = save ? sCO + tb * H : CB + b * 3 * H + 2 * H;
+      for (int64_t k = 0; k < H; ++k) ch[k] = (cn[k] - mean) * rstd;
+      if (LNb) {
+        for (int64_t k = 0; k < H; ++k) cout[k] = ch[k] * LNw[k] + LNb[k];
+      } else {
+        for (int64_t k = 0; k < H; ++k) cout[k] = ch[k] * LNw[k];
+      }
+      if (save) sRC[tb] = rstd;
+      co = cout;
+    }
+    // Without a projection m is h_new and goes straight into the output.
+    S* __restrict m = proj ? (save ? sM + tb * H : MB + b * H) : HNEW + b * P;
+    for (int64_t k = 0; k < H; ++k) m[k] = og[k] * std::tanh(co[k]);
+
+    S* __restrict cs = Cs + b * H;  // cp aliases this row: the update must come last
+    if (ZC) {
+      const S* __restrict z = ZC + tb * H;
+      for (int64_t k = 0; k < H; ++k) cs[k] = z[k] * cs[k] + (S(1) - z[k]) * cn[k];
+    } else {
+      std::copy(cn, cn + H, cs);
+    }
+  };
+
+  // h_next = zoneout(h_new), into the output and the state.
+  auto finish_h = [&](int64_t t, int64_t b) {
+    const int64_t tb = t * B + b;
+    const S* __restrict hn = HNEW + b * P;
+    S* __restrict hs = Hs + b * P;
+    S* __restrict ot = OUT + tb * P;
+    if (ZH) {
+      const S* __restrict z = ZH + tb * P;
+      for (int64_t k = 0; k < P; ++k) {
+        const S v = z[k] * hs[k] + (S(1) - z[k]) * hn[k];
+        ot[k] = v;
+        hs[k] = v;
+      }
+    } else {
+      std::copy(hn, hn + P, ot);
+      std::copy(hn, hn + P, hs);
+    }
+  };
+
+  for (int64_t s = 0; s < T; ++s) {
+    const int64_t t = st.time(s), n = st.active(t);
+    if (n == 0) continue;
+    // h_in: what multiplies W_hh. Without dropout and saving it is the state itself.
+    const S* hin = Hs;
+    if (DM || save) {
+      S* dst = save ? sHI + t * B * P : HIN;
+      if (DM) {
+        for (int64_t i = 0; i < n * P; ++i) dst[i] = Hs[i] * DM[i];
+      } else {
+        std::copy(Hs, Hs + n * P, dst);
+      }
+      hin = dst;
+    }
+    mm_hh(hin, PRE, n);
+    at::parallel_for(0, n, grain, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) row(t, b);
+    });
+    if (proj) mm_hr(save ? sM + t * B * H : MB, HNEW, n);
+    for (int64_t b = 0; b < n; ++b) finish_h(t, b);
+  }
+
+  return {out, h, c, s_gates, s_c_prev, s_h_in, s_c_new, s_c_out,
+          s_r_hat, s_rstd_hh, s_c_hat, s_rstd_c, s_m};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+template <typename S>
+std::vector<Tensor> backward_impl(
+    const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const Tensor& b_hh,
+    const Tensor& w_hr, const Tensor& w_ci, const Tensor& w_cf, const Tensor& w_co,
+    const Tensor& ln_hh, const Tensor& ln_c_w, const Tensor& ln_c_b, const Tensor& zh,
+    const Tensor& zc, const Tensor& dmask,
+    const Tensor& s_gates,    // (T, B, G) activated i|f|g|o
+    const Tensor& s_c_prev,   // (T, B, H)
+    const Tensor& s_h_in,     // (T, B, P)
+    const Tensor& s_c_new,    // (T, B, H)
+    const Tensor& s_c_out,    // (T, B, H)
+    const Tensor& s_r_hat,    // (T, B, G) or undefined
+    const Tensor& s_rstd_hh,  // (T, B, 1) or undefined
+    const Tensor& s_c_hat,    // (T, B, H) or undefined
+    const Tensor& s_rstd_c,   // (T, B, 1) or undefined
+    const Tensor& s_m,        // (T, B, H) or undefined
+    const Tensor& dout,       // (T, B, P)
+    const Tensor& dh_n,       // (B, P)
+    const Tensor& dc_n,       // (B, H)
+    const Steps& st, const Options& o, const std::vector<bool>& need) {
+  const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, P = h0.size(1);
+  const auto opt = xg.options();
+  const bool proj = w_hr.defined(), packed = st.bs != nullptr;
+  auto alloc = [&](std::initializer_list<int64_t> shape) {
+    return packed ? at::zeros(shape, opt) : at::empty(shape, opt);
+  };
+  const bool peep = w_ci.defined();
+  const bool need_ln_c = ln_c_w.defined() && (need[10] || need[11]);
+
+  Tensor dh = dh_n.clone(), dc = dc_n.clone();
+  Tensor dxg = alloc({T, B, G});
+  // The adjoint of h_in W_hh^T differs from dxg only through the recurrent layer norm.
+  Tensor d_rec = ln_hh.defined() ? alloc({T, B, G}) : dxg;
+  Tensor dhn_all = proj ? alloc({T, B, P}) : Tensor();
+  // dc_out over all steps, for the cell layer norm's weight and bias grads after the loop.
+  Tensor dco_all = need_ln_c ? alloc({T, B, H}) : Tensor();
+  Tensor dm_buf = at::empty({B, H}, opt);
+  Tensor dhin_buf = at::empty({B, P}, opt);
+  Tensor scratch = at::empty({B, 2 * H}, opt);  // dc_new | dc_out
+
+  RowMatmul<S> mm_hh;  // dr (n, G) @ W_hh (G, P)
+  mm_hh.m = w_hh;
+  mm_hh.K = G;
+  mm_hh.N = P;
+  if (B <= kGemvRows || packed) mm_hh.mt = w_hh.t().contiguous();
+  RowMatmul<S> mm_hr;  // dh_new (n, P) @ W_hr (P, H)
+  if (proj) {
+    mm_hr.m = w_hr;
+    mm_hr.K = P;
+    mm_hr.N = H;
+    if (B <= kGemvRows || packed) mm_hr.mt = w_hr.t().contiguous();
+  }
+
+  S *DH = dh.data_ptr<S>(), *DC = dc.data_ptr<S>(), *DXG = dxg.data_ptr<S>();
+  S *DREC = d_rec.data_ptr<S>(), *DHN = ptr<S>(dhn_all), *DCO = ptr<S>(dco_all);
+  S *DM = dm_buf.data_ptr<S>(), *DHIN = dhin_buf.data_ptr<S>(), *SCR = scratch.data_ptr<S>();
+  const S* DOUT = dout.data_ptr<S>();
+  const S *Wci = ptr<S>(w_ci), *Wcf = ptr<S>(w_cf), *Wco = ptr<S>(w_co);
+  const S *LNhh = ptr<S>(ln_hh), *LNw = ptr<S>(ln_c_w);
+  const S *ZH = ptr<S>(zh), *ZC = ptr<S>(zc), *MASK = ptr<S>(dmask);
+  const S *sG = ptr<S>(s_gates), *sCP = ptr<S>(s_c_prev), *sCN = ptr<S>(s_c_new);
+  const S *sCO = ptr<S>(s_c_out), *sRH = ptr<S>(s_r_hat), *sRS = ptr<S>(s_rstd_hh);
+  const S *sCH = ptr<S>(s_c_hat), *sRC = ptr<S>(s_rstd_c);
+  const S* Wcf_used = Wci ? Wcf : nullptr;
+  const int64_t grain = std::max<int64_t>(1, kRowGrainWork / G);
+
+  // dh_t = dh + dout stays in the dh state (dh_keep is read from it at the end of the step);
+  // dh_new = (1 - z_h) dh_t goes to dhn_all (projection) or straight to dm.
+  auto head = [&](int64_t t, int64_t b) {
+    const int64_t tb = t * B + b;
+    S* __restrict dh_t = DH + b * P;
+    const S* __restrict dout_t = DOUT + tb * P;
+    for (int64_t k = 0; k < P; ++k) dh_t[k] += dout_t[k];
+    S* __restrict dh_new = proj ? DHN + tb * P : DM + b * H;
+    if (ZH) {
+      const S* __restrict z = ZH + tb * P;
+      for (int64_t k = 0; k < P; ++k) dh_new[k] = (S(1) - z[k]) * dh_t[k];
+    } else {
+      std::copy(dh_t, dh_t + P, dh_new);
+    }
+  };
+
+  // From dm to the gate adjoints, dc_{t-1} and (with the recurrent layer norm) dr.
+  auto body = [&](int64_t t, int64_t b) {
+    const int64_t tb = t * B + b;
+    const S* __restrict gs = sG + tb * G;
+    const S* __restrict ig = gs;
+    const S* __restrict fg = gs + H;
+    const S* __restrict gg = gs + 2 * H;
+    const S* __restrict og = gs + 3 * H;
+    const S* __restrict dm = DM + b * H;
+    const S* __restrict co = sCO + tb * H;
+    const S* __restrict cp = sCP + tb * H;
+    S* __restrict dc_t = DC + b * H;
+    S* __restrict dcn = SCR + b * 2 * H;
+    S* __restrict dco = DCO ? DCO + tb * H : SCR + b * 2 * H + H;
+    S* __restrict dxr = DXG + tb * G;
+    S* __restrict di_pre = dxr;
+    S* __restrict df_pre = dxr + H;
+    S* __restrict dg_pre = dxr + 2 * H;
+    S* __restrict do_pre = dxr + 3 * H;
+
+    if (ZC) {
+      const S* __restrict z = ZC + tb * H;
+      for (int64_t k = 0; k < H; ++k) dcn[k] = (S(1) - z[k]) * dc_t[k];
+    } else {
+      std::copy(dc_t, dc_t + H, dcn);
+    }
+    for (int64_t k = 0; k < H; ++k) {
+      const S tc = std::tanh(co[k]);
+      const S d_o = dm[k] * tc;
+      dco[k] = dm[k] * og[k] * (S(1) - tc * tc);
+      do_pre[k] = d_o * og[k] * (S(1) - og[k]);
+    }
+    if (LNw) {
+      ln_backward<S, true>(dco, LNw, sCH + tb * H, sRC[tb], dcn, H);
+    } else {
+      for (int64_t k = 0; k < H; ++k) dcn[k] += dco[k];
+    }
+    if (Wco)
+      for (int64_t k = 0; k < H; ++k) dcn[k] += do_pre[k] * Wco[k];
+
+    // dc_{t-1} = dc_new f + z_c dc overwrites dc_t in place, element by element.
+    if (ZC) {
+      const S* __restrict z = ZC + tb * H;
+      for (int64_t k = 0; k < H; ++k) dc_t[k] = dcn[k] * fg[k] + z[k] * dc_t[k];
+    } else {
+      for (int64_t k = 0; k < H; ++k) dc_t[k] = dcn[k] * fg[k];
+    }
+    if (o.coupled) {
+      for (int64_t k = 0; k < H; ++k) {
+        const S di = dcn[k] * gg[k] - dcn[k] * cp[k];
+        di_pre[k] = di * ig[k] * (S(1) - ig[k]);
+        df_pre[k] = S(0);
+      }
+    } else if (!o.forget_gate) {
+      for (int64_t k = 0; k < H; ++k) {
+        di_pre[k] = dcn[k] * gg[k] * ig[k] * (S(1) - ig[k]);
+        df_pre[k] = S(0);
+      }
+    } else {
+      for (int64_t k = 0; k < H; ++k) {
+        di_pre[k] = dcn[k] * gg[k] * ig[k] * (S(1) - ig[k]);
+        df_pre[k] = dcn[k] * cp[k] * fg[k] * (S(1) - fg[k]);
+      }
+    }
+    for (int64_t k = 0; k < H; ++k) dg_pre[k] = dcn[k] * ig[k] * (S(1) - gg[k] * gg[k]);
+    if (Wci) {
+      for (int64_t k = 0; k < H; ++k) dc_t[k] += di_pre[k] * Wci[k];
+      if (Wcf_used)
+        for (int64_t k = 0; k < H; ++k) dc_t[k] += df_pre[k] * Wcf_used[k];
+    }
+    if (LNhh) ln_backward<S, false>(dxr, LNhh, sRH + tb * G, sRS[tb], DREC + tb * G, G);
+  };
+
+  // dh_{t-1} = (dr W_hh) * mask + z_h dh_t.
+  auto tail = [&](int64_t t, int64_t b) {
+    const int64_t tb = t * B + b;
+    const S* __restrict din = DHIN + b * P;
+    S* __restrict dh_t = DH + b * P;
+    if (ZH) {
+      const S* __restrict z = ZH + tb * P;
+      if (MASK) {
+        const S* __restrict mk = MASK + b * P;
+        for (int64_t k = 0; k < P; ++k) dh_t[k] = din[k] * mk[k] + z[k] * dh_t[k];
+      } else {
+        for (int64_t k = 0; k < P; ++k) dh_t[k] = din[k] + z[k] * dh_t[k];
+      }
+    } else {
+      const S* __restrict mk = MASK + b * P;
+      for (int64_t k = 0; k < P; ++k) dh_t[k] = din[k] * mk[k];
+    }
+  };
+
+  for (int64_t s = T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s), n = st.active(t);
+    if (n == 0) continue;
+    for (int64_t b = 0; b < n; ++b) head(t, b);
+    if (proj) mm_hr(DHN + t * B * P, DM, n);
+    at::parallel_for(0, n, grain, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) body(t, b);
+    });
+    // Without zoneout and dropout dh_{t-1} is the GEMM itself, written straight into dh.
+    if (!ZH && !MASK) {
+      mm_hh(DREC + t * B * G, DH, n);
+    } else {
+      mm_hh(DREC + t * B * G, DHIN, n);
+      for (int64_t b = 0; b < n; ++b) tail(t, b);
+    }
+  }
+
+  const int64_t R = T * B;
+  Tensor dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b;
+  // One GEMM each for the recurrent weights over all steps, as the reference.
+  if (need[3]) dw_hh = at::mm(d_rec.view({R, G}).t(), s_h_in.view({R, P}));
+  if (b_hh.defined() && need[4]) db_hh = column_sum<S>(DXG, G, nullptr, 0, R, G, opt);
+  if (proj && need[5]) dw_hr = at::mm(dhn_all.view({R, P}).t(), s_m.view({R, H}));
+  if (peep && need[6]) dw_ci = column_sum<S>(DXG, G, sCP, H, R, H, opt);
+  if (w_cf.defined() && need[7])
+    dw_cf = peep ? column_sum<S>(DXG + H, G, sCP, H, R, H, opt) : at::zeros_like(w_cf);
+  if (w_co.defined() && need[8]) dw_co = column_sum<S>(DXG + 3 * H, G, sCN, H, R, H, opt);
+  if (ln_hh.defined() && need[9]) dln_hh = column_sum<S>(DXG, G, sRH, G, R, G, opt);
+  if (ln_c_w.defined() && need[10]) dln_c_w = column_sum<S>(DCO, H, sCH, H, R, H, opt);
+  if (ln_c_b.defined() && need[11]) dln_c_b = column_sum<S>(DCO, H, nullptr, 0, R, H, opt);
+  return {dxg, dh, dc, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points; tensors in lstmkit.reference.backward.RECURRENCE_ARGS order.
+
+struct Args {
+  Tensor xg, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, zh, zc, dmask;
+};
+
+Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
+                const Tensor& w_hh_in, const OptTensor& b_hh, const OptTensor& w_hr,
+                const OptTensor& w_ci, const OptTensor& w_cf, const OptTensor& w_co,
+                const OptTensor& ln_hh, const OptTensor& ln_c_w, const OptTensor& ln_c_b,
+                const OptTensor& zh, const OptTensor& zc, const OptTensor& dmask) {
+  TORCH_CHECK(xg_in.device().is_cpu(), "the fused CPU LSTM needs CPU tensors");
+  TORCH_CHECK(xg_in.dim() == 3 && xg_in.size(2) % 4 == 0, "xg must be (T, B, 4H)");
+  Args a;
+  a.xg = xg_in.contiguous();
+  a.h0 = prep(h0_in, xg_in, "h0");
+  a.c0 = prep(c0_in, xg_in, "c0");
+  a.w_hh = prep(w_hh_in, xg_in, "weight_hh");
+  a.b_hh = prep(b_hh, xg_in, "bias_hh");
+  a.w_hr = prep(w_hr, xg_in, "weight_hr");
+  a.w_ci = prep(w_ci, xg_in, "weight_ci");
+  a.w_cf = prep(w_cf, xg_in, "weight_cf");
+  a.w_co = prep(w_co, xg_in, "weight_co");
+  a.ln_hh = prep(ln_hh, xg_in, "ln_weight_hh");
+  a.ln_c_w = prep(ln_c_w, xg_in, "ln_weight_c");
+  a.ln_c_b = prep(ln_c_b, xg_in, "ln_bias_c");
+  a.zh = prep(zh, xg_in, "zoneout_h");
+  a.zc = prep(zc, xg_in, "zoneout_c");
+  a.dmask = prep(dmask, xg_in, "dropout_h");
+  const int64_t T = a.xg.size(0), B = a.xg.size(1), G = a.xg.size(2), H = G / 4;
+  const int64_t P = a.h0.size(1);
+  TORCH_CHECK(a.h0.dim() == 2 && a.h0.size(0) == B, "h0 must be (B, P)");
+  TORCH_CHECK(a.c0.sizes() == at::IntArrayRef({B, H}), "c0 must be (B, H)");
+  TORCH_CHECK(a.w_hh.sizes() == at::IntArrayRef({G, P}), "weight_hh must be (4H, P)");
+  auto check = [](const Tensor& t, at::IntArrayRef shape, const char* name) {
+    TORCH_CHECK(!t.defined() || t.sizes() == shape, name, " must have shape ", shape, ", got ",
+                t.sizes());
+  };
+  check(a.b_hh, {G}, "bias_hh");
+  check(a.w_hr, {P, H}, "weight_hr");
+  TORCH_CHECK(a.w_hr.defined() || P == H, "without weight_hr, h must have H features");
+  check(a.w_ci, {H}, "weight_ci");
+  check(a.w_cf, {H}, "weight_cf");
+  check(a.w_co, {H}, "weight_co");
+  check(a.ln_hh, {G}, "ln_weight_hh");
+  check(a.ln_c_w, {H}, "ln_weight_c");
+  check(a.ln_c_b, {H}, "ln_bias_c");
+  check(a.zh, {T, B, P}, "zoneout_h");
+  check(a.zc, {T, B, H}, "zoneout_c");
+  check(a.dmask, {B, P}, "dropout_h");
+  return a;
+}
+
+std::vector<Tensor> lstm_forward(
+    const Tensor& xg,              // (T, B, G)
+    const Tensor& h0,              // (B, P)
+    const Tensor& c0,              // (B, H)
+    const Tensor& weight_hh,       // (G, P)
+    const OptTensor& bias_hh,      // (G,)
+    const OptTensor& weight_hr,    // (P, H)
+    const OptTensor& weight_ci,    // (H,)
+    const OptTensor& weight_cf,    // (H,)
+    const OptTensor& weight_co,    // (H,)
+    const OptTensor& ln_weight_hh, // (G,)
+    const OptTensor& ln_weight_c,  // (H,)
+    const OptTensor& ln_bias_c,    // (H,)
+    const OptTensor& zoneout_h,    // (T, B, P)
+    const OptTensor& zoneout_c,    // (T, B, H)
+    const OptTensor& dropout_h,    // (B, P)
+    const OptTensor& batch_sizes,  // (T,) int64
+    bool reverse, bool coupled, bool forget_gate, double eps, bool save) {
+  Args a = check_args(xg, h0, c0, weight_hh, bias_hh, weight_hr, weight_ci, weight_cf,
+                      weight_co, ln_weight_hh, ln_weight_c, ln_bias_c, zoneout_h, zoneout_c,
+                      dropout_h);
+  Tensor bs_keep;
+  Steps st = make_steps(batch_sizes, a.xg.size(0), a.xg.size(1), reverse, bs_keep);
+  Options o{coupled, forget_gate, eps};
+  std::vector<Tensor> res;
+  AT_DISPATCH_FLOATING_TYPES(a.xg.scalar_type(), "lstmkit_lstm_forward", [&] {
+    res = forward_impl<scalar_t>(a.xg, a.h0, a.c0, a.w_hh, a.b_hh, a.w_hr, a.w_ci, a.w_cf,
+                                 a.w_co, a.ln_hh, a.ln_c_w, a.ln_c_b, a.zh, a.zc, a.dmask, st, o,
+                                 save);
+  });
+  return res;
+}
+
+std::vector<Tensor> lstm_backward(
+    const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
+    const OptTensor& bias_hh, const OptTensor& weight_hr, const OptTensor& weight_ci,
+    const OptTensor& weight_cf, const OptTensor& weight_co, const OptTensor& ln_weight_hh,
+    const OptTensor& ln_weight_c, const OptTensor& ln_bias_c, const OptTensor& zoneout_h,
+    const OptTensor& zoneout_c, const OptTensor& dropout_h,
+    const Tensor& gates,      // (T, B, G)
+    const Tensor& c_prev,     // (T, B, H)
+    const Tensor& h_in,       // (T, B, P)
+    const Tensor& c_new,      // (T, B, H)
+    const Tensor& c_out,      // (T, B, H)
+    const OptTensor& r_hat,   // (T, B, G)
+    const OptTensor& rstd_hh, // (T, B, 1)
+    const OptTensor& c_hat,   // (T, B, H)
+    const OptTensor& rstd_c,  // (T, B, 1)
+    const OptTensor& m,       // (T, B, H)
+    const Tensor& dout,       // (T, B, P)
+    const Tensor& dh_n,       // (B, P)
+    const Tensor& dc_n,       // (B, H)
+    const OptTensor& batch_sizes,  // (T,) int64
+    bool reverse, bool coupled, bool forget_gate, double eps, std::vector<bool> need) {
+  Args a = check_args(xg, h0, c0, weight_hh, bias_hh, weight_hr, weight_ci, weight_cf,
+                      weight_co, ln_weight_hh, ln_weight_c, ln_bias_c, zoneout_h, zoneout_c,
+                      dropout_h);
+  const int64_t T = a.xg.size(0), B = a.xg.size(1), G = a.xg.size(2), H = G / 4;
+  const int64_t P = a.h0.size(1);
+  if (need.empty()) need.assign(12, true);
+  TORCH_CHECK(need.size() == 12, "need must have 12 flags");
+  auto req = [&](const OptTensor& t, at::IntArrayRef shape, const char* name, bool wanted) {
+    Tensor r = prep(t, a.xg, name);
+    TORCH_CHECK(!wanted || r.defined(), "saved tensor ", name, " is missing");
+    TORCH_CHECK(!r.defined() || r.sizes() == shape, "saved ", name, " must have shape ", shape);
+    return r;
+  };
+  Tensor s_gates = req(gates, {T, B, G}, "gates", true);
+  Tensor s_c_prev = req(c_prev, {T, B, H}, "c_prev", true);
+  Tensor s_h_in = req(h_in, {T, B, P}, "h_in", true);
+  Tensor s_c_new = req(c_new, {T, B, H}, "c_new", true);
+  Tensor s_c_out = req(c_out, {T, B, H}, "c_out", true);
+  Tensor s_r_hat = req(r_hat, {T, B, G}, "r_hat", a.ln_hh.defined());
+  Tensor s_rstd_hh = req(rstd_hh, {T, B, 1}, "rstd_hh", a.ln_hh.defined());
+  Tensor s_c_hat = req(c_hat, {T, B, H}, "c_hat", a.ln_c_w.defined());
+  Tensor s_rstd_c = req(rstd_c, {T, B, 1}, "rstd_c", a.ln_c_w.defined());
+  Tensor s_m = req(m, {T, B, H}, "m", a.w_hr.defined());
+  Tensor d_out = req(dout, {T, B, P}, "dout", true);
+  Tensor d_h = req(dh_n, {B, P}, "dh_n", true);
+  Tensor d_c = req(dc_n, {B, H}, "dc_n", true);
+  Tensor bs_keep;
+  Steps st = make_steps(batch_sizes, T, B, reverse, bs_keep);
+  Options o{coupled, forget_gate, eps};
+  std::vector<Tensor> res;
+  AT_DISPATCH_FLOATING_TYPES(a.xg.scalar_type(), "lstmkit_lstm_backward", [&] {
+    res = backward_impl<scalar_t>(a.xg, a.h0, a.c0, a.w_hh, a.b_hh, a.w_hr, a.w_ci, a.w_cf,
+                                  a.w_co, a.ln_hh, a.ln_c_w, a.ln_c_b, a.zh, a.zc, a.dmask,
+                                  s_gates, s_c_prev, s_h_in, s_c_new, s_c_out, s_r_hat,
+                                  s_rstd_hh, s_c_hat, s_rstd_c, s_m, d_out, d_h, d_c, st, o,
+                                  need);
+  });
+  return res;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
+  mod.doc() = "Fused CPU LSTM recurrence (lstmkit.kernels.cpu.recurrence)";
+  mod.def("forward", &lstm_forward,
+          "Forward scan: out, h_n, c_n, then the saved tensors gates, c_prev, h_in, c_new, "
+          "c_out, r_hat, rstd_hh, c_hat, rstd_c, m (None where absent)");
+  mod.def("backward", &lstm_backward,
+          "Backward through time: grads of xg .. ln_bias_c (None where absent or not needed)");
+}

@@ -1,0 +1,216 @@
+"""Variant options of lstmkit.LSTM: fused vs reference, streaming, init, gate recording."""
+
+import pytest
+import torch
+
+import lstmkit
+from tests.nn.helpers import backends, make_input, out_tensor
+
+VARIANTS = {
+    "layer_norm": {"layer_norm": True},
+    "peephole": {"peephole": True},
+    "coupled": {"coupled": True},
+    "no_forget": {"forget_gate": False},
+    "zoneout": {"zoneout_h": 0.2, "zoneout_c": 0.3},
+    "recurrent_dropout": {"recurrent_dropout": 0.25},
+    "projection": {"proj_size": 3},
+    "everything": {
+        "layer_norm": True,
+        "peephole": True,
+        "zoneout_h": 0.1,
+        "zoneout_c": 0.1,
+        "recurrent_dropout": 0.1,
+        "proj_size": 3,
+        "forget_bias": 1.0,
+    },
+}
+ATOL = {torch.float32: 2e-5, torch.float64: 1e-10}
+
+
+def twin(kw, backend, dtype=torch.float64, **extra):
+    torch.manual_seed(1)
+    a = lstmkit.LSTM(5, 6, 2, bidirectional=True, dtype=dtype, backend="reference", **kw, **extra)
+    b = lstmkit.LSTM(5, 6, 2, bidirectional=True, dtype=dtype, backend=backend, **kw, **extra)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("backend", backends())
+@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("packed", [False, True])
+def test_backend_matches_reference_module(backend, name, dtype, packed):
+    ref, ours = twin(VARIANTS[name], backend, dtype)
+    x = make_input(6, 4, 5, packed=packed, dtype=dtype)
+    # same random masks in both: reseed before each forward (train mode draws zoneout/dropout)
+    torch.manual_seed(7)
+    out_r, (h_r, c_r) = ref(x)
+    torch.manual_seed(7)
+    out_o, (h_o, c_o) = ours(x)
+    atol = ATOL[dtype]
+    for a, b in ((out_tensor(out_o), out_tensor(out_r)), (h_o, h_r), (c_o, c_r)):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+    loss_r = out_tensor(out_r).pow(2).sum() + h_r.sum() + c_r.sum()
+    loss_o = out_tensor(out_o).pow(2).sum() + h_o.sum() + c_o.sum()
+    g_r = torch.autograd.grad(
+        loss_r, list(ref.parameters()), allow_unused=True, materialize_grads=True
+    )
+    g_o = torch.autograd.grad(
+        loss_o, list(ours.parameters()), allow_unused=True, materialize_grads=True
+    )
+    for (n, _), a, b in zip(ref.named_parameters(), g_o, g_r, strict=True):
+        torch.testing.assert_close(a, b, atol=atol * 10, rtol=0, msg=lambda m, n=n: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("backend", ["reference", *backends()])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_streaming_in_chunks_equals_one_call(backend, name):
+    torch.manual_seed(2)
+    m = lstmkit.LSTM(
+        5,
+        6,
+        2,
+        bidirectional=False,
+        batch_first=True,
+        backend=backend,
+        dtype=torch.float64,
+        **VARIANTS[name],
+    ).eval()
+    x = torch.randn(3, 11, 5, dtype=torch.float64)
+    full, (h_full, c_full) = m(x)
+    state, outs = None, []
+    for chunk in x.split([4, 1, 6], dim=1):
+        o, state = m(chunk, state)
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-12, rtol=0)
+    torch.testing.assert_close(state[0], h_full, atol=1e-12, rtol=0)
+    torch.testing.assert_close(state[1], c_full, atol=1e-12, rtol=0)
+
+
+def test_variants_change_the_function():
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 4)
+    base = lstmkit.LSTM(4, 6)
+    for name, kw in VARIANTS.items():
+        if "proj_size" in kw or "recurrent_dropout" in kw:
+            continue
+        m = lstmkit.LSTM(4, 6, **kw).eval()
+        m.load_state_dict(base.state_dict(), strict=False)
+        assert not torch.allclose(m(x)[0], base(x)[0], atol=1e-4), name
+
+
+def test_zoneout_train_is_stochastic_eval_deterministic():
+    m = lstmkit.LSTM(4, 6, zoneout_h=0.5, zoneout_c=0.5)
+    x = torch.randn(8, 2, 4)
+    assert not torch.allclose(m(x)[0], m(x)[0])
+    m.eval()
+    torch.testing.assert_close(m(x)[0], m(x)[0], atol=0, rtol=0)
+
+
+def test_recurrent_dropout_is_off_in_eval():
+    torch.manual_seed(0)
+    a = lstmkit.LSTM(4, 6, recurrent_dropout=0.5).eval()
+    b = lstmkit.LSTM(4, 6)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 2, 4)
+    torch.testing.assert_close(a(x)[0], b(x)[0], atol=1e-6, rtol=0)
+    a.train()
+    assert not torch.allclose(a(x)[0], b(x)[0], atol=1e-3)
+
+
+def test_forget_bias_initialisation():
+    m = lstmkit.LSTM(4, 6, 2, bidirectional=True, forget_bias=1.0)
+    for sfx in ("_l0", "_l1_reverse"):
+        total = getattr(m, f"bias_ih{sfx}") + getattr(m, f"bias_hh{sfx}")
+        torch.testing.assert_close(total[6:12], torch.ones(6))
+        assert not torch.allclose(total[:6], torch.ones(6))
+    m.reset_parameters()
+    torch.testing.assert_close((m.bias_ih_l0 + m.bias_hh_l0)[6:12], torch.ones(6))
+
+
+def test_config_round_trip():
+    m = lstmkit.LSTM(4, 6, 2, dropout=0.1, layer_norm=True, zoneout_h=0.1)
+    m2 = lstmkit.LSTM.from_config(m.config)
+    assert m2.config == m.config
+    assert set(m2.state_dict()) == set(m.state_dict())
+    assert "layer_norm=True" in repr(m)
+
+
+@pytest.mark.parametrize("backend", ["python", "reference"])
+def test_recording_gates_of_every_layer(backend):
+    m = lstmkit.LSTM(
+        4,
+        6,
+        2,
+        bidirectional=True,
+        batch_first=True,
+        peephole=True,
+        zoneout_h=0.2,
+        zoneout_c=0.2,
+        backend=backend,
+    )
+    x = torch.randn(3, 7, 4)
+    for mode in ("train", "eval"):
+        getattr(m, mode)()
+        torch.manual_seed(5)
+        with lstmkit.record_gates(m) as rec:
+            out, (h_n, c_n) = m(x)
+        assert len(rec) == 4
+        for layer in range(2):
+            for d in range(2):
+                tr = rec[layer, d]
+                for k in "ifgoch":
+                    assert getattr(tr, k).shape == (3, 7, 6)
+                for k in "ifo":
+                    v = getattr(tr, k)
+                    assert ((v > 0) & (v < 1)).all()
+                last = -1 if d == 0 else 0
+                torch.testing.assert_close(tr.c[:, last], c_n[2 * layer + d])
+                torch.testing.assert_close(tr.h[:, last], h_n[2 * layer + d])
+        torch.testing.assert_close(rec[1, 0].h, out[..., :6])
+        torch.testing.assert_close(rec[1, 1].h, out[..., 6:])
+        # the recorded pass is the real one: outputs do not change by recording
+        torch.manual_seed(5)
+        if mode == "eval":
+            torch.testing.assert_close(m(x)[0], out)
+
+
+def test_return_gates_and_vanilla_fast_path():
+    m = lstmkit.LSTM(4, 6).eval()
+    x = torch.randn(5, 4)  # unbatched
+    out, (h, c), gates = m(x, return_gates=True)
+    tr = gates[0, 0]
+    assert tr.i.shape == (5, 6)
+    torch.testing.assert_close(tr.h, out)
+    torch.testing.assert_close(out, m(x)[0])
+    # check one step by hand: c_1 = f*c_0 + i*g with c_0 = 0
+    torch.testing.assert_close(tr.c[0], tr.i[0] * tr.g[0])
+    torch.testing.assert_close(tr.c[1], tr.f[1] * tr.c[0] + tr.i[1] * tr.g[1])
+    torch.testing.assert_close(tr.h[1], tr.o[1] * torch.tanh(tr.c[1]))
+
+
+def test_recording_packed_input():
+    m = lstmkit.LSTM(4, 6)
+    x = make_input(5, 3, 4, packed=True, lengths=[5, 2, 4])
+    with lstmkit.record_gates(m) as rec:
+        out, (h_n, c_n) = m(x)
+    padded, lengths = torch.nn.utils.rnn.pad_packed_sequence(out)
+    tr = rec[0, 0]
+    torch.testing.assert_close(tr.h, padded)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(tr.c[n - 1, b], c_n[0, b])
+
+
+def test_record_gates_needs_an_lstm():
+    with pytest.raises(ValueError, match="contains no lstmkit.LSTM"):
+        with lstmkit.record_gates(torch.nn.Linear(2, 2)):
+            pass
+
+
+def test_record_gates_inside_a_model():
+    model = torch.nn.Sequential()
+    model.add_module("rnn", lstmkit.LSTM(4, 6))
+    with lstmkit.record_gates(model) as rec:
+        model[0](torch.randn(3, 2, 4))
+    assert rec["rnn", 0, 0].f.shape == (3, 2, 6)
+    assert model[0]._gate_recorder is None
