@@ -43,7 +43,10 @@ def _reference(batch_sizes, reverse, opts, *tensors):
     return out, h, c
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+CPU_DTYPES = (torch.float32, torch.float64)
+
+
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Turn ``"auto"`` into a concrete recurrence backend for ``device``; check the others."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -54,10 +57,15 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         )
     if backend == "cpu" and device.type != "cpu":
         raise ValueError(f"backend='cpu' needs CPU tensors, got device {device}")
+    if backend == "cpu" and dtype not in CPU_DTYPES:
+        raise ValueError(f"backend='cpu' supports {CPU_DTYPES}, got {dtype}")
     if backend == "cpu" and not cpu_recurrence.is_available():
         raise RuntimeError(f"the fused CPU kernel failed to build: {cpu_recurrence.build_error()}")
     if backend != "auto":
         return backend
+    if device.type == "cpu" and dtype not in CPU_DTYPES:
+        _warn_once(f"lstmkit: the fused CPU kernel runs {CPU_DTYPES}; {dtype} uses the slower loop")
+        return "python"
     if device.type == "cpu":
         if cpu_recurrence.is_available():
             return "cpu"

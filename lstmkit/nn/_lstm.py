@@ -390,7 +390,7 @@ class LSTM(nn.LSTM):
             if sorted_idx is not None:
                 h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
         backend = dispatch.resolve_backend(
-            self.backend if self.backend != "torch" else "auto", x.device
+            "auto" if self.backend == "torch" else self.backend, x.device, x.dtype
         )
         run = dispatch.recurrence(backend)
         opts = CellOptions(

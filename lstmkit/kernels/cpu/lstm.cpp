@@ -10,10 +10,13 @@
 //   P  size of h: the projection size, or H without projection
 //   G  = 4H, the gates packed i|f|g|o
 //
-// Layout of one step: a GEMM (h_in W_hh^T over all active rows), then one plain loop nest per
-// row for all the elementwise math, then (with a projection) a second GEMM and a short row pass.
-// Nothing is allocated inside the time loop: every per-step intermediate lives in a buffer
-// allocated before it, so the per-step cost at B=1 is the GEMV plus a few microseconds.
+// One step is row-local once the weights are fixed: a GEMM (h_in W_hh^T), plain loops over each
+// row for all the elementwise math (written so that GCC vectorizes them, exp and tanh through
+// glibc's libmvec), and with a projection a second GEMM. So each intra-op thread runs the whole
+// step on its own block of rows, one fork/join per step. Nothing is allocated inside the time
+// loop, since at B=1 a step costs only a few microseconds: every intermediate lives in a buffer
+// allocated before the loop, and the weight grads that need all steps (dW_hh, dW_hr) are one
+// GEMM each after it, as in the reference.
 
 #include <torch/extension.h>
 
@@ -30,13 +33,22 @@ using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 
 // Up to this many active rows the step GEMMs run as hand-written GEMVs over the cached weights:
-// at B=1 a BLAS call through the dispatcher costs more than the multiply itself.
-constexpr int64_t kGemvRows = 2;
+// a BLAS call through the dispatcher costs more than the multiply itself at so few rows
+// (measured: 2x faster at 1-4 rows for H=128 and H=256, slower from 6-8 rows on).
+constexpr int64_t kGemvRows = 4;
 // Elements of per-row work per parallel chunk: B=1 stays on one thread, B=32 at H=256 uses two.
 constexpr int64_t kRowGrainWork = 8192;
 
+// Largest argument of exp that stays finite, with margin.
+template <typename S>
+constexpr S kExpMax = sizeof(S) == 4 ? S(88) : S(700);
+
+// Under -ffast-math the vectorized 1 / (1 + inf) is a reciprocal estimate refined by Newton's
+// method, which turns inf into NaN; clamping keeps exp finite, and the result then differs from
+// the exact one (about 0) by less than 1e-38.
 template <typename S>
 inline S sigmoid(S x) {
+  x = x < -kExpMax<S> ? -kExpMax<S> : x;
   return S(1) / (S(1) + std::exp(-x));
 }
 
@@ -94,14 +106,27 @@ struct RowMatmul {
   }
 };
 
+// Runs f over row blocks of [0, n) on the intra-op threads. Too few rows for two blocks run as
+// one call outside any parallel region, so that the BLAS inside it may still use every thread.
+template <typename F>
+void run_rows(int64_t n, int64_t grain, const F& f) {
+  if (n <= 0) return;
+  if (n > grain && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, n, grain, f);
+  } else {
+    f(0, n);
+  }
+}
+
 // Returns the contiguous tensor, or an undefined one for None; every argument must share xg's
-// dtype, so that the kernels can take raw pointers of one scalar type.
+// dtype, so that the kernels can take raw pointers of one scalar type. Detached, because the
+// BLAS calls also run on worker threads, where grad mode is on whatever the caller set.
 Tensor prep(const OptTensor& t, const Tensor& like, const char* name) {
   if (!t.has_value() || !t->defined()) return Tensor();
   TORCH_CHECK(t->device().is_cpu(), name, " must be a CPU tensor");
   TORCH_CHECK(t->scalar_type() == like.scalar_type(), name, " must have dtype ",
               like.scalar_type(), ", got ", t->scalar_type());
-  return t->contiguous();
+  return t->detach().contiguous();
 }
 
 template <typename S>
@@ -170,24 +195,6 @@ inline void ln_backward(const S* __restrict dy, const S* __restrict w, const S* 
     else
       dx[k] = v;
   }
-}
-
-// sum over rows of a[r, :] * b[r, :] (or of a alone when b is null) -> (N,).
-template <typename S>
-Tensor column_sum(const S* a, int64_t lda, const S* b, int64_t ldb, int64_t rows, int64_t N,
-                  const at::TensorOptions& opt) {
-  Tensor out = at::zeros({N}, opt);
-  S* o = out.data_ptr<S>();
-  for (int64_t r = 0; r < rows; ++r) {
-    const S* __restrict ar = a + r * lda;
-    if (b) {
-      const S* __restrict br = b + r * ldb;
-      for (int64_t k = 0; k < N; ++k) o[k] += ar[k] * br[k];
-    } else {
-      for (int64_t k = 0; k < N; ++k) o[k] += ar[k];
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,17 +284,21 @@ std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
     const int64_t tb = t * B + b;
     const S* __restrict x = X + tb * G;
     S* __restrict pre = PRE + b * G;
-    const S* __restrict cp = Cs + b * H;  // the state entering this step
+    const S* cp = Cs + b * H;  // the state entering this step; the row's last loop updates it
     S* __restrict gs = save ? sG + tb * G : GB + b * G;
     if (save) std::copy(cp, cp + H, sCP + tb * H);
 
     if (LNhh) {
       S mean, rstd;
       ln_stats(pre, G, o.eps, mean, rstd);
-      S* __restrict rh = save ? sRH + tb * G : pre;
-      for (int64_t k = 0; k < G; ++k) rh[k] = (pre[k] - mean) * rstd;
-      for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + rh[k] * LNhh[k];
-      if (save) sRS[tb] = rstd;
+      if (save) {
+        S* __restrict rh = sRH + tb * G;
+        for (int64_t k = 0; k < G; ++k) rh[k] = (pre[k] - mean) * rstd;
+        for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + rh[k] * LNhh[k];
+        sRS[tb] = rstd;
+      } else {
+        for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + ((pre[k] - mean) * rstd) * LNhh[k];
+      }
     } else {
       for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + pre[k];
     }
@@ -336,11 +347,11 @@ std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
       if (save) sRC[tb] = rstd;
       co = cout;
     }
-    // Without a projection m is h_new and goes straight into the output.
+    // Without a projection m is h_new itself, so it goes where finish_h reads h_new.
     S* __restrict m = proj ? (save ? sM + tb * H : MB + b * H) : HNEW + b * P;
     for (int64_t k = 0; k < H; ++k) m[k] = og[k] * std::tanh(co[k]);
 
-    S* __restrict cs = Cs + b * H;  // cp aliases this row: the update must come last
+    S* cs = Cs + b * H;  // cp aliases this row: the update must come last
     if (ZC) {
       const S* __restrict z = ZC + tb * H;
       for (int64_t k = 0; k < H; ++k) cs[k] = z[k] * cs[k] + (S(1) - z[k]) * cn[k];
@@ -368,26 +379,31 @@ std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
     }
   };
 
-  for (int64_t s = 0; s < T; ++s) {
-    const int64_t t = st.time(s), n = st.active(t);
-    if (n == 0) continue;
+  // Every stage of a step is row-local given the weights, so each thread runs the whole step
+  // on its block of rows: one fork/join per step, and its block's GEMM rows are still in cache
+  // for the row math (single-threaded BLAS per block beats threaded BLAS on all rows here).
+  auto step = [&](int64_t t, int64_t b0, int64_t b1) {
+    const int64_t nb = b1 - b0;
     // h_in: what multiplies W_hh. Without dropout and saving it is the state itself.
-    const S* hin = Hs;
+    const S* hin = Hs + b0 * P;
     if (DM || save) {
-      S* dst = save ? sHI + t * B * P : HIN;
+      S* dst = (save ? sHI + t * B * P : HIN) + b0 * P;
       if (DM) {
-        for (int64_t i = 0; i < n * P; ++i) dst[i] = Hs[i] * DM[i];
+        const S* mk = DM + b0 * P;
+        for (int64_t i = 0; i < nb * P; ++i) dst[i] = hin[i] * mk[i];
       } else {
-        std::copy(Hs, Hs + n * P, dst);
+        std::copy(hin, hin + nb * P, dst);
       }
       hin = dst;
     }
-    mm_hh(hin, PRE, n);
-    at::parallel_for(0, n, grain, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) row(t, b);
-    });
-    if (proj) mm_hr(save ? sM + t * B * H : MB, HNEW, n);
-    for (int64_t b = 0; b < n; ++b) finish_h(t, b);
+    mm_hh(hin, PRE + b0 * G, nb);
+    for (int64_t b = b0; b < b1; ++b) row(t, b);
+    if (proj) mm_hr((save ? sM + t * B * H : MB) + b0 * H, HNEW + b0 * P, nb);
+    for (int64_t b = b0; b < b1; ++b) finish_h(t, b);
+  };
+  for (int64_t s = 0; s < T; ++s) {
+    const int64_t t = st.time(s);
+    run_rows(st.active(t), grain, [&](int64_t b0, int64_t b1) { step(t, b0, b1); });
   }
 
   return {out, h, c, s_gates, s_c_prev, s_h_in, s_c_new, s_c_out,
@@ -399,10 +415,21 @@ std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
 
 template <typename S>
 std::vector<Tensor> backward_impl(
-    const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& w_hh, const Tensor& b_hh,
-    const Tensor& w_hr, const Tensor& w_ci, const Tensor& w_cf, const Tensor& w_co,
-    const Tensor& ln_hh, const Tensor& ln_c_w, const Tensor& ln_c_b, const Tensor& zh,
-    const Tensor& zc, const Tensor& dmask,
+    const Tensor& xg,         // (T, B, G)
+    const Tensor& h0,         // (B, P)
+    [[maybe_unused]] const Tensor& c0,  // (B, H); the shapes come from dc_n
+    const Tensor& w_hh,       // (G, P)
+    const Tensor& b_hh,       // (G,) or undefined
+    const Tensor& w_hr,       // (P, H) or undefined
+    const Tensor& w_ci,       // (H,) or undefined
+    const Tensor& w_cf,       // (H,) or undefined
+    const Tensor& w_co,       // (H,) or undefined
+    const Tensor& ln_hh,      // (G,) or undefined
+    const Tensor& ln_c_w,     // (H,) or undefined
+    const Tensor& ln_c_b,     // (H,) or undefined
+    const Tensor& zh,         // (T, B, P) or undefined
+    const Tensor& zc,         // (T, B, H) or undefined
+    const Tensor& dmask,      // (B, P) or undefined
     const Tensor& s_gates,    // (T, B, G) activated i|f|g|o
     const Tensor& s_c_prev,   // (T, B, H)
     const Tensor& s_h_in,     // (T, B, P)
@@ -416,7 +443,8 @@ std::vector<Tensor> backward_impl(
     const Tensor& dout,       // (T, B, P)
     const Tensor& dh_n,       // (B, P)
     const Tensor& dc_n,       // (B, H)
-    const Steps& st, const Options& o, const std::vector<bool>& need) {
+    const Steps& st, const Options& o,
+    const std::vector<bool>& need) {  // (12,) which of xg .. ln_bias_c want a grad
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, P = h0.size(1);
   const auto opt = xg.options();
   const bool proj = w_hr.defined(), packed = st.bs != nullptr;
@@ -424,15 +452,29 @@ std::vector<Tensor> backward_impl(
     return packed ? at::zeros(shape, opt) : at::empty(shape, opt);
   };
   const bool peep = w_ci.defined();
-  const bool need_ln_c = ln_c_w.defined() && (need[10] || need[11]);
 
   Tensor dh = dh_n.clone(), dc = dc_n.clone();
   Tensor dxg = alloc({T, B, G});
   // The adjoint of h_in W_hh^T differs from dxg only through the recurrent layer norm.
   Tensor d_rec = ln_hh.defined() ? alloc({T, B, G}) : dxg;
   Tensor dhn_all = proj ? alloc({T, B, P}) : Tensor();
-  // dc_out over all steps, for the cell layer norm's weight and bias grads after the loop.
-  Tensor dco_all = need_ln_c ? alloc({T, B, H}) : Tensor();
+  // The small weight grads (biases, peepholes, layer norm gains) are summed while each row's
+  // adjoints are still in cache: one accumulator row per batch row, so that threads never share
+  // one and the result does not depend on the thread count; summed over rows after the loop.
+  int64_t acc_len = 0;
+  auto slot = [&](bool wanted, int64_t len) {
+    if (!wanted) return int64_t(-1);
+    acc_len += len;
+    return acc_len - len;
+  };
+  const int64_t o_bhh = slot(b_hh.defined() && need[4], G);
+  const int64_t o_lnhh = slot(ln_hh.defined() && need[9], G);
+  const int64_t o_ci = slot(peep && need[6], H);
+  const int64_t o_cf = slot(peep && w_cf.defined() && need[7], H);
+  const int64_t o_co = slot(w_co.defined() && need[8], H);
+  const int64_t o_lncw = slot(ln_c_w.defined() && need[10], H);
+  const int64_t o_lncb = slot(ln_c_w.defined() && ln_c_b.defined() && need[11], H);
+  Tensor acc = at::zeros({B, acc_len}, opt);
   Tensor dm_buf = at::empty({B, H}, opt);
   Tensor dhin_buf = at::empty({B, P}, opt);
   Tensor scratch = at::empty({B, 2 * H}, opt);  // dc_new | dc_out
@@ -441,17 +483,18 @@ std::vector<Tensor> backward_impl(
   mm_hh.m = w_hh;
   mm_hh.K = G;
   mm_hh.N = P;
-  if (B <= kGemvRows || packed) mm_hh.mt = w_hh.t().contiguous();
+  // The transposed copies feed the GEMV path, which small row blocks take at any B.
+  mm_hh.mt = w_hh.t().contiguous();
   RowMatmul<S> mm_hr;  // dh_new (n, P) @ W_hr (P, H)
   if (proj) {
     mm_hr.m = w_hr;
     mm_hr.K = P;
     mm_hr.N = H;
-    if (B <= kGemvRows || packed) mm_hr.mt = w_hr.t().contiguous();
+    mm_hr.mt = w_hr.t().contiguous();
   }
 
   S *DH = dh.data_ptr<S>(), *DC = dc.data_ptr<S>(), *DXG = dxg.data_ptr<S>();
-  S *DREC = d_rec.data_ptr<S>(), *DHN = ptr<S>(dhn_all), *DCO = ptr<S>(dco_all);
+  S *DREC = d_rec.data_ptr<S>(), *DHN = ptr<S>(dhn_all), *ACC = acc.data_ptr<S>();
   S *DM = dm_buf.data_ptr<S>(), *DHIN = dhin_buf.data_ptr<S>(), *SCR = scratch.data_ptr<S>();
   const S* DOUT = dout.data_ptr<S>();
   const S *Wci = ptr<S>(w_ci), *Wcf = ptr<S>(w_cf), *Wco = ptr<S>(w_co);
@@ -492,7 +535,7 @@ std::vector<Tensor> backward_impl(
     const S* __restrict cp = sCP + tb * H;
     S* __restrict dc_t = DC + b * H;
     S* __restrict dcn = SCR + b * 2 * H;
-    S* __restrict dco = DCO ? DCO + tb * H : SCR + b * 2 * H + H;
+    S* __restrict dco = SCR + b * 2 * H + H;
     S* __restrict dxr = DXG + tb * G;
     S* __restrict di_pre = dxr;
     S* __restrict df_pre = dxr + H;
@@ -550,6 +593,39 @@ std::vector<Tensor> backward_impl(
         for (int64_t k = 0; k < H; ++k) dc_t[k] += df_pre[k] * Wcf_used[k];
     }
     if (LNhh) ln_backward<S, false>(dxr, LNhh, sRH + tb * G, sRS[tb], DREC + tb * G, G);
+
+    S* __restrict acc_b = ACC + b * acc_len;
+    if (o_bhh >= 0) {
+      S* __restrict a = acc_b + o_bhh;
+      for (int64_t k = 0; k < G; ++k) a[k] += dxr[k];
+    }
+    if (o_lnhh >= 0) {
+      S* __restrict a = acc_b + o_lnhh;
+      const S* __restrict rh = sRH + tb * G;
+      for (int64_t k = 0; k < G; ++k) a[k] += dxr[k] * rh[k];
+    }
+    if (o_ci >= 0) {
+      S* __restrict a = acc_b + o_ci;
+      for (int64_t k = 0; k < H; ++k) a[k] += di_pre[k] * cp[k];
+    }
+    if (o_cf >= 0) {
+      S* __restrict a = acc_b + o_cf;
+      for (int64_t k = 0; k < H; ++k) a[k] += df_pre[k] * cp[k];
+    }
+    if (o_co >= 0) {
+      S* __restrict a = acc_b + o_co;
+      const S* __restrict cn = sCN + tb * H;
+      for (int64_t k = 0; k < H; ++k) a[k] += do_pre[k] * cn[k];
+    }
+    if (o_lncw >= 0) {
+      S* __restrict a = acc_b + o_lncw;
+      const S* __restrict ch = sCH + tb * H;
+      for (int64_t k = 0; k < H; ++k) a[k] += dco[k] * ch[k];
+    }
+    if (o_lncb >= 0) {
+      S* __restrict a = acc_b + o_lncb;
+      for (int64_t k = 0; k < H; ++k) a[k] += dco[k];
+    }
   };
 
   // dh_{t-1} = (dr W_hh) * mask + z_h dh_t.
@@ -571,36 +647,41 @@ std::vector<Tensor> backward_impl(
     }
   };
 
-  for (int64_t s = T - 1; s >= 0; --s) {
-    const int64_t t = st.time(s), n = st.active(t);
-    if (n == 0) continue;
-    for (int64_t b = 0; b < n; ++b) head(t, b);
-    if (proj) mm_hr(DHN + t * B * P, DM, n);
-    at::parallel_for(0, n, grain, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) body(t, b);
-    });
+  // As in the forward, each thread runs the whole step on its block of rows.
+  auto step = [&](int64_t t, int64_t b0, int64_t b1) {
+    const int64_t nb = b1 - b0;
+    for (int64_t b = b0; b < b1; ++b) head(t, b);
+    if (proj) mm_hr(DHN + (t * B + b0) * P, DM + b0 * H, nb);
+    for (int64_t b = b0; b < b1; ++b) body(t, b);
     // Without zoneout and dropout dh_{t-1} is the GEMM itself, written straight into dh.
     if (!ZH && !MASK) {
-      mm_hh(DREC + t * B * G, DH, n);
+      mm_hh(DREC + (t * B + b0) * G, DH + b0 * P, nb);
     } else {
-      mm_hh(DREC + t * B * G, DHIN, n);
-      for (int64_t b = 0; b < n; ++b) tail(t, b);
+      mm_hh(DREC + (t * B + b0) * G, DHIN + b0 * P, nb);
+      for (int64_t b = b0; b < b1; ++b) tail(t, b);
     }
+  };
+  for (int64_t s = T - 1; s >= 0; --s) {
+    const int64_t t = st.time(s);
+    run_rows(st.active(t), grain, [&](int64_t b0, int64_t b1) { step(t, b0, b1); });
   }
 
   const int64_t R = T * B;
   Tensor dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b;
   // One GEMM each for the recurrent weights over all steps, as the reference.
   if (need[3]) dw_hh = at::mm(d_rec.view({R, G}).t(), s_h_in.view({R, P}));
-  if (b_hh.defined() && need[4]) db_hh = column_sum<S>(DXG, G, nullptr, 0, R, G, opt);
   if (proj && need[5]) dw_hr = at::mm(dhn_all.view({R, P}).t(), s_m.view({R, H}));
-  if (peep && need[6]) dw_ci = column_sum<S>(DXG, G, sCP, H, R, H, opt);
-  if (w_cf.defined() && need[7])
-    dw_cf = peep ? column_sum<S>(DXG + H, G, sCP, H, R, H, opt) : at::zeros_like(w_cf);
-  if (w_co.defined() && need[8]) dw_co = column_sum<S>(DXG + 3 * H, G, sCN, H, R, H, opt);
-  if (ln_hh.defined() && need[9]) dln_hh = column_sum<S>(DXG, G, sRH, G, R, G, opt);
-  if (ln_c_w.defined() && need[10]) dln_c_w = column_sum<S>(DCO, H, sCH, H, R, H, opt);
-  if (ln_c_b.defined() && need[11]) dln_c_b = column_sum<S>(DCO, H, nullptr, 0, R, H, opt);
+  Tensor acc_sum = acc_len > 0 ? acc.sum(0) : acc;
+  auto take = [&](int64_t off, int64_t len) { return acc_sum.narrow(0, off, len).clone(); };
+  if (o_bhh >= 0) db_hh = take(o_bhh, G);
+  if (o_lnhh >= 0) dln_hh = take(o_lnhh, G);
+  if (o_ci >= 0) dw_ci = take(o_ci, H);
+  if (o_co >= 0) dw_co = take(o_co, H);
+  if (o_lncw >= 0) dln_c_w = take(o_lncw, H);
+  // Unused by the forward (no peephole on i, no cell layer norm), so zero, as in the reference.
+  if (w_cf.defined() && need[7]) dw_cf = o_cf >= 0 ? take(o_cf, H) : at::zeros_like(w_cf);
+  if (ln_c_b.defined() && need[11])
+    dln_c_b = o_lncb >= 0 ? take(o_lncb, H) : at::zeros_like(ln_c_b);
   return {dxg, dh, dc, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b};
 }
 
@@ -619,7 +700,7 @@ Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
   TORCH_CHECK(xg_in.device().is_cpu(), "the fused CPU LSTM needs CPU tensors");
   TORCH_CHECK(xg_in.dim() == 3 && xg_in.size(2) % 4 == 0, "xg must be (T, B, 4H)");
   Args a;
-  a.xg = xg_in.contiguous();
+  a.xg = xg_in.detach().contiguous();
   a.h0 = prep(h0_in, xg_in, "h0");
   a.c0 = prep(c0_in, xg_in, "c0");
   a.w_hh = prep(w_hh_in, xg_in, "weight_hh");
@@ -635,8 +716,8 @@ Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
   a.zc = prep(zc, xg_in, "zoneout_c");
   a.dmask = prep(dmask, xg_in, "dropout_h");
   const int64_t T = a.xg.size(0), B = a.xg.size(1), G = a.xg.size(2), H = G / 4;
-  const int64_t P = a.h0.size(1);
   TORCH_CHECK(a.h0.dim() == 2 && a.h0.size(0) == B, "h0 must be (B, P)");
+  const int64_t P = a.h0.size(1);
   TORCH_CHECK(a.c0.sizes() == at::IntArrayRef({B, H}), "c0 must be (B, H)");
   TORCH_CHECK(a.w_hh.sizes() == at::IntArrayRef({G, P}), "weight_hh must be (4H, P)");
   auto check = [](const Tensor& t, at::IntArrayRef shape, const char* name) {
@@ -692,26 +773,37 @@ std::vector<Tensor> lstm_forward(
 }
 
 std::vector<Tensor> lstm_backward(
-    const Tensor& xg, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
-    const OptTensor& bias_hh, const OptTensor& weight_hr, const OptTensor& weight_ci,
-    const OptTensor& weight_cf, const OptTensor& weight_co, const OptTensor& ln_weight_hh,
-    const OptTensor& ln_weight_c, const OptTensor& ln_bias_c, const OptTensor& zoneout_h,
-    const OptTensor& zoneout_c, const OptTensor& dropout_h,
-    const Tensor& gates,      // (T, B, G)
-    const Tensor& c_prev,     // (T, B, H)
-    const Tensor& h_in,       // (T, B, P)
-    const Tensor& c_new,      // (T, B, H)
-    const Tensor& c_out,      // (T, B, H)
-    const OptTensor& r_hat,   // (T, B, G)
-    const OptTensor& rstd_hh, // (T, B, 1)
-    const OptTensor& c_hat,   // (T, B, H)
-    const OptTensor& rstd_c,  // (T, B, 1)
-    const OptTensor& m,       // (T, B, H)
-    const Tensor& dout,       // (T, B, P)
-    const Tensor& dh_n,       // (B, P)
-    const Tensor& dc_n,       // (B, H)
+    const Tensor& xg,              // (T, B, G)
+    const Tensor& h0,              // (B, P)
+    const Tensor& c0,              // (B, H)
+    const Tensor& weight_hh,       // (G, P)
+    const OptTensor& bias_hh,      // (G,)
+    const OptTensor& weight_hr,    // (P, H)
+    const OptTensor& weight_ci,    // (H,)
+    const OptTensor& weight_cf,    // (H,)
+    const OptTensor& weight_co,    // (H,)
+    const OptTensor& ln_weight_hh, // (G,)
+    const OptTensor& ln_weight_c,  // (H,)
+    const OptTensor& ln_bias_c,    // (H,)
+    const OptTensor& zoneout_h,    // (T, B, P)
+    const OptTensor& zoneout_c,    // (T, B, H)
+    const OptTensor& dropout_h,    // (B, P)
+    const OptTensor& gates,        // (T, B, G); the saved tensors are checked below
+    const OptTensor& c_prev,       // (T, B, H)
+    const OptTensor& h_in,         // (T, B, P)
+    const OptTensor& c_new,        // (T, B, H)
+    const OptTensor& c_out,        // (T, B, H)
+    const OptTensor& r_hat,        // (T, B, G)
+    const OptTensor& rstd_hh,      // (T, B, 1)
+    const OptTensor& c_hat,        // (T, B, H)
+    const OptTensor& rstd_c,       // (T, B, 1)
+    const OptTensor& m,            // (T, B, H)
+    const OptTensor& dout,         // (T, B, P)
+    const OptTensor& dh_n,         // (B, P)
+    const OptTensor& dc_n,         // (B, H)
     const OptTensor& batch_sizes,  // (T,) int64
-    bool reverse, bool coupled, bool forget_gate, double eps, std::vector<bool> need) {
+    bool reverse, bool coupled, bool forget_gate, double eps,
+    std::vector<bool> need) {  // (12,) which grads to compute; empty: all
   Args a = check_args(xg, h0, c0, weight_hh, bias_hh, weight_hr, weight_ci, weight_cf,
                       weight_co, ln_weight_hh, ln_weight_c, ln_bias_c, zoneout_h, zoneout_c,
                       dropout_h);
