@@ -29,7 +29,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no_forget": {"forget_gate": False},
     "zoneout": {"zoneout_h": 0.1, "zoneout_c": 0.1},
     "recurrent_dropout": {"recurrent_dropout": 0.1},
-    "projection": {"proj_size": 64},
+    "projection": {"proj_size": -4},  # negative: H // 4
 }
 
 
@@ -100,7 +100,10 @@ def bench_shape(shape: Shape, variants: list[str], repeats: int, extra_python: b
         x.requires_grad_(True)
     cands: dict[str, torch.nn.Module] = {"torch.nn.LSTM": torch.nn.LSTM(shape.I, shape.H)}
     for v in variants:
-        cands[f"lstmkit {v}"] = lstmkit.LSTM(shape.I, shape.H, **VARIANTS[v])
+        kw = dict(VARIANTS[v])
+        if kw.get("proj_size", 0) < 0:
+            kw["proj_size"] = shape.H // -kw["proj_size"]
+        cands[f"lstmkit {v}"] = lstmkit.LSTM(shape.I, shape.H, **kw)
     if extra_python:
         cands["python loop layernorm"] = lstmkit.LSTM(
             shape.I, shape.H, layer_norm=True, backend="python"
