@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from lstmkit.nn import _checks
-from lstmkit.nn._lstm import validate_variant_options
+from lstmkit.nn._lstm import set_variant_options
+from lstmkit.nn.config import variants_are_vanilla
 from lstmkit.reference.lstm import CellOptions, lstm_recurrent_step
 from lstmkit.reference.variants import layer_norm, variational_dropout_mask, zoneout_mask
 
@@ -57,8 +58,7 @@ class LSTMCell(nn.LSTMCell):
         _checks.check_int("input_size", input_size, 1)
         _checks.check_int("hidden_size", hidden_size, 1)
         _checks.check_bool("bias", bias)
-        validate_variant_options(
-            hidden_size=hidden_size,
+        variant_kw = dict(
             layer_norm=layer_norm,
             peephole=peephole,
             coupled=coupled,
@@ -70,18 +70,10 @@ class LSTMCell(nn.LSTMCell):
             layer_norm_eps=layer_norm_eps,
             backend=backend,
         )
+        set_variant_options(None, **variant_kw)
         self._variant_ready = False
         super().__init__(input_size, hidden_size, bias, device, dtype)
-        self.layer_norm = layer_norm
-        self.peephole = peephole
-        self.coupled = coupled
-        self.forget_gate = forget_gate
-        self.zoneout_h = float(zoneout_h)
-        self.zoneout_c = float(zoneout_c)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.forget_bias = float(forget_bias)
-        self.layer_norm_eps = layer_norm_eps
-        self.backend = backend
+        set_variant_options(self, **variant_kw)
         factory = {"device": device, "dtype": dtype}
         H = hidden_size
         if peephole:
@@ -98,15 +90,7 @@ class LSTMCell(nn.LSTMCell):
 
     @property
     def is_vanilla(self) -> bool:
-        return not (
-            self.layer_norm
-            or self.peephole
-            or self.coupled
-            or not self.forget_gate
-            or self.zoneout_h
-            or self.zoneout_c
-            or self.recurrent_dropout
-        )
+        return variants_are_vanilla(self)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

@@ -21,9 +21,9 @@ from lstmkit.reference.variants import (
 )
 
 
-def validate_variant_options(
+def set_variant_options(
+    module: nn.Module,
     *,
-    hidden_size: int,
     layer_norm: bool,
     peephole: bool,
     coupled: bool,
@@ -35,7 +35,11 @@ def validate_variant_options(
     layer_norm_eps: float,
     backend: str,
 ) -> None:
-    """Shared by :class:`LSTM` and :class:`LSTMCell`; raises naming the bad argument."""
+    """Check the variant options (naming the bad argument) and store them on ``module``.
+
+    Shared by :class:`LSTM` and :class:`LSTMCell`; call it before ``super().__init__`` with
+    ``module=None`` to validate only.
+    """
     for name, v in (
         ("layer_norm", layer_norm),
         ("peephole", peephole),
@@ -57,6 +61,18 @@ def validate_variant_options(
         raise ValueError(f"layer_norm_eps must be a positive float, got {layer_norm_eps!r}")
     if backend not in dispatch.BACKENDS:
         raise ValueError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
+    if module is None:
+        return
+    module.layer_norm = layer_norm
+    module.peephole = peephole
+    module.coupled = coupled
+    module.forget_gate = forget_gate
+    module.zoneout_h = float(zoneout_h)
+    module.zoneout_c = float(zoneout_c)
+    module.recurrent_dropout = float(recurrent_dropout)
+    module.forget_bias = float(forget_bias)
+    module.layer_norm_eps = layer_norm_eps
+    module.backend = backend
 
 
 class LSTM(nn.LSTM):
@@ -141,6 +157,19 @@ class LSTM(nn.LSTM):
             ("bidirectional", bidirectional),
         ):
             _checks.check_bool(name, v)
+        variant_kw = dict(
+            layer_norm=layer_norm,
+            peephole=peephole,
+            coupled=coupled,
+            forget_gate=forget_gate,
+            zoneout_h=zoneout_h,
+            zoneout_c=zoneout_c,
+            recurrent_dropout=recurrent_dropout,
+            forget_bias=forget_bias,
+            layer_norm_eps=layer_norm_eps,
+            backend=backend,
+        )
+        set_variant_options(None, **variant_kw)
         _checks.check_rate("dropout", dropout)
         if dropout > 0 and num_layers == 1:
             raise ValueError(
@@ -153,19 +182,6 @@ class LSTM(nn.LSTM):
                 f"proj_size must be smaller than hidden_size, got proj_size={proj_size} "
                 f">= hidden_size={hidden_size}"
             )
-        validate_variant_options(
-            hidden_size=hidden_size,
-            layer_norm=layer_norm,
-            peephole=peephole,
-            coupled=coupled,
-            forget_gate=forget_gate,
-            zoneout_h=zoneout_h,
-            zoneout_c=zoneout_c,
-            recurrent_dropout=recurrent_dropout,
-            forget_bias=forget_bias,
-            layer_norm_eps=layer_norm_eps,
-            backend=backend,
-        )
         self._variant_ready = False
         super().__init__(
             input_size,
@@ -179,16 +195,7 @@ class LSTM(nn.LSTM):
             device,
             dtype,
         )
-        self.layer_norm = layer_norm
-        self.peephole = peephole
-        self.coupled = coupled
-        self.forget_gate = forget_gate
-        self.zoneout_h = float(zoneout_h)
-        self.zoneout_c = float(zoneout_c)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.forget_bias = float(forget_bias)
-        self.layer_norm_eps = layer_norm_eps
-        self.backend = backend
+        set_variant_options(self, **variant_kw)
         if backend == "torch" and not self.config.is_vanilla:
             raise ValueError(
                 "backend='torch' runs only the vanilla LSTM; with variant options use "

@@ -52,12 +52,17 @@ class LSTMConfig:
     @property
     def is_vanilla(self) -> bool:
         """True when the math is exactly torch.nn.LSTM's."""
-        return not (
-            self.layer_norm
-            or self.peephole
-            or self.coupled
-            or not self.forget_gate
-            or self.zoneout_h
-            or self.zoneout_c
-            or self.recurrent_dropout
-        )
+        return variants_are_vanilla(self)
+
+
+def variants_are_vanilla(obj: object) -> bool:
+    """True when ``obj`` (a config, an LSTM or a cell) has no variant option switched on."""
+    return not (
+        obj.layer_norm
+        or obj.peephole
+        or obj.coupled
+        or not obj.forget_gate
+        or obj.zoneout_h
+        or obj.zoneout_c
+        or obj.recurrent_dropout
+    )
