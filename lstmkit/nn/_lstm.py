@@ -22,7 +22,7 @@ from lstmkit.reference.variants import (
 
 
 def set_variant_options(
-    module: nn.Module,
+    module: nn.Module | None,
     *,
     layer_norm: bool,
     peephole: bool,
