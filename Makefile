@@ -22,12 +22,12 @@ test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check lstmkit tests
-	$(BIN)/ruff format --check lstmkit tests
+	$(BIN)/ruff check lstmkit tests bench
+	$(BIN)/ruff format --check lstmkit tests bench
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format lstmkit tests
-	$(BIN)/ruff check --fix lstmkit tests
+	$(BIN)/ruff format lstmkit tests bench
+	$(BIN)/ruff check --fix lstmkit tests bench
 
 bench: $(BIN)/.installed
 	$(BIN)/lstmkit bench --out docs/bench-cpu.json

@@ -18,6 +18,7 @@ import hashlib
 import os
 import platform
 import shutil
+import sys
 import sysconfig
 import threading
 from pathlib import Path
@@ -87,6 +88,7 @@ def _build_name() -> str:
     env = "|".join(
         (
             os.environ.get("CXX", "c++"),
+            sys.prefix,  # one build per environment: venvs sharing the cache do not rebuild
             sysconfig.get_paths()["include"],
             torch.__version__,
             platform.machine(),
