@@ -88,6 +88,20 @@ _TABLE: dict[str, Callable[[], RecurrenceFn]] = {
 }
 
 
+def vanilla_uses_torch(device: torch.device, dtype: torch.dtype, proj_size: int) -> bool:
+    """For ``backend="auto"`` and vanilla math: run PyTorch's own LSTM, or our recurrence?
+
+    PyTorch's CPU LSTM has no oneDNN path with a projection (it warns and loops over ATen ops);
+    there the fused kernel is 2-7 times faster (docs/BENCHMARKS.md), so it takes over.
+    """
+    return not (
+        proj_size > 0
+        and device.type == "cpu"
+        and dtype in CPU_DTYPES
+        and cpu_recurrence.is_available()
+    )
+
+
 def recurrence(backend: str) -> RecurrenceFn:
     """The recurrence function of a concrete backend (see :func:`resolve_backend`)."""
     if backend not in _TABLE:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.nn import _checks
 from lstmkit.nn._lstm import set_variant_options
 from lstmkit.nn.config import variants_are_vanilla
 from lstmkit.reference.lstm import CellOptions, lstm_recurrent_step
-from lstmkit.reference.variants import layer_norm, variational_dropout_mask, zoneout_mask
+from lstmkit.reference.variants import variational_dropout_mask, zoneout_mask
 
 
 class LSTMCell(nn.LSTMCell):
@@ -157,7 +158,9 @@ class LSTMCell(nn.LSTMCell):
                 h_prev, c_prev = h_prev.unsqueeze(0), c_prev.unsqueeze(0)
         xg = x @ self.weight_ih.T
         if self.layer_norm:
-            xg = layer_norm(xg, self.ln_weight_ih, None, self.layer_norm_eps)
+            xg = F.layer_norm(
+                xg, (4 * self.hidden_size,), self.ln_weight_ih, None, self.layer_norm_eps
+            )
         if self.bias:
             xg = xg + self.bias_ih
         shape = (Bn, self.hidden_size)

@@ -12,13 +12,9 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmkit.kernels import dispatch
 from lstmkit.nn import _checks
 from lstmkit.nn._record import GateRecorder, GateTrace
-from lstmkit.nn.config import LSTMConfig
+from lstmkit.nn.config import LSTMConfig, variants_are_vanilla
 from lstmkit.reference.lstm import CellOptions
-from lstmkit.reference.variants import (
-    layer_norm,
-    variational_dropout_mask,
-    zoneout_mask,
-)
+from lstmkit.reference.variants import variational_dropout_mask, zoneout_mask
 
 
 def set_variant_options(
@@ -314,7 +310,7 @@ class LSTM(nn.LSTM):
             recorder = GateRecorder()
         x, batch_sizes, sorted_idx, unsorted_idx, is_batched = self._check_input(input)
         hx = self._check_hx(hx, x, batch_sizes, is_batched)
-        if recorder is None and self.backend in ("auto", "torch") and self.config.is_vanilla:
+        if recorder is None and self._runs_on_torch(x):
             result = super().forward(input, hx)
         else:
             result = self._forward_recurrence(
@@ -323,6 +319,13 @@ class LSTM(nn.LSTM):
         if return_gates:
             return result[0], result[1], recorder.as_dict()
         return result
+
+    def _runs_on_torch(self, x: Tensor) -> bool:
+        if self.backend == "torch":
+            return True
+        if self.backend != "auto" or not variants_are_vanilla(self):
+            return False
+        return dispatch.vanilla_uses_torch(x.device, x.dtype, self.proj_size)
 
     def _check_input(self, input):
         w = self.weight_ih_l0
@@ -455,7 +458,8 @@ class LSTM(nn.LSTM):
         p = lambda name: getattr(self, name + sfx, None)  # noqa: E731
         xg = layer_in @ p("weight_ih").T
         if self.layer_norm:
-            xg = layer_norm(xg, p("ln_weight_ih"), None, self.layer_norm_eps)
+            # F.layer_norm is the same math as reference.variants.layer_norm, fused
+            xg = F.layer_norm(xg, (4 * H,), p("ln_weight_ih"), None, self.layer_norm_eps)
         if self.bias:
             xg = xg + p("bias_ih")
         like = xg

@@ -238,3 +238,24 @@ def test_cuda_variant_matches_cpu():
     out_cpu = m(x)[0]
     out_gpu = m.cuda()(x.cuda())[0]
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, atol=1e-5, rtol=0)
+
+
+def test_auto_routes_cpu_projection_to_fused_kernel(monkeypatch):
+    """torch's CPU LSTM has no oneDNN path with proj_size; auto uses our kernel there."""
+    from lstmkit.kernels import dispatch
+    from lstmkit.kernels.cpu import recurrence as cpu_recurrence
+
+    if not cpu_recurrence.is_available():
+        pytest.skip(f"fused CPU kernel unavailable: {cpu_recurrence.build_error()}")
+    used = []
+    real = dispatch.recurrence
+    monkeypatch.setattr(dispatch, "recurrence", lambda b: used.append(b) or real(b))
+    ref = torch.nn.LSTM(4, 6, proj_size=2)
+    m = lstmkit.LSTM(4, 6, proj_size=2)
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, 4)
+    torch.testing.assert_close(m(x)[0], ref(x)[0], atol=1e-6, rtol=0)
+    assert used == ["cpu"]
+    used.clear()
+    lstmkit.LSTM(4, 6)(x)  # no projection: torch's own oneDNN kernel
+    assert used == []
