@@ -14,10 +14,9 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import warnings
 
 import torch
 
