@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-backends clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,9 @@ format: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/lstmkit bench --out docs/bench-cpu.json
+
+bench-backends: $(BIN)/.installed
+	$(BIN)/python bench/cpu_backends.py --out bench-out/cpu_backends.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

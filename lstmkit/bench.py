@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -117,10 +118,14 @@ def bench_shape(shape: Shape, variants: list[str], repeats: int, extra_python: b
         run()
         run()
     times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, run in runs.items():
+        # a new order each round, so that no candidate always follows the same neighbour
+        rng.shuffle(order)
+        for name in order:
             t0 = time.perf_counter()
-            run()
+            runs[name]()
             times[name].append((time.perf_counter() - t0) * 1e3)
     base = statistics.median(times["torch.nn.LSTM"])
     idx = SHAPES.index(shape) if shape in SHAPES else -1
@@ -182,7 +187,7 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lstmkit bench", description=__doc__)
-    ap.add_argument("--repeats", type=int, default=15, help="timed runs per candidate (median)")
+    ap.add_argument("--repeats", type=int, default=31, help="timed runs per candidate (median)")
     ap.add_argument(
         "--variants",
         default=",".join(VARIANTS),
