@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from lstmkit.reference.lstm import CellOptions
 
@@ -262,6 +263,8 @@ def recurrence_backward(
 class LSTMRecurrenceFunction(torch.autograd.Function):
     """Autograd wrapper of :func:`recurrence_forward` / :func:`recurrence_backward`.
 
+    First derivatives only; ``backend="reference"`` (eager autograd) gives higher ones.
+
     ``apply(batch_sizes, reverse, opts, *tensors)`` with tensors in :data:`RECURRENCE_ARGS`
     order; returns ``out, h_n, c_n``.
     """
@@ -277,6 +280,7 @@ class LSTMRecurrenceFunction(torch.autograd.Function):
         return out, h_n, c_n
 
     @staticmethod
+    @once_differentiable  # the saved tensors carry no graph: a double backward would be wrong
     def backward(ctx, dout, dh_n, dc_n):
         batch_sizes, reverse, opts, nargs = ctx.meta
         tensors = ctx.saved_tensors
