@@ -348,6 +348,12 @@ class LSTM(nn.LSTM):
                 f"input must have input_size={self.input_size} features in its last dimension, "
                 f"got shape {tuple(x.shape)}"
             )
+        time_dim = 1 if (self.batch_first and x.dim() == 3) else 0
+        if x.shape[time_dim] == 0:
+            raise ValueError(
+                f"input has 0 time steps (dimension {time_dim} of shape {tuple(x.shape)}); "
+                "an LSTM needs at least one"
+            )
         return x, None, None, None, x.dim() == 3
 
     def _check_hx(self, hx, x, batch_sizes, is_batched):

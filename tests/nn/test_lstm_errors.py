@@ -39,6 +39,10 @@ def test_bad_inputs(variant):
         m(torch.randn(5, 2, 4, dtype=torch.float64))
     with pytest.raises(TypeError, match="floating-point"):
         m(torch.ones(5, 2, 4, dtype=torch.long))
+    with pytest.raises(
+        ValueError, match=r"input has 0 time steps \(dimension 0 of shape \(0, 2, 4\)\)"
+    ):
+        m(torch.randn(0, 2, 4))
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         m([[1.0]])
     x = torch.randn(5, 2, 4)
