@@ -156,13 +156,17 @@ class LSTMCell(nn.LSTMCell):
             h_prev, c_prev = hx
             if not is_batched:
                 h_prev, c_prev = h_prev.unsqueeze(0), c_prev.unsqueeze(0)
-        xg = x @ self.weight_ih.T
-        if self.layer_norm:
+        b_ih = self.bias_ih if self.bias else None
+        if self.layer_norm:  # b_ih is the layer norm's shift: LN(x W_ih^T) * gamma + b_ih
             xg = F.layer_norm(
-                xg, (4 * self.hidden_size,), self.ln_weight_ih, None, self.layer_norm_eps
+                F.linear(x, self.weight_ih),
+                (4 * self.hidden_size,),
+                self.ln_weight_ih,
+                b_ih,
+                self.layer_norm_eps,
             )
-        if self.bias:
-            xg = xg + self.bias_ih
+        else:
+            xg = F.linear(x, self.weight_ih, b_ih)
         shape = (Bn, self.hidden_size)
         zh = zoneout_mask(shape, self.zoneout_h, self.training, x) if self.zoneout_h else None
         zc = zoneout_mask(shape, self.zoneout_c, self.training, x) if self.zoneout_c else None

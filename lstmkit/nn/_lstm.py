@@ -462,12 +462,14 @@ class LSTM(nn.LSTM):
         """Input projection for all steps at once, then the recurrence's tensor arguments."""
         H = self.hidden_size
         p = lambda name: getattr(self, name + sfx, None)  # noqa: E731
-        xg = layer_in @ p("weight_ih").T
+        b_ih = p("bias_ih") if self.bias else None
+        # The bias rides along in the GEMM (addmm) or in the layer norm's shift, saving a pass
+        # over the (T, B, 4H) tensor; F.layer_norm is reference.variants.layer_norm, fused.
         if self.layer_norm:
-            # F.layer_norm is the same math as reference.variants.layer_norm, fused
-            xg = F.layer_norm(xg, (4 * H,), p("ln_weight_ih"), None, self.layer_norm_eps)
-        if self.bias:
-            xg = xg + p("bias_ih")
+            xg = F.linear(layer_in, p("weight_ih"))
+            xg = F.layer_norm(xg, (4 * H,), p("ln_weight_ih"), b_ih, self.layer_norm_eps)
+        else:
+            xg = F.linear(layer_in, p("weight_ih"), b_ih)
         like = xg
         zh = (
             zoneout_mask((T, B, P), self.zoneout_h, self.training, like) if self.zoneout_h else None
