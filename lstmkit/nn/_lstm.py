@@ -388,7 +388,6 @@ class LSTM(nn.LSTM):
         P = self.proj_size or H
         packed = batch_sizes is not None
         if packed:
-            T = batch_sizes.shape[0]
             x_tb, _ = torch.nn.utils.rnn.pad_packed_sequence(PackedSequence(x, batch_sizes))
             batch_sizes = batch_sizes.cpu()
         else:
@@ -446,7 +445,8 @@ class LSTM(nn.LSTM):
         out = layer_in
         h_n, c_n = torch.stack(h_n, 0), torch.stack(c_n, 0)
         if packed:
-            data = torch.cat([out[t, : int(batch_sizes[t])] for t in range(T)], 0)
+            lengths = (torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)).sum(0)
+            data = torch.nn.utils.rnn.pack_padded_sequence(out, lengths).data
             output = PackedSequence(data, batch_sizes, sorted_idx, unsorted_idx)
             if unsorted_idx is not None:
                 h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
