@@ -260,6 +260,27 @@ def recurrence_backward(
     return (dxg, dh, dc, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b)
 
 
+def stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved: dict[str, Tensor]) -> None:
+    """Keep what any recurrence backward needs on ``ctx`` (shared by every backend's Function)."""
+    if saved:
+        ctx.names = list(saved)
+        ctx.save_for_backward(*args, *saved.values())
+    ctx.meta = (batch_sizes, reverse, opts, len(args))
+
+
+def unstash_for_backward(ctx) -> tuple:
+    """``args, saved, batch_sizes, reverse, opts`` as :func:`stash_for_backward` kept them."""
+    batch_sizes, reverse, opts, nargs = ctx.meta
+    tensors = ctx.saved_tensors
+    args, saved = tensors[:nargs], dict(zip(ctx.names, tensors[nargs:], strict=True))
+    return args, saved, batch_sizes, reverse, opts
+
+
+def needs_recurrence_save(ctx) -> bool:
+    """Whether any differentiable tensor argument (after batch_sizes, reverse, opts) needs grad."""
+    return any(ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS])
+
+
 class LSTMRecurrenceFunction(torch.autograd.Function):
     """Autograd wrapper of :func:`recurrence_forward` / :func:`recurrence_backward`.
 
@@ -271,20 +292,15 @@ class LSTMRecurrenceFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, batch_sizes, reverse, opts, *args):
-        save = any(ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS])
+        save = needs_recurrence_save(ctx)
         out, h_n, c_n, saved = recurrence_forward(args, batch_sizes, reverse, opts, save)
-        if save:
-            ctx.names = list(saved)
-            ctx.save_for_backward(*args, *saved.values())
-        ctx.meta = (batch_sizes, reverse, opts, len(args))
+        stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved)
         return out, h_n, c_n
 
     @staticmethod
     @once_differentiable  # the saved tensors carry no graph: a double backward would be wrong
     def backward(ctx, dout, dh_n, dc_n):
-        batch_sizes, reverse, opts, nargs = ctx.meta
-        tensors = ctx.saved_tensors
-        args, saved = tensors[:nargs], dict(zip(ctx.names, tensors[nargs:], strict=True))
+        args, saved, batch_sizes, reverse, opts = unstash_for_backward(ctx)
         grads = recurrence_backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts)
         grads = tuple(g if ctx.needs_input_grad[3 + k] else None for k, g in enumerate(grads))
-        return (None, None, None, *grads, None, None, None)
+        return (None, None, None, *grads, *([None] * (len(args) - N_GRAD_ARGS)))

@@ -7,6 +7,7 @@ import torch
 
 from lstmkit.reference.backward import LSTMRecurrenceFunction
 from lstmkit.reference.lstm import CellOptions, lstm_recurrence
+from tests.recurrence_args import make_args
 
 DT = torch.float64
 VARIANTS = {
@@ -28,43 +29,6 @@ VARIANTS = {
         "packed": True,
     },
 }
-
-
-def make_args(
-    proj=False,
-    peephole=False,
-    layer_norm=False,
-    zoneout=False,
-    dropout=False,
-    packed=False,
-    T=4,
-    B=3,
-    H=3,
-    **_,
-):
-    P = 2 if proj else H
-
-    def r(*s):
-        return torch.randn(*s, dtype=DT, requires_grad=True)
-
-    def mask(shape, p):
-        return torch.bernoulli(torch.full(shape, p, dtype=DT))
-
-    args = (
-        r(T, B, 4 * H),
-        r(B, P),
-        r(B, H),
-        r(4 * H, P),
-        r(4 * H),
-        r(P, H) if proj else None,
-        *((r(H), r(H), r(H)) if peephole else (None, None, None)),
-        *((r(4 * H), r(H), r(H)) if layer_norm else (None, None, None)),
-        mask((T, B, P), 0.3) if zoneout else None,
-        mask((T, B, H), 0.3) if zoneout else None,
-        mask((B, P), 0.7) / 0.7 if dropout else None,
-    )
-    bs = torch.tensor([3, 3, 2, 1][:T]) if packed else None
-    return args, bs
 
 
 def opts_for(flags):

@@ -28,7 +28,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lstmkit.reference.backward import N_GRAD_ARGS
+from lstmkit.reference.backward import (
+    N_GRAD_ARGS,
+    needs_recurrence_save,
+    stash_for_backward,
+    unstash_for_backward,
+)
 from lstmkit.reference.lstm import CellOptions
 
 __all__ = [
@@ -237,22 +242,17 @@ class FusedLSTMRecurrenceFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, batch_sizes, reverse, opts, *args):
-        save = any(ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS])
+        save = needs_recurrence_save(ctx)
         out, h_n, c_n, saved = fused_forward(args, batch_sizes, reverse, opts, save)
-        if save:
-            ctx.names = list(saved)
-            ctx.save_for_backward(*args, *saved.values())
-        ctx.meta = (batch_sizes, reverse, opts, len(args))
+        stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved)
         return out, h_n, c_n
 
     @staticmethod
     @once_differentiable  # the C++ backward is not itself differentiable
     def backward(ctx, dout, dh_n, dc_n):
-        batch_sizes, reverse, opts, nargs = ctx.meta
-        tensors = ctx.saved_tensors
-        args, saved = tensors[:nargs], dict(zip(ctx.names, tensors[nargs:], strict=True))
+        args, saved, batch_sizes, reverse, opts = unstash_for_backward(ctx)
         needs = ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS]
         grads = fused_backward(
             args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad=needs
         )
-        return (None, None, None, *grads, *([None] * (nargs - N_GRAD_ARGS)))
+        return (None, None, None, *grads, *([None] * (len(args) - N_GRAD_ARGS)))

@@ -13,6 +13,7 @@ from lstmkit.reference.backward import (
     recurrence_forward,
 )
 from lstmkit.reference.lstm import CellOptions
+from tests.recurrence_args import make_args
 
 # Per-dtype tolerances (atol, rtol) of the fused kernel against the reference, for the outputs
 # and for the grads. In float32 the grads sum rounding over all steps and rows and the layer
@@ -28,46 +29,6 @@ if not recurrence.is_available():
 
 FLAGS = ("proj", "peephole", "layer_norm", "zoneout", "dropout", "packed")
 GATES = ("forget", "coupled", "no_forget")
-
-
-def make_args(
-    dtype,
-    proj=False,
-    peephole=False,
-    layer_norm=False,
-    zoneout=False,
-    dropout=False,
-    packed=False,
-    T=4,
-    B=3,
-    H=4,
-    grad=True,
-):
-    P = 3 if proj else H
-
-    def r(*s, scale=1.0):
-        return (torch.randn(*s, dtype=dtype) * scale).requires_grad_(grad)
-
-    def mask(shape, p):
-        return torch.bernoulli(torch.full(shape, p, dtype=dtype))
-
-    args = (
-        r(T, B, 4 * H),
-        r(B, P),
-        r(B, H),
-        r(4 * H, P, scale=H**-0.5),
-        r(4 * H),
-        r(P, H, scale=H**-0.5) if proj else None,
-        *((r(H), r(H), r(H)) if peephole else (None, None, None)),
-        *((r(4 * H), r(H), r(H)) if layer_norm else (None, None, None)),
-        mask((T, B, P), 0.3) if zoneout else None,
-        mask((T, B, H), 0.3) if zoneout else None,
-        mask((B, P), 0.7) / 0.7 if dropout else None,
-    )
-    bs = None
-    if packed:  # non-increasing, the last sequence one step long
-        bs = torch.linspace(B, 1, T).round().long()
-    return args, bs
 
 
 def opts_for(gate):
