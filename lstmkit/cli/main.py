@@ -1,38 +1,315 @@
-"""The ``lstmkit`` command: thin entry points only."""
+"""The ``lstmkit`` command: thin entry points that parse options, build configs and call down.
+
+Errors a user can fix (bad options, files, checkpoints) print one line, ``lstmkit: error: ...``,
+and exit with status 2; ``--debug`` (anywhere on the line) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
+import os
+import re
 import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from lstmkit.cli.options import SectionedCommand, build, check_unique, options_for
+from lstmkit.utils.errors import UserError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class TaskGroup(click.Group):
+    """``lstmkit train TASK``: one subcommand per registered task, built when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from lstmkit.tasks.base import discover
+
+        return sorted(discover())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from lstmkit.tasks.base import get_task
+
+        try:
+            task_cls = get_task(name)
+        except UserError as e:
+            raise click.UsageError(str(e)) from None
+        return _train_command(task_cls)
+
+    def resolve_command(self, ctx, args):
+        # click's own message for an unknown name is "No such command"; ours lists the tasks
+        name = args[0] if args else None
+        if name and name.startswith("-"):
+            raise click.UsageError(
+                f"give a task before options; tasks: {', '.join(self.list_commands(ctx))}"
+            )
+        return super().resolve_command(ctx, args)
+
+
+def _train_command(task_cls) -> click.Command:
+    from lstmkit.train.config import TrainConfig
+
+    check_unique(task_cls.Config, task_cls.ModelConfig, TrainConfig)
+    params = [
+        *options_for(task_cls.Config, "Task options"),
+        *options_for(task_cls.ModelConfig, "Model options"),
+        *options_for(TrainConfig, "Training options", task_cls.train_defaults),
+    ]
+
+    def callback(**values):
+        from lstmkit.train import distributed
+
+        train_cfg = build(TrainConfig, values)
+        if train_cfg.nproc > 1 and distributed.world_from_env().size == 1:
+            argv = click.get_current_context().find_root().obj["argv"]
+            return distributed.launch(train_cfg.nproc, _without_nproc(argv))
+        task = task_cls(build(task_cls.Config, values), build(task_cls.ModelConfig, values))
+        return _run_training(task, train_cfg)
+
+    return SectionedCommand(
+        task_cls.name,
+        params=params,
+        callback=callback,
+        help=f"Train on the {task_cls.summary}.\n\n{_plain(task_cls.__doc__ or '')}",
+        short_help=task_cls.summary,
+        context_settings=CONTEXT,
+    )
+
+
+def _plain(doc: str) -> str:
+    """A docstring for the terminal: Sphinx roles dropped (``:func:`x``` becomes ``x``)."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", doc.strip())
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _run_training(task, cfg) -> int:
+    from lstmkit.cli.report import print_training_result
+    from lstmkit.train import distributed
+    from lstmkit.train.trainer import train
+
+    result = train(task, cfg)
+    if distributed.world_from_env().is_main:
+        print_training_result(result)
+    return 0
+
+
+@click.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.option("--version", is_flag=True, help="Print the version and exit.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (anywhere on the line).")
+@click.pass_context
+def cli(ctx: click.Context, version: bool, debug: bool) -> None:
+    """lstmkit: LSTM networks for PyTorch, with the LSTM papers' tasks.
+
+    Start with `lstmkit demo`, then `lstmkit train --help` for the tasks.
+    """
+    if version:
+        from lstmkit import __version__
+
+        click.echo(__version__)
+    elif ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.group(cls=TaskGroup, context_settings=CONTEXT)
+def train() -> None:
+    """Train a model on TASK; `lstmkit train TASK --help` lists every option."""
+
+
+def _device_option(f):
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="where to run",
+    )(f)
+
+
+def _load(checkpoint: str, device: str):
+    from lstmkit.train.inference import load_trained
+    from lstmkit.train.trainer import resolve_device
+
+    dev = resolve_device(device)
+    task, model, ckpt = load_trained(checkpoint, dev)
+    return task, model, ckpt, dev
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint")
+@click.option(
+    "--split",
+    type=click.Choice(["valid", "test", "both"]),
+    default="test",
+    show_default=True,
+    help="which evaluation set",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the metrics as one JSON object")
+@_device_option
+def evaluate(checkpoint: str, split: str, as_json: bool, device: str) -> int:
+    """Evaluate a trained model (a run folder, or its best/ or last/ checkpoint)."""
+    import torch
+
+    from lstmkit.cli.report import print_metrics
+
+    task, model, ckpt, dev = _load(checkpoint, device)
+    splits = ["valid", "test"] if split == "both" else [split]
+    with torch.no_grad():
+        metrics = {s: task.evaluate(model, s, dev) for s in splits}
+    if as_json:
+        click.echo(json.dumps({"checkpoint": str(ckpt.path), **metrics}))
+    else:
+        print_metrics(task, ckpt, metrics)
+    return 0
+
+
+def _read_inputs(inputs: tuple[str, ...], input_file: str | None) -> list[str]:
+    items = list(inputs)
+    if input_file:
+        path = Path(input_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"--input: file not found: {path}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--input: {path} is not UTF-8 (byte {e.start})") from None
+        except OSError as e:
+            raise UserError(f"--input: cannot read {path}: {e.strerror}") from None
+        items += [line for line in text.splitlines() if line.strip()]
+    return items
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint")
+@click.argument("inputs", nargs=-1)
+@click.option("--input", "input_file", help="read inputs from this file, one per line")
+@click.option("--output", help="write the JSON lines to this file instead of the screen")
+@_device_option
+def predict(checkpoint, inputs, input_file, output, device) -> int:
+    """Run a trained model on INPUTS; prints one JSON object per input.
+
+    With no inputs, a few test examples are used (and shown in the format the task reads).
+    """
+    import torch
+
+    task, model, _, dev = _load(checkpoint, device)
+    items = _read_inputs(inputs, input_file) or task.examples()
+    with torch.no_grad():
+        results = task.predict(model, items, dev)
+    lines = "".join(json.dumps(r) + "\n" for r in results)
+    if output:
+        from lstmkit.utils.io import atomic_write_text
+
+        atomic_write_text(output, lines)
+        click.echo(f"wrote {len(results)} predictions to {output}", err=True)
+    else:
+        click.echo(lines, nl=False)
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint")
+@click.argument("inputs", nargs=-1)
+@click.option("--input", "input_file", help="read inputs from this file, one per line")
+@click.option("--out", default="inspect", show_default=True, help="folder for the PNG files")
+@_device_option
+def inspect(checkpoint, inputs, input_file, out, device) -> int:
+    """Plot the gates and the cell state over time for INPUTS (PNG files).
+
+    With no inputs, one test example is plotted.
+    """
+    task, model, _, dev = _load(checkpoint, device)
+    paths = task.inspect(model, _read_inputs(inputs, input_file), Path(out), dev)
+    for p in paths:
+        click.echo(str(p))
+    return 0
+
+
+@cli.command(
+    context_settings={**CONTEXT, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args) -> int:
+    """Speed table of lstmkit.LSTM against torch.nn.LSTM (`lstmkit bench --help`)."""
+    from lstmkit import bench as bench_module
+
+    return bench_module.main(list(args))
+
+
+def _demo_command() -> click.Command:
+    from lstmkit.experiments.demo import DemoConfig
+
+    def callback(**values):
+        from lstmkit.experiments import demo
+
+        return demo.main(build(DemoConfig, values))
+
+    return SectionedCommand(
+        "demo",
+        params=options_for(DemoConfig, "Demo options"),
+        callback=callback,
+        help=(
+            "Train an LSTM and a plain RNN on the adding problem and compare them (what `make "
+            "demo` runs: about 3 minutes on 2 CPU cores; no data or network needed)."
+        ),
+        short_help="LSTM vs RNN on the adding problem, with gate plots (make demo)",
+        context_settings=CONTEXT,
+    )
+
+
+cli.add_command(_demo_command())
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="lstmkit", description="LSTM networks for PyTorch.")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("demo", help="a short tour of the library (what `make demo` runs)")
-    sub.add_parser(
-        "bench", help="CPU speed table against torch.nn.LSTM (see --help)", add_help=False
-    )
-    args, rest = parser.parse_known_args(argv)
-    if args.version:
-        from lstmkit import __version__
-
-        print(__version__)
-        return 0
-    if args.command == "bench":
-        from lstmkit import bench
-
-        return bench.main(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "demo":
-        from lstmkit import showcase
-
-        return showcase.main()
-    parser.print_help()
-    return 0
+    """Entry point of the ``lstmkit`` script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("LSTMKIT_DEBUG") == "1"
+    if debug:
+        os.environ["LSTMKIT_DEBUG"] = "1"  # the processes that --nproc launches inherit it
+        argv = [a for a in argv if a != "--debug"]
+    try:
+        status = cli.main(args=argv, prog_name="lstmkit", standalone_mode=False, obj={"argv": argv})
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        print("lstmkit: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as e:
+        if debug:
+            traceback.print_exc()
+        print(f"lstmkit: error: {e.format_message()}", file=sys.stderr)
+        return 2
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"lstmkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lstmkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+            return 1
+        print(
+            f"lstmkit: error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,161 @@
+"""What a task is, and the registry that the command line reads.
+
+A task is one module in ``lstmkit/tasks/`` holding a :class:`Task` subclass decorated with
+:func:`register`. It declares its options as frozen dataclasses (``Config`` for the data and the
+task, ``ModelConfig`` for the network); the CLI turns their fields into flags, the trainer calls
+the methods below, and checkpoints store the configs and :meth:`Task.state` as JSON. Nothing else
+needs to change to add a task.
+
+Batches are any nesting of tuples, lists, dicts and NamedTuples of tensors; the trainer moves
+them to the device. Training batches are a pure function of ``(seed, step)``: that makes an
+interrupted and resumed run identical to an uninterrupted one, and lets each data-parallel
+process take its own slice of the same global batch.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import pkgutil
+from collections.abc import Iterable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lstmkit.utils.errors import UserError
+
+TASKS: dict[str, type[Task]] = {}
+_NOT_TASK_MODULES = {"base", "models"}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task known to ``lstmkit train`` under ``cls.name``."""
+    if cls.name in TASKS and TASKS[cls.name] is not cls:
+        raise ValueError(f"task name {cls.name!r} is registered twice")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def discover() -> dict[str, type[Task]]:
+    """Import every module of ``lstmkit.tasks`` once, so that their tasks register."""
+    import lstmkit.tasks as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_") and info.name not in _NOT_TASK_MODULES:
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    return TASKS
+
+
+def get_task(name: str) -> type[Task]:
+    tasks = discover()
+    if name not in tasks:
+        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
+    return tasks[name]
+
+
+def config_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
+    """Rebuild a config dataclass from JSON, naming unknown or missing fields."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{what}: unknown option(s) {', '.join(unknown)} for {cls.__name__}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{what}: {e}") from None
+
+
+class Task(abc.ABC):
+    """A trainable problem: its data, its model, its loss and metrics, and its CLI verbs."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type]
+    ModelConfig: ClassVar[type]
+    metric: ClassVar[str] = "loss"
+    """Validation metric that picks the best checkpoint and drives early stopping."""
+    mode: ClassVar[str] = "min"
+    """``min`` or ``max``: the better direction of :attr:`metric`."""
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    """TrainConfig defaults that suit this task (learning rate, steps...)."""
+
+    def __init__(self, cfg: Any, model_cfg: Any, state: dict | None = None) -> None:
+        self.cfg = cfg
+        self.model_cfg = model_cfg
+
+    # ----- what a checkpoint stores besides the weights
+    def state(self) -> dict:
+        """JSON-able data the task needs to be rebuilt (vocabularies...); saved in checkpoints."""
+        return {}
+
+    def describe(self) -> dict:
+        return {
+            "task": self.name,
+            "task_config": asdict(self.cfg),
+            "model_config": asdict(self.model_cfg),
+            "task_state": self.state(),
+        }
+
+    @classmethod
+    def from_checkpoint_meta(cls, meta: dict) -> Task:
+        """Rebuild the task that wrote a checkpoint from its metadata."""
+        where = f"checkpoint task {meta.get('task')!r}"
+        cfg = config_from_dict(cls.Config, meta.get("task_config", {}), where)
+        model_cfg = config_from_dict(cls.ModelConfig, meta.get("model_config", {}), where)
+        return cls(cfg, model_cfg, state=meta.get("task_state") or {})
+
+    # ----- training
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh model, initialised from torch's global RNG (the trainer seeds it)."""
+
+    @abc.abstractmethod
+    def train_batch(self, step: int, seed: int, batch_size: int, rank: int, world: int) -> Any:
+        """This process's slice of the global training batch number ``step``."""
+
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        """Mean training loss of ``batch`` (a scalar with a graph)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module, split: str, device: torch.device) -> dict[str, float]:
+        """Metrics on ``split`` (``valid`` or ``test``), with ``model`` in eval mode."""
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        """The paper's success criterion on validation metrics, where the task has one."""
+        return False
+
+    # ----- using a trained model
+    def predict(self, model: nn.Module, inputs: list[str], device: torch.device) -> list[dict]:
+        raise UserError(f"task {self.name!r} has no predict")
+
+    def inspect(
+        self, model: nn.Module, inputs: list[str], out: Path, device: torch.device
+    ) -> list[Path]:
+        raise UserError(f"task {self.name!r} has no inspect")
+
+    def examples(self) -> list[str]:
+        """A few inputs in the format that :meth:`predict` reads, for help texts and demos."""
+        return []
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a nested batch to ``device``."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(x, device) for x in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(x, device) for x in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def chunks(n: int, size: int) -> Iterable[slice]:
+    """Slices covering ``range(n)`` in pieces of at most ``size``."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))

@@ -1,0 +1,79 @@
+"""The trainer's options: one frozen dataclass; every field becomes a ``lstmkit train`` flag."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SCHEDULES = ("constant", "cosine", "linear")
+AMP_MODES = ("none", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, schedule, stopping, checkpoints, devices and processes."""
+
+    steps: int = field(default=5000, metadata=_help("maximum optimiser steps"))
+    batch_size: int = field(
+        default=64, metadata=_help("sequences per step, over all processes (the global batch)")
+    )
+    lr: float = field(default=1e-3, metadata=_help("peak learning rate of AdamW"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW decoupled weight decay"))
+    clip_norm: float = field(
+        default=1.0, metadata=_help("clip the global gradient norm to this; 0 turns clipping off")
+    )
+    schedule: str = field(
+        default="constant",
+        metadata=_help("learning-rate schedule after warm-up", choices=SCHEDULES),
+    )
+    warmup_steps: int = field(default=0, metadata=_help("linear warm-up steps from 0 to --lr"))
+    min_lr_ratio: float = field(
+        default=0.1, metadata=_help("final learning rate of cosine/linear, as a share of --lr")
+    )
+    eval_every: int = field(
+        default=200, metadata=_help("evaluate on the validation set every N steps")
+    )
+    patience: int = field(
+        default=0,
+        metadata=_help("stop after N evaluations without improvement of the validation metric"),
+    )
+    stop_when_solved: bool = field(
+        default=True, metadata=_help("stop once the task's success criterion is met")
+    )
+    max_time: float = field(
+        default=0.0, metadata=_help("stop after this many seconds of training; 0 means no limit")
+    )
+    amp: str = field(
+        default="none",
+        metadata=_help("autocast precision (bf16 or fp16 on GPU)", choices=AMP_MODES),
+    )
+    device: str = field(default="auto", metadata=_help("where to train", choices=DEVICES))
+    seed: int = field(default=0, metadata=_help("seed of weights, data order and dropout"))
+    out: str = field(
+        default="", metadata=_help("output folder (default runs/TASK); holds checkpoints and logs")
+    )
+    resume: bool = field(
+        default=False, metadata=_help("continue from the last checkpoint in --out")
+    )
+    overwrite: bool = field(
+        default=False, metadata=_help("replace a previous run in --out instead of refusing")
+    )
+    save_every: int = field(
+        default=0, metadata=_help("write the resumable checkpoint every N steps; 0: at evaluations")
+    )
+    log_every: int = field(default=20, metadata=_help("log the training loss every N steps"))
+    progress: bool = field(default=True, metadata=_help("show a live progress bar"))
+    nproc: int = field(
+        default=1,
+        metadata=_help("data-parallel processes to launch on this machine (torch.distributed)"),
+    )
+    threads: int = field(
+        default=0, metadata=_help("CPU threads per process; 0 splits the cores between processes")
+    )
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)

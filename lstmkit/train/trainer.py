@@ -1,0 +1,459 @@
+"""The training loop shared by every task.
+
+AdamW with decoupled weight decay, global-norm gradient clipping, linear warm-up then a constant,
+cosine or linear learning rate, periodic validation with early stopping on the task's metric,
+metrics as JSON lines, autocast on GPU, data-parallel processes, and resumable checkpoints.
+
+An output folder holds::
+
+    config.json       the run's task, model and training options
+    train.jsonl       one JSON object per line: {"event": "train"|"valid"|"test"|..., ...}
+    last/             the latest checkpoint, with optimiser and RNG state (for --resume)
+    best/             the checkpoint with the best validation metric (for evaluate/predict)
+    results.json      final validation and test metrics of best/
+
+Reproducibility: the model is initialised from ``seed``, training batch ``k`` is a function of
+``(seed, k)``, and the RNG state is saved with every checkpoint, so on CPU an interrupted run
+resumed with ``--resume`` ends at the same weights as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lstmkit.tasks.base import Task, to_device
+from lstmkit.train import distributed as dist_utils
+from lstmkit.train.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from lstmkit.train.config import TrainConfig
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_json
+
+
+@dataclass
+class TrainState:
+    """Counters that a resumed run continues from."""
+
+    step: int = 0
+    sequences: int = 0
+    elapsed: float = 0.0
+    best: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0
+    stop_reason: str = ""
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    state: TrainState
+    valid: dict[str, float]
+    test: dict[str, float]
+    solved: bool
+    history: list[dict]
+    """This session's train and valid events (the JSONL log has those of earlier sessions)."""
+
+
+def resolve_device(name: str, world: dist_utils.World | None = None) -> torch.device:
+    """``auto`` is CUDA where there is one, else CPU; processes take one GPU each."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (try --device cpu)")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local = world.local_rank if world else 0
+    return torch.device("cuda", local % torch.cuda.device_count())
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): warm-up, then the schedule."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    t = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "cosine":
+        return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "linear":
+        return cfg.lr + (floor - cfg.lr) * t
+    raise UserError(f"--schedule must be constant, cosine or linear, got {cfg.schedule!r}")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Reject values that cannot work, naming the option."""
+    positive = {"steps": cfg.steps, "batch_size": cfg.batch_size, "eval_every": cfg.eval_every}
+    positive |= {"log_every": cfg.log_every, "nproc": cfg.nproc}
+    for name, value in positive.items():
+        if value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("lr", "weight_decay", "clip_norm", "max_time", "min_lr_ratio"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("warmup_steps", "patience", "save_every", "threads"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.amp not in ("none", "bf16", "fp16"):
+        raise UserError(f"--amp must be none, bf16 or fp16, got {cfg.amp!r}")
+    lr_at(0, cfg)  # validates the schedule name
+
+
+class JsonlLog:
+    """Appends one JSON object per line and flushes it, so a killed run keeps its log."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._f = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def write(self, event: str, **values: object) -> None:
+        if self._f:
+            self._f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}))
+            self._f.write("\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The events of a ``train.jsonl`` log (a torn last line from a kill is skipped)."""
+    events = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def _prepare_out(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to clobber a previous run unless asked: runs are the user's data."""
+    has_run = (out / "config.json").exists() or (out / "last").exists()
+    if cfg.resume:
+        if not (out / "last").exists() and not list(out.glob(".last.old-*")):
+            raise UserError(f"--resume: {out} has no checkpoint to resume from (no {out}/last)")
+        return
+    if has_run:
+        if not cfg.overwrite:
+            raise UserError(
+                f"{out} already holds a run; pass --resume to continue it, --overwrite to "
+                "replace it, or choose another --out"
+            )
+        for name in ("last", "best", "train.jsonl", "results.json", "config.json"):
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "none":
+        return nullcontext()
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise UserError("--amp fp16 needs a CUDA device (use bf16 on CPU, or none)")
+    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def _set_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def _checkpoint_meta(task: Task, cfg: TrainConfig, state: TrainState, metrics: dict) -> dict:
+    return {
+        **task.describe(),
+        "train_config": asdict(cfg),
+        "step": state.step,
+        "sequences": state.sequences,
+        "metrics": metrics,
+    }
+
+
+def _better(task: Task, value: float, best: float | None) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best if task.mode == "min" else value > best
+
+
+ProgressHook = Callable[[TrainState, dict], None]
+
+
+def train(
+    task: Task, cfg: TrainConfig, *, on_log: ProgressHook | None = None, label: str = ""
+) -> TrainResult:
+    """Train ``task``'s model under ``cfg``; returns the final state and metrics of ``best/``.
+
+    ``on_log`` is called on the main process with the state and the latest logged values after
+    every training log line and evaluation (the demo draws its curves from it).
+    """
+    check_config(cfg)
+    world = dist_utils.world_from_env()
+    if cfg.batch_size % world.size:
+        raise UserError(
+            f"--batch-size {cfg.batch_size} must divide evenly among {world.size} processes"
+        )
+    device = resolve_device(cfg.device, world)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    elif world.distributed and device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.size))
+    dist_utils.init(world, device)
+    out = Path(cfg.out or f"runs/{task.name}")
+    try:
+        if world.is_main:
+            _prepare_out(out, cfg)
+        dist_utils.barrier(world)
+        return _train(task, cfg, world, device, out, on_log, label)
+    finally:
+        dist_utils.shutdown()
+
+
+def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
+    run = _Run(task, cfg, world, device, out, on_log)
+    progress = _Progress(cfg, label or task.name, world.is_main and cfg.progress, run.state)
+    try:
+        run.loop(progress)
+    finally:
+        progress.close()
+    return run.finish()
+
+
+class _Run:
+    """One training run: the model, its optimiser, the counters and the log."""
+
+    def __init__(self, task, cfg, world, device, out, on_log) -> None:
+        self.task, self.cfg, self.world, self.device, self.out = task, cfg, world, device, out
+        self.on_log = on_log if world.is_main else None
+        torch.manual_seed(cfg.seed)
+        self.model = task.build_model().to(device)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.state = TrainState()
+        if cfg.resume:
+            ckpt = load_checkpoint(out, trainer=True, prefer="last")
+            load_weights(self.model, ckpt.weights, ckpt.path)
+            optimizer_from_tensors(self.opt, ckpt.trainer_tensors, ckpt.trainer_meta["optimizer"])
+            self.state = TrainState(**ckpt.trainer_meta["state"])
+            _set_rng(ckpt.trainer_tensors)
+        elif world.is_main:
+            atomic_write_json(out / "config.json", {**task.describe(), "train_config": asdict(cfg)})
+        self.ddp = self.model
+        if world.distributed:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.log = JsonlLog(out / "train.jsonl" if world.is_main else None)
+        self.log.write("resume" if cfg.resume else "start", step=self.state.step, world=world.size)
+        self.valid: dict[str, float] = {}
+        self.history: list[dict] = []
+
+    def _record(self, event: str, values: dict) -> None:
+        self.log.write(event, **values)
+        self.history.append({"event": event, **values})
+        if self.on_log:
+            self.on_log(self.state, values)
+
+    def train_step(self) -> float:
+        cfg, state = self.cfg, self.state
+        lr = lr_at(state.step, cfg)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        batch = self.task.train_batch(
+            state.step, cfg.seed, cfg.batch_size, self.world.rank, self.world.size
+        )
+        batch = to_device(batch, self.device)
+        self.ddp.train()
+        with _autocast(cfg, self.device):
+            loss = self.task.loss(self.ddp, batch)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.clip_norm:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        state.step += 1
+        state.sequences += cfg.batch_size
+        return loss.item()
+
+    def loop(self, progress: _Progress) -> None:
+        cfg, state = self.cfg, self.state
+        save_every = cfg.save_every or cfg.eval_every
+        t_start = time.perf_counter() - state.elapsed
+        window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+        while state.step < cfg.steps and not state.stop_reason:
+            window_loss += self.train_step()
+            window_n += 1
+            state.elapsed = time.perf_counter() - t_start
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                now = time.perf_counter()
+                speed = cfg.batch_size * window_n / max(now - window_t, 1e-9)
+                values = {
+                    "step": state.step,
+                    "sequences": state.sequences,
+                    "loss": window_loss / window_n,
+                    "lr": self.opt.param_groups[0]["lr"],
+                    "seq_per_s": round(speed, 1),
+                    "elapsed": round(state.elapsed, 3),
+                }
+                self._record("train", values)
+                progress.update(state, values["loss"], speed)
+                window_loss, window_n, window_t = 0.0, 0, now
+            if cfg.max_time and state.elapsed >= cfg.max_time:
+                state.stop_reason = f"time limit of {cfg.max_time:g} s"
+            if state.step % cfg.eval_every == 0 or state.step == cfg.steps or state.stop_reason:
+                self.validate()
+            elif state.step % save_every == 0:
+                self.save_last()
+            # rank 0 decides (time limits differ between processes); all stop at the same step
+            stop = dist_utils.broadcast_flag(self.world, bool(state.stop_reason))
+            if stop and not state.stop_reason:
+                state.stop_reason = "stopped by the main process"
+        if not state.stop_reason:
+            state.stop_reason = f"reached --steps {cfg.steps}"
+        self.log.write("stop", step=state.step, reason=state.stop_reason)
+
+    def validate(self) -> None:
+        # Every process evaluates the whole validation set, so that all take the same decision.
+        task, cfg, state = self.task, self.cfg, self.state
+        self.model.eval()
+        with torch.no_grad(), _autocast(cfg, self.device):
+            metrics = task.evaluate(self.model, "valid", self.device)
+        self.valid = metrics
+        improved = _better(task, metrics[task.metric], state.best)
+        if improved:
+            state.best, state.best_step, state.bad_evals = metrics[task.metric], state.step, 0
+        else:
+            state.bad_evals += 1
+        solved = task.solved(metrics)
+        self._record(
+            "valid",
+            {"step": state.step, "sequences": state.sequences, **metrics, "solved": solved},
+        )
+        if solved and cfg.stop_when_solved:
+            state.stop_reason = state.stop_reason or f"solved at step {state.step}"
+        if cfg.patience and state.bad_evals >= cfg.patience:
+            state.stop_reason = state.stop_reason or (
+                f"no better {task.metric} in {cfg.patience} evaluations"
+            )
+        if self.world.is_main and improved:
+            meta = _checkpoint_meta(task, cfg, state, metrics)
+            save_checkpoint(self.out / "best", self.model.state_dict(), meta)
+        self.save_last()
+
+    def save_last(self) -> None:
+        if not self.world.is_main:
+            return
+        tensors, opt_meta = optimizer_to_tensors(self.opt)
+        save_checkpoint(
+            self.out / "last",
+            self.model.state_dict(),
+            _checkpoint_meta(self.task, self.cfg, self.state, self.valid),
+            {**tensors, **_rng_tensors()},
+            {"state": asdict(self.state), "optimizer": opt_meta},
+        )
+
+    def finish(self) -> TrainResult:
+        """Evaluate ``best/`` on validation and test data and write results.json."""
+        task, state, out = self.task, self.state, self.out
+        dist_utils.barrier(self.world)
+        best = load_checkpoint(out / "best")
+        load_weights(self.model, best.weights, best.path)
+        self.model.eval()
+        with torch.no_grad(), _autocast(self.cfg, self.device):
+            valid = task.evaluate(self.model, "valid", self.device)
+            test = task.evaluate(self.model, "test", self.device)
+        solved = task.solved(valid)
+        self.log.write("test", step=best.meta["step"], **test)
+        self.log.close()
+        if self.world.is_main:
+            atomic_write_json(
+                out / "results.json",
+                {
+                    "task": task.name,
+                    "best_step": best.meta["step"],
+                    "steps": state.step,
+                    "sequences": state.sequences,
+                    "elapsed": round(state.elapsed, 3),
+                    "stop_reason": state.stop_reason,
+                    "solved": solved,
+                    "valid": valid,
+                    "test": test,
+                },
+            )
+        return TrainResult(out, state, valid, test, solved, self.history)
+
+
+class _Progress:
+    """A rich progress bar: step, loss, sequences per second, elapsed and remaining time."""
+
+    def __init__(self, cfg: TrainConfig, label: str, enabled: bool, state: TrainState) -> None:
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.max_time = cfg.max_time
+        self.bar = Progress(
+            TextColumn("[bold]{task.description:<6}"),
+            BarColumn(bar_width=28),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} seq/s"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.id = self.bar.add_task(
+            label, total=cfg.steps, completed=state.step, loss="-", speed="-"
+        )
+        self.bar.start()
+
+    def update(self, state: TrainState, loss: float, speed: float) -> None:
+        if self.bar is not None:
+            self.bar.update(
+                self.id, completed=state.step, loss=f"{loss:.4f}", speed=f"{speed:,.0f}"
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
