@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-backends clean
+.PHONY: demo test lint format bench bench-backends results-longlag clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(BIN)/.installed
 
 bench-backends: $(BIN)/.installed
 	$(BIN)/python bench/cpu_backends.py --out bench-out/cpu_backends.json
+
+# Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
+results-longlag: $(BIN)/.installed
+	$(BIN)/python -m lstmkit.experiments.longlag_results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -148,6 +148,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def _prepare_out(out: Path, cfg: TrainConfig) -> None:
     """Refuse to clobber a previous run unless asked: runs are the user's data."""
     has_run = (out / "config.json").exists() or (out / "last").exists()
+    for stale in out.glob(".*.tmp-*"):  # a checkpoint being written when a run was killed
+        shutil.rmtree(stale, ignore_errors=True)
     if cfg.resume:
         if not (out / "last").exists() and not list(out.glob(".last.old-*")):
             raise UserError(f"--resume: {out} has no checkpoint to resume from (no {out}/last)")

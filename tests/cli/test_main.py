@@ -1,16 +1,106 @@
-"""The lstmkit command: version, bench smoke run, bad arguments."""
+"""The lstmkit command: every subcommand on a tiny run, and one error line for bad input."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import lstmkit
 from lstmkit.cli.main import cli_main
 
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--hidden-size", "8", "--batch-size", "16", "--eval-every", "20", "--no-progress"]
+TINY += ["--device", "cpu", "--n-valid", "50", "--n-test", "50"]
+
 
 def test_version(capsys):
     assert cli_main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == lstmkit.__version__
+
+
+def test_help_documents_every_option(capsys):
+    from dataclasses import fields
+
+    from lstmkit.tasks.longlag import AddingTask
+    from lstmkit.train.config import TrainConfig
+
+    assert cli_main(["train", "adding", "--help"]) == 0
+    text = capsys.readouterr().out
+    for cls in (AddingTask.Config, AddingTask.ModelConfig, TrainConfig):
+        for f in fields(cls):
+            assert "--" + f.name.replace("_", "-") in text, f.name
+    for section in ("Task options", "Model options", "Training options"):
+        assert section in text
+    assert ":func:" not in text
+
+
+def test_train_lists_the_tasks(capsys):
+    assert cli_main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for name in ("adding", "multiplication", "temporal-order", "reber", "copy-memory"):
+        assert name in text
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "adding"
+    args = ["train", "adding", "--seq-len", "10", "--steps", "40", *TINY, "--out", str(out)]
+    assert cli_main(args) == 0
+    return out
+
+
+def test_train_writes_a_run(trained, capsys):
+    assert (trained / "best" / "model.safetensors").exists()
+    assert json.loads((trained / "results.json").read_text())["steps"] <= 40
+
+
+@pytest.mark.parametrize(
+    "task, extra",
+    [
+        ("multiplication", ["--seq-len", "20"]),
+        ("temporal-order", ["--variant", "6b"]),
+        ("reber", []),
+        ("copy-memory", ["--delay", "5", "--copy-len", "3"]),
+        ("continual-reber", ["--chunk", "40", "--valid-length", "200", "--test-length", "200"]),
+    ],
+)
+def test_every_task_trains_and_predicts(tmp_path, capsys, task, extra):
+    tiny = TINY if task != "continual-reber" else TINY[:-4]
+    out = tmp_path / task
+    assert cli_main(["train", task, "--steps", "20", *extra, *tiny, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli_main(["predict", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all("input" in json.loads(line) for line in lines)
+
+
+def test_evaluate(trained, capsys):
+    assert cli_main(["evaluate", str(trained), "--json", "--split", "both"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert set(got) == {"checkpoint", "valid", "test"}
+    assert got["test"] == json.loads((trained / "results.json").read_text())["test"]
+    assert cli_main(["evaluate", str(trained / "last")]) == 0
+    assert "mse" in capsys.readouterr().out
+
+
+def test_predict_arguments_and_files(trained, tmp_path, capsys):
+    assert cli_main(["predict", str(trained), "0.5* 0.1 0.2 0.3* 0.4"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["target"] == pytest.approx(0.8) and set(row) >= {"prediction", "error"}
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("0.5* 0.1 0.3*\n\n0.9* 0.9*\n")
+    out = tmp_path / "pred.jsonl"
+    assert cli_main(["predict", str(trained), "--input", str(inputs), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["target"] for r in rows] == pytest.approx([0.8, 1.8])
+
+
+def test_inspect_writes_pngs(trained, tmp_path, capsys):
+    assert cli_main(["inspect", str(trained), "0.5* 0.1 0.3*", "--out", str(tmp_path / "i")]) == 0
+    paths = capsys.readouterr().out.split()
+    assert len(paths) == 1 and Path(paths[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_quick_writes_json(tmp_path, capsys):
@@ -20,18 +110,68 @@ def test_bench_quick_writes_json(tmp_path, capsys):
     names = {r["name"] for r in data["rows"]}
     assert names == {"torch.nn.LSTM", "lstmkit vanilla", "lstmkit layernorm"}
     assert all(r["median_ms"] > 0 for r in data["rows"])
-    assert "torch" in data["machine"]
     assert "ratio" in capsys.readouterr().out
 
 
-def test_bench_rejects_unknown_variant(capsys):
-    with pytest.raises(SystemExit) as e:
-        cli_main(["bench", "--variants", "vanilla,bogus"])
-    assert e.value.code == 2
-    assert "unknown ['bogus']" in capsys.readouterr().err
+def _corrupt(run: Path, tmp_path: Path) -> Path:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in (run / "best").iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[:100])
+    return bad
 
 
-def test_unknown_argument(capsys):
-    with pytest.raises(SystemExit):
-        cli_main(["demo", "--nope"])
-    assert "unrecognized arguments: --nope" in capsys.readouterr().err
+def _foreign(tmp_path: Path) -> Path:
+    d = tmp_path / "foreign"
+    d.mkdir()
+    (d / "model.json").write_text('{"architectures": ["BertModel"]}')
+    return d
+
+
+def _misfit(run: Path, tmp_path: Path) -> Path:
+    d = tmp_path / "misfit"
+    d.mkdir()
+    for f in (run / "best").iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    meta = json.loads((d / "model.json").read_text())
+    meta["model_config"]["hidden_size"] = 9
+    (d / "model.json").write_text(json.dumps(meta))
+    return d
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda run, tmp: ["train", "nosuchtask"], "unknown task 'nosuchtask'; known tasks:"),
+        (lambda run, tmp: ["train", "adding", "--bogus"], "No such option '--bogus'"),
+        (lambda run, tmp: ["train", "adding", "--lr", "fast"], "'fast' is not a valid float"),
+        (lambda run, tmp: ["train", "adding", "--variant", "x"], "'x' is not one of"),
+        (lambda run, tmp: ["train", "adding", "--cell", "rnn", "--layer-norm"], "--layer-norm"),
+        (lambda run, tmp: ["train", "adding", "--out", str(run)], "already holds a run"),
+        (lambda run, tmp: ["evaluate", str(tmp / "nope")], "checkpoint not found"),
+        (lambda run, tmp: ["evaluate", str(_corrupt(run, tmp))], "corrupted checkpoint"),
+        (lambda run, tmp: ["evaluate", str(_foreign(tmp))], "not an lstmkit checkpoint"),
+        (lambda run, tmp: ["evaluate", str(_misfit(run, tmp))], "does not fit the model"),
+        (lambda run, tmp: ["predict", str(run), "--input", str(tmp / "x")], "file not found"),
+        (lambda run, tmp: ["predict", str(run), "1 2 3"], "mark exactly two values"),
+        (lambda run, tmp: ["nosuchcommand"], "No such command"),
+    ],
+)
+def test_bad_input_gives_one_error_line(trained, tmp_path, capsys, make_args, message):
+    assert cli_main(make_args(trained, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lstmkit: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "lstmkit", "evaluate", str(tmp_path / "nope")]
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    plain = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, env=env)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert "checkpoint not found" in debug.stderr

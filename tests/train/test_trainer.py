@@ -1,0 +1,201 @@
+"""The training loop: schedule, stopping rules, outputs, resume after a kill, data parallelism."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from lstmkit.tasks.longlag import AddingTask
+from lstmkit.train.checkpoint import load_checkpoint
+from lstmkit.train.config import TrainConfig
+from lstmkit.train.trainer import check_config, lr_at, read_jsonl, train
+from lstmkit.utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _task(seq_len=10, hidden=8, **model):
+    return AddingTask(
+        AddingTask.Config(seq_len=seq_len, n_valid=200, n_test=200),
+        AddingTask.ModelConfig(hidden_size=hidden, **model),
+    )
+
+
+def _cfg(out, **kw):
+    base = dict(steps=40, batch_size=16, lr=1e-2, eval_every=10, device="cpu", progress=False)
+    return TrainConfig(out=str(out), **{**base, **kw})
+
+
+def test_schedule():
+    cfg = TrainConfig(lr=1.0, steps=110, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    lin = replace(cfg, schedule="linear")
+    assert lr_at(60, lin) == pytest.approx(0.55)
+    assert lr_at(35, lin) == pytest.approx(1.0 - 0.9 * 0.25)
+    assert lr_at(50, replace(cfg, schedule="constant", warmup_steps=0)) == 1.0
+
+
+@pytest.mark.parametrize(
+    "change, flag",
+    [
+        ({"steps": 0}, "--steps"),
+        ({"batch_size": -1}, "--batch-size"),
+        ({"lr": -1.0}, "--lr"),
+        ({"schedule": "zigzag"}, "--schedule"),
+        ({"amp": "fp8"}, "--amp"),
+        ({"patience": -2}, "--patience"),
+    ],
+)
+def test_bad_options_name_the_flag(change, flag):
+    with pytest.raises(UserError, match=flag):
+        check_config(replace(TrainConfig(), **change))
+
+
+def test_outputs_and_log(tmp_path):
+    r = train(_task(), _cfg(tmp_path / "run", stop_when_solved=False))
+    out = tmp_path / "run"
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "train.jsonl",
+        "last",
+        "best",
+        "results.json",
+    }
+    events = read_jsonl(out / "train.jsonl")
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-2:] == ["stop", "test"]
+    assert kinds.count("valid") == 4  # steps 10, 20, 30, 40
+    train_steps = [e["step"] for e in events if e["event"] == "train"]
+    assert train_steps == [20, 40]  # log_every 20
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 40 and results["sequences"] == 640
+    best = load_checkpoint(out / "best")
+    valid = [e for e in events if e["event"] == "valid"]
+    assert best.meta["step"] == min(valid, key=lambda e: e["loss"])["step"]
+    assert r.test == results["test"]
+    assert json.loads((out / "config.json").read_text())["task"] == "adding"
+
+
+def test_refuses_to_clobber_a_run(tmp_path):
+    train(_task(), _cfg(tmp_path / "run", steps=10))
+    with pytest.raises(UserError, match="already holds a run"):
+        train(_task(), _cfg(tmp_path / "run", steps=10))
+    train(_task(), _cfg(tmp_path / "run", steps=10, overwrite=True))
+    with pytest.raises(UserError, match="no checkpoint to resume"):
+        train(_task(), _cfg(tmp_path / "other", steps=10, resume=True))
+
+
+def test_early_stopping_and_time_limit(tmp_path):
+    # lr 0: nothing improves after the first evaluation
+    r = train(_task(), _cfg(tmp_path / "a", lr=0.0, steps=1000, patience=2))
+    assert r.state.step == 30 and "no better loss in 2 evaluations" in r.state.stop_reason
+    r = train(_task(), _cfg(tmp_path / "b", steps=10**6, max_time=1.0))
+    assert "time limit" in r.state.stop_reason and r.state.elapsed < 10
+
+
+def test_stops_when_solved(tmp_path):
+    task = AddingTask(
+        AddingTask.Config(seq_len=5, n_valid=100, n_test=100, tolerance=10.0),
+        AddingTask.ModelConfig(hidden_size=4),
+    )
+    r = train(task, _cfg(tmp_path / "run", steps=1000))
+    assert r.state.stop_reason == "solved at step 10" and r.solved
+
+
+def test_learns(tmp_path):
+    r = train(_task(seq_len=8, hidden=16), _cfg(tmp_path / "run", steps=300, eval_every=100))
+    assert r.test["mse"] < 0.2 * r.test["baseline_mse"]
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return [sys.executable, "-m", "lstmkit", *args], env
+
+
+TRAIN = [
+    "train",
+    "adding",
+    "--seq-len",
+    "10",
+    "--hidden-size",
+    "8",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "50",
+    "--save-every",
+    "5",
+    "--no-stop-when-solved",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--recurrent-dropout",  # draws from the global RNG: resume must restore it
+    "0.1",
+]
+
+
+def _last_step(out: Path) -> int:
+    try:
+        return json.loads((out / "last" / "model.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def test_killed_and_resumed_run_ends_at_the_same_weights(tmp_path):
+    steps = "600"
+    cmd, env = _cli(*TRAIN, "--steps", steps, "--out", str(tmp_path / "whole"))
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+
+    cmd, env = _cli(*TRAIN, "--steps", steps, "--out", str(tmp_path / "killed"))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _last_step(tmp_path / "killed") < 100 and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _last_step(tmp_path / "killed")
+    assert 100 <= killed_at < 600, f"the run was not interrupted (last step {killed_at})"
+    cmd, env = _cli(*TRAIN, "--steps", steps, "--out", str(tmp_path / "killed"), "--resume")
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+
+    whole = load_checkpoint(tmp_path / "whole" / "last")
+    resumed = load_checkpoint(tmp_path / "killed" / "last")
+    assert whole.meta["step"] == resumed.meta["step"] == 600
+    for k, v in whole.weights.items():
+        assert torch.equal(v, resumed.weights[k]), k
+    events = read_jsonl(tmp_path / "killed" / "train.jsonl")
+    assert [e["step"] for e in events if e["event"] == "resume"] == [killed_at]
+
+
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
+    common = [*TRAIN[:-2], "--steps", "30", "--eval-every", "30", "--lr", "0.01"]
+    cmd, env = _cli(*common, "--out", str(tmp_path / "one"))
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    cmd, env = _cli(*common, "--out", str(tmp_path / "two"), "--nproc", "2")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = load_checkpoint(tmp_path / "one" / "last")
+    two = load_checkpoint(tmp_path / "two" / "last")
+    assert two.meta["step"] == 30
+    start = json.loads((tmp_path / "two" / "train.jsonl").read_text().splitlines()[0])
+    assert start["world"] == 2
+    for k, v in one.weights.items():
+        torch.testing.assert_close(two.weights[k], v, rtol=1e-4, atol=1e-5)
+    # and training moved the weights: the comparison is not between two untrained models
+    torch.manual_seed(0)
+    init = _task(hidden=8).build_model().state_dict()
+    assert not torch.allclose(init["head.weight"], one.weights["head.weight"], atol=1e-3)
