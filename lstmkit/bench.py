@@ -185,8 +185,17 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as lstmkit's one error line, not usage + error."""
+
+    def error(self, message: str):
+        from lstmkit.utils.errors import UserError
+
+        raise UserError(f"bench: {message}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="lstmkit bench", description=__doc__)
+    ap = _Parser(prog="lstmkit bench", description=__doc__)
     ap.add_argument("--repeats", type=int, default=31, help="timed runs per candidate (median)")
     ap.add_argument(
         "--variants",

@@ -302,6 +302,21 @@ class LSTM(nn.LSTM):
     # -- forward ------------------------------------------------------------------------------
 
     def forward(self, input, hx=None, *, return_gates: bool = False):  # noqa: A002 (torch's name)
+        data = input.data if isinstance(input, PackedSequence) else input
+        if isinstance(data, Tensor) and torch.is_autocast_enabled(data.device.type):
+            w = self.weight_ih_l0
+            recording = self._gate_recorder is not None or return_gates
+            if recording or not self._runs_on_torch(w):
+                # Our recurrences keep one dtype throughout: under autocast they run in the
+                # weights' dtype, while the layers around them keep autocast's precision.
+                # (torch's own path casts for cuDNN itself.)
+                input = _cast_input(input, w.dtype)
+                hx = None if hx is None else tuple(h.to(w.dtype) for h in hx)
+                with torch.autocast(data.device.type, enabled=False):
+                    return self._forward(input, hx, return_gates)
+        return self._forward(input, hx, return_gates)
+
+    def _forward(self, input, hx, return_gates: bool):  # noqa: A002
         recorder: GateRecorder | None = None
         module_name = ""
         if self._gate_recorder is not None:
@@ -524,3 +539,9 @@ def _active_mask(batch_sizes: Tensor, B: int, like: Tensor) -> Tensor:
     """(T, B, 1) with 1 where row b is active at step t."""
     rows = torch.arange(B).unsqueeze(0) < batch_sizes.unsqueeze(1)
     return rows.unsqueeze(-1).to(dtype=like.dtype, device=like.device)
+
+
+def _cast_input(input, dtype: torch.dtype):
+    if isinstance(input, PackedSequence):
+        return input._replace(data=input.data.to(dtype))
+    return input.to(dtype)

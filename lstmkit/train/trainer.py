@@ -169,8 +169,9 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> None:
 def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.amp == "none":
         return nullcontext()
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise UserError("--amp fp16 needs a CUDA device (use bf16 on CPU, or none)")
+    if device.type != "cuda":
+        # torch's CPU LSTM (oneDNN) fails under bf16 autocast, and fp16 has no CPU kernels
+        raise UserError(f"--amp {cfg.amp} needs a CUDA device; on CPU use --amp none")
     dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 
@@ -224,6 +225,7 @@ def train(
             f"--batch-size {cfg.batch_size} must divide evenly among {world.size} processes"
         )
     device = resolve_device(cfg.device, world)
+    _autocast(cfg, device)  # rejects --amp on CPU before anything is written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif world.distributed and device.type == "cpu":

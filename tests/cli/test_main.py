@@ -157,6 +157,9 @@ def _misfit(run: Path, tmp_path: Path) -> Path:
         (lambda run, tmp: ["predict", str(run), "--input", str(tmp / "x")], "file not found"),
         (lambda run, tmp: ["predict", str(run), "1 2 3"], "mark exactly two values"),
         (lambda run, tmp: ["nosuchcommand"], "No such command"),
+        (lambda run, tmp: ["bench", "--variants", "vanilla,bogus"], "unknown ['bogus']"),
+        (lambda run, tmp: ["bench", "--repeats", "x"], "invalid int value"),
+        (lambda run, tmp: ["train", "adding", "--amp", "bf16", "--device", "cpu"], "CUDA"),
     ],
 )
 def test_bad_input_gives_one_error_line(trained, tmp_path, capsys, make_args, message):

@@ -340,3 +340,19 @@ def test_recorded_gates_equal_reference_backend(backend):
             torch.testing.assert_close(
                 getattr(traces[1][key], k), getattr(traces[0][key], k), atol=1e-12, rtol=0
             )
+
+
+def test_variant_under_autocast_runs_in_float32():
+    # a bf16 Linear before the LSTM hands it a bf16 input; the recurrence runs in float32
+    lstm = lstmkit.LSTM(6, 8, layer_norm=True, peephole=True, batch_first=True)
+    proj = torch.nn.Linear(5, 6)
+    x = torch.randn(3, 7, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        u = proj(x)
+        assert u.dtype == torch.bfloat16
+        y, (h, c) = lstm(u)
+    assert y.dtype == h.dtype == c.dtype == torch.float32
+    ref, _ = lstm(u.float())
+    torch.testing.assert_close(y, ref)
+    y.sum().backward()
+    assert lstm.weight_hh_l0.grad is not None and proj.weight.grad is not None
