@@ -435,7 +435,23 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        self.max_time = cfg.max_time
+        class TimeLeft(TimeRemainingColumn):
+            """The steps' estimate, or the --max-time limit when that comes first."""
+
+            def render(self, task):
+                if cfg.max_time and task.elapsed is not None:
+                    by_time = max(0.0, cfg.max_time - state.elapsed)
+                    by_steps = task.time_remaining
+                    if by_steps is None or by_time < by_steps:
+                        from rich.text import Text
+
+                        minutes, seconds = divmod(int(by_time), 60)
+                        return Text(
+                            f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}",
+                            style="progress.remaining",
+                        )
+                return super().render(task)
+
         self.bar = Progress(
             TextColumn("[bold]{task.description:<6}"),
             BarColumn(bar_width=28),
@@ -444,7 +460,7 @@ class _Progress:
             TextColumn("{task.fields[speed]} seq/s"),
             TimeElapsedColumn(),
             TextColumn("left"),
-            TimeRemainingColumn(),
+            TimeLeft(),
             transient=False,
         )
         self.id = self.bar.add_task(
