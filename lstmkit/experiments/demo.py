@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lstmkit.utils.io import atomic_write_json
+from lstmkit.utils.io import atomic_write_json, atomic_write_text
 
 
 def _help(text: str) -> dict[str, str]:
@@ -108,6 +108,10 @@ def run(cfg: DemoConfig) -> dict:
             "stop_reason": r.state.stop_reason,
         }
     files = _plots(cfg, out, results)
+    # inputs in the format `lstmkit predict` reads: values, the two marked ones with '*'
+    examples = out / "examples.txt"
+    atomic_write_text(examples, "\n".join(lstm_task.examples()) + "\n")
+    files.append(examples)
     summary = {
         "task": f"adding problem, T={cfg.seq_len} (le2015 form)",
         "baseline_mse": results["LSTM"][1].test["baseline_mse"],
@@ -204,7 +208,7 @@ def main(cfg: DemoConfig) -> int:
     console.print(f"  {out / 'summary.json'}\n")
     console.print("[bold]Try next[/bold]")
     console.print(f"  lstmkit evaluate {out / 'lstm'}")
-    console.print(f'  lstmkit predict {out / "lstm"} "0.9* 0.1 0.5 0.3 0.7* 0.2"')
+    console.print(f"  lstmkit predict {out / 'lstm'} --input {out / 'examples.txt'}")
     console.print(f"  lstmkit inspect {out / 'lstm'} --out {out / 'inspect'}")
     console.print("  lstmkit train adding --seq-len 200 --out runs/adding200")
     console.print("  lstmkit train --help")

@@ -30,6 +30,12 @@ def test_reduced_demo(tmp_path, capsys):
         h, w, _ = matplotlib.image.imread(path).shape
         assert h > 300 and w > 500
     assert (out / "lstm" / "best" / "model.safetensors").exists()
+    # the example inputs it names are accepted by predict, and the LSTM gets them right
+    capsys.readouterr()
+    examples = out / "examples.txt"
+    assert cli_main(["predict", str(out / "lstm"), "--input", str(examples)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3 and sum(r["correct"] for r in rows) >= 2
     # the table and the pointers to what to try next
     for word in ("LSTM", "RNN", "test MSE", "within 0.04", "lstmkit evaluate", "gates.png"):
         assert word in text
