@@ -11,7 +11,6 @@ import os
 import re
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
@@ -128,113 +127,86 @@ def train() -> None:
     """Train a model on TASK; `lstmkit train TASK --help` lists every option."""
 
 
-def _device_option(f):
-    return click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda"]),
-        default="auto",
-        show_default=True,
-        help="where to run",
-    )(f)
+def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> click.Command:
+    def callback(**values):
+        return run(build(cfg_cls, values))
+
+    return SectionedCommand(
+        name,
+        params=options_for(cfg_cls, "Options"),
+        callback=callback,
+        help=help_text,
+        short_help=short_help,
+        context_settings=CONTEXT,
+    )
 
 
-def _load(checkpoint: str, device: str):
-    from lstmkit.train.inference import load_trained
-    from lstmkit.train.trainer import resolve_device
-
-    dev = resolve_device(device)
-    task, model, ckpt = load_trained(checkpoint, dev)
-    return task, model, ckpt, dev
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("checkpoint")
-@click.option(
-    "--split",
-    type=click.Choice(["valid", "test", "both"]),
-    default="test",
-    show_default=True,
-    help="which evaluation set",
-)
-@click.option("--json", "as_json", is_flag=True, help="print the metrics as one JSON object")
-@_device_option
-def evaluate(checkpoint: str, split: str, as_json: bool, device: str) -> int:
-    """Evaluate a trained model (a run folder, or its best/ or last/ checkpoint)."""
-    import torch
-
+def _evaluate(cfg) -> int:
     from lstmkit.cli.report import print_metrics
+    from lstmkit.train import inference
 
-    task, model, ckpt, dev = _load(checkpoint, device)
-    splits = ["valid", "test"] if split == "both" else [split]
-    with torch.no_grad():
-        metrics = {s: task.evaluate(model, s, dev) for s in splits}
-    if as_json:
+    task, ckpt, metrics = inference.evaluate(cfg)
+    if cfg.json:
         click.echo(json.dumps({"checkpoint": str(ckpt.path), **metrics}))
     else:
         print_metrics(task, ckpt, metrics)
     return 0
 
 
-def _read_inputs(inputs: tuple[str, ...], input_file: str | None) -> list[str]:
-    items = list(inputs)
-    if input_file:
-        path = Path(input_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"--input: file not found: {path}") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"--input: {path} is not UTF-8 (byte {e.start})") from None
-        except OSError as e:
-            raise UserError(f"--input: cannot read {path}: {e.strerror}") from None
-        items += [line for line in text.splitlines() if line.strip()]
-    return items
+def _predict(cfg) -> int:
+    from lstmkit.train import inference
 
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("checkpoint")
-@click.argument("inputs", nargs=-1)
-@click.option("--input", "input_file", help="read inputs from this file, one per line")
-@click.option("--output", help="write the JSON lines to this file instead of the screen")
-@_device_option
-def predict(checkpoint, inputs, input_file, output, device) -> int:
-    """Run a trained model on INPUTS; prints one JSON object per input.
-
-    With no inputs, a few test examples are used (and shown in the format the task reads).
-    """
-    import torch
-
-    task, model, _, dev = _load(checkpoint, device)
-    items = _read_inputs(inputs, input_file) or task.examples()
-    with torch.no_grad():
-        results = task.predict(model, items, dev)
-    lines = "".join(json.dumps(r) + "\n" for r in results)
-    if output:
-        from lstmkit.utils.io import atomic_write_text
-
-        atomic_write_text(output, lines)
-        click.echo(f"wrote {len(results)} predictions to {output}", err=True)
+    results = inference.predict(cfg)
+    if cfg.output:
+        click.echo(f"wrote {len(results)} predictions to {cfg.output}", err=True)
     else:
-        click.echo(lines, nl=False)
+        click.echo("".join(json.dumps(r) + "\n" for r in results), nl=False)
     return 0
 
 
-@cli.command(context_settings=CONTEXT)
-@click.argument("checkpoint")
-@click.argument("inputs", nargs=-1)
-@click.option("--input", "input_file", help="read inputs from this file, one per line")
-@click.option("--out", default="inspect", show_default=True, help="folder for the PNG files")
-@_device_option
-def inspect(checkpoint, inputs, input_file, out, device) -> int:
-    """Plot the gates and the cell state over time for INPUTS (PNG files).
+def _inspect(cfg) -> int:
+    from lstmkit.train import inference
 
-    With no inputs, one test example is plotted.
-    """
-    task, model, _, dev = _load(checkpoint, device)
-    paths = task.inspect(model, _read_inputs(inputs, input_file), Path(out), dev)
-    for p in paths:
+    for p in inference.inspect(cfg):
         click.echo(str(p))
     return 0
+
+
+def _add_use_commands() -> None:
+    from lstmkit.train.inference import EvaluateConfig, InspectConfig, PredictConfig
+
+    cli.add_command(
+        _command(
+            "evaluate",
+            EvaluateConfig,
+            _evaluate,
+            "Evaluate a trained model (a run folder, or its best/ or last/ checkpoint)",
+            "Evaluate a trained model on its task's validation and/or test set.",
+        )
+    )
+    cli.add_command(
+        _command(
+            "predict",
+            PredictConfig,
+            _predict,
+            "Run a trained model on INPUTS; prints one JSON object per input",
+            "Run a trained model on INPUTS and print one JSON object per input. With no "
+            "inputs, a few test examples are used (shown in the format the task reads).",
+        )
+    )
+    cli.add_command(
+        _command(
+            "inspect",
+            InspectConfig,
+            _inspect,
+            "Plot the gates and the cell state over time for INPUTS (PNG files)",
+            "Plot the gates and the cell state over time for INPUTS (one PNG each). With no "
+            "inputs, one test example is plotted.",
+        )
+    )
+
+
+_add_use_commands()
 
 
 @cli.command(

@@ -33,6 +33,8 @@ class SectionedCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         groups: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):
+                continue  # click lists positional arguments itself
             record = param.get_help_record(ctx)
             if record is not None:
                 groups.setdefault(getattr(param, "section", "") or "Other options", []).append(
@@ -54,6 +56,9 @@ def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None)
         required = default is MISSING
         meta = f.metadata
         text = meta.get("help", "")
+        if meta.get("argument"):
+            out.append(_argument(f, typ, default, required, text))
+            continue
         if typ is bool:
             decl = [f"{flag(f.name)}/--no-{f.name.replace('_', '-')}", f.name]
             out.append(
@@ -69,7 +74,7 @@ def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None)
                 type=ptype,
                 default=None if required else default,
                 required=required,
-                show_default=not required,
+                show_default=not required and default != "",
                 help=text,
                 section=section,
             )
@@ -77,9 +82,31 @@ def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None)
     return out
 
 
+class HelpArgument(click.Argument):
+    """A positional argument that shows its help, like an option, in ``--help``."""
+
+    def __init__(self, *args: Any, help: str = "", section: str = "Arguments", **kw: Any):
+        super().__init__(*args, **kw)
+        self.help = help
+        self.section = section
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str]:
+        return self.make_metavar(ctx), self.help
+
+
+def _argument(f, typ, default, required: bool, text: str) -> click.Argument:
+    if typ == tuple[str, ...]:
+        return HelpArgument([f.name], nargs=-1, help=text)
+    return HelpArgument([f.name], type=_TYPES[typ], required=required, help=text)
+
+
 def build(cls: type, values: dict[str, Any]) -> Any:
     """Instantiate ``cls`` from the parsed values of its own fields."""
-    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+    return cls(**{f.name: _value(values[f.name]) for f in fields(cls) if f.name in values})
+
+
+def _value(v: Any) -> Any:
+    return "" if v is None else v
 
 
 def check_unique(*classes: type) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from lstmkit.tasks.base import Task, get_task
 from lstmkit.train.checkpoint import Checkpoint, load_checkpoint, load_weights
+from lstmkit.train.config import DEVICES
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_text
 
 
 def load_trained(
@@ -24,3 +29,105 @@ def load_trained(
     model = task.build_model()
     load_weights(model, ckpt.weights, ckpt.path)
     return task, model.to(device).eval(), ckpt
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Options of ``lstmkit evaluate``."""
+
+    checkpoint: str = field(
+        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
+    )
+    split: str = field(
+        default="test",
+        metadata=_help("which evaluation set", choices=("valid", "test", "both")),
+    )
+    json: bool = field(default=False, metadata=_help("print the metrics as one JSON object"))
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Options of ``lstmkit predict``."""
+
+    checkpoint: str = field(
+        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
+    )
+    inputs: tuple[str, ...] = field(
+        default=(), metadata=_help("inputs in the task's text format", argument=True)
+    )
+    input: str = field(default="", metadata=_help("read inputs from this file, one per line"))
+    output: str = field(
+        default="", metadata=_help("write the JSON lines to this file instead of the screen")
+    )
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    """Options of ``lstmkit inspect``."""
+
+    checkpoint: str = field(
+        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
+    )
+    inputs: tuple[str, ...] = field(
+        default=(), metadata=_help("inputs in the task's text format", argument=True)
+    )
+    input: str = field(default="", metadata=_help("read inputs from this file, one per line"))
+    out: str = field(default="inspect", metadata=_help("folder for the PNG files"))
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+
+
+def _load(checkpoint: str, device: str):
+    from lstmkit.train.trainer import resolve_device
+
+    dev = resolve_device(device)
+    task, model, ckpt = load_trained(checkpoint, dev)
+    return task, model, ckpt, dev
+
+
+def read_inputs(inputs: tuple[str, ...], input_file: str) -> list[str]:
+    """Command-line inputs, then the non-empty lines of ``input_file``."""
+    items = list(inputs)
+    if input_file:
+        path = Path(input_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"--input: file not found: {path}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--input: {path} is not UTF-8 (byte {e.start})") from None
+        except OSError as e:
+            raise UserError(f"--input: cannot read {path}: {e.strerror}") from None
+        items += [line for line in text.splitlines() if line.strip()]
+    return items
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str, float]]]:
+    """Metrics of a checkpoint on the validation and/or test set."""
+    task, model, ckpt, dev = _load(cfg.checkpoint, cfg.device)
+    splits = ["valid", "test"] if cfg.split == "both" else [cfg.split]
+    with torch.no_grad():
+        return task, ckpt, {s: task.evaluate(model, s, dev) for s in splits}
+
+
+def predict(cfg: PredictConfig) -> list[dict]:
+    """One result per input (a few test examples when there are none); written atomically to
+    ``cfg.output`` as JSON lines when given."""
+    task, model, _, dev = _load(cfg.checkpoint, cfg.device)
+    items = read_inputs(cfg.inputs, cfg.input) or task.examples()
+    with torch.no_grad():
+        results = task.predict(model, items, dev)
+    if cfg.output:
+        atomic_write_text(cfg.output, "".join(json.dumps(r) + "\n" for r in results))
+    return results
+
+
+def inspect(cfg: InspectConfig) -> list[Path]:
+    """Gate PNGs for the inputs (one test example when there are none)."""
+    task, model, _, dev = _load(cfg.checkpoint, cfg.device)
+    return task.inspect(model, read_inputs(cfg.inputs, cfg.input), Path(cfg.out), dev)

@@ -1,0 +1,114 @@
+"""Helpers shared by the Triton forward and backward recurrence kernels.
+
+The grid-wide step barrier, the activations and the launch configuration (how many programs,
+block sizes) live here so that ``lstm_fwd.py`` and ``lstm_bwd.py`` agree on them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from lstmkit.reference.lstm import CellOptions
+
+# The smallest block tl.dot accepts on the GPU; the interpreter is held to the same sizes so that
+# the kernels it checks are the ones the GPU compiles.
+MIN_BLOCK = 16
+
+
+def interpreting() -> bool:
+    """Whether Triton runs its CPU interpreter (``TRITON_INTERPRET=1``) instead of compiling."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def block(n: int) -> int:
+    return max(MIN_BLOCK, triton.next_power_of_2(max(int(n), 1)))
+
+
+def resolve_programs(programs: int | None, H: int, layer_norm: bool, device: torch.device) -> int:
+    """How many programs share the hidden units; each owns ``ceil(H / programs)`` of them.
+
+    All programs must run at once because they wait for each other at every step, so on a GPU
+    there are at most as many as streaming multiprocessors. The interpreter runs programs one
+    after the other, so there a waiting program would wait forever: it always uses one program,
+    which owns every hidden unit and passes each barrier alone.
+    """
+    if interpreting():
+        if programs not in (None, 1):
+            raise ValueError(
+                f"programs={programs}: the Triton interpreter runs programs one after the other, "
+                "so the grid-wide step barrier needs programs=1 there"
+            )
+        return 1
+    if programs is None:
+        if layer_norm:
+            return 1
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return max(1, min(sms, H // 64))
+    if programs < 1:
+        raise ValueError(f"programs must be >= 1, got {programs}")
+    if layer_norm and programs > 1:
+        raise NotImplementedError(
+            f"programs={programs} with layer norm: the layer norms over 4H and H need the whole "
+            "row, which only a single program (programs=1) holds so far; a cross-program "
+            "reduction per step is not implemented"
+        )
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        if programs > sms:
+            raise ValueError(
+                f"programs={programs} exceeds the {sms} SMs of {device}: the step barrier needs "
+                "every program resident at once"
+            )
+    return programs
+
+
+def check_supported(opts: CellOptions, xg: torch.Tensor) -> None:
+    if xg.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"the Triton recurrence supports {SUPPORTED_DTYPES}, got {xg.dtype}")
+    if xg.device.type != "cuda" and not interpreting():
+        raise ValueError(
+            f"the Triton recurrence needs CUDA tensors (or TRITON_INTERPRET=1), got {xg.device}"
+        )
+
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+TL_DTYPE = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+@triton.jit
+def grid_barrier(counter_ptr, target):
+    """Wait until every program has arrived here; ``target`` = programs * barriers so far.
+
+    The CTA barriers make this program's stores (from all its threads) precede the release
+    increment, and keep all its threads waiting until the acquire load sees every arrival. Loads
+    of data written by other programs use ``cache_modifier=".cg"`` (L2, not a stale L1).
+    """
+    tl.debug_barrier()
+    tl.atomic_add(counter_ptr, 1, sem="release", scope="gpu")
+    while tl.atomic_add(counter_ptr, 0, sem="acquire", scope="gpu") < target:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit
+def tanh(x):
+    # tl has no tanh; 2 sigmoid(2x) - 1 saturates to +-1 without overflow (exp(-2x) -> inf gives 0)
+    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def matmul(a, b, OP_DTYPE: tl.constexpr, DOT_F32: tl.constexpr):
+    """``a @ b`` with ``a`` (float32) rounded to the operand dtype and a float32 accumulator.
+
+    ``DOT_F32``: multiply the rounded operands in float32. The interpreter needs it for bfloat16
+    (its tl.dot multiplies the raw bits); rounding first keeps the same numbers as tensor cores.
+    """
+    a = a.to(OP_DTYPE)
+    if DOT_F32:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    return tl.dot(a, b.to(OP_DTYPE), out_dtype=tl.float32, input_precision="ieee")
