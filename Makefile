@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-backends results-longlag clean
+.PHONY: demo test lint format bench bench-backends bench-gpu results-longlag clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(BIN)/.installed
 
 bench-backends: $(BIN)/.installed
 	$(BIN)/python bench/cpu_backends.py --out bench-out/cpu_backends.json
+
+# GPU speed table (issue 7): Triton kernels vs cuDNN vs a PyTorch loop; needs CUDA.
+bench-gpu: $(BIN)/.installed
+	$(BIN)/python bench/gpu.py
 
 # Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
 results-longlag: $(BIN)/.installed

@@ -4,6 +4,10 @@ Backends, all with the same signature ``fn(batch_sizes, reverse, opts, *tensors)
 c_n)`` (tensors in :data:`lstmkit.reference.backward.RECURRENCE_ARGS` order):
 
 - ``"cpu"``: the fused C++ recurrence (:mod:`lstmkit.kernels.cpu.recurrence`), every variant.
+- ``"triton"``: the persistent Triton kernels (:mod:`lstmkit.kernels.triton.recurrence`),
+  every variant, float32/bfloat16/float16, on CUDA (or on the CPU in Triton's interpreter with
+  ``TRITON_INTERPRET=1``, for tests). Verified in the interpreter only so far, so ``"auto"``
+  does not pick it yet; ask for it by name.
 - ``"python"``: the hand-written forward/backward in PyTorch
   (:class:`lstmkit.reference.backward.LSTMRecurrenceFunction`), any device.
 - ``"reference"``: eager autograd through :func:`lstmkit.reference.lstm.lstm_recurrence`,
@@ -22,10 +26,11 @@ import torch
 from torch import Tensor
 
 from lstmkit.kernels.cpu import recurrence as cpu_recurrence
+from lstmkit.kernels.triton import recurrence as triton_recurrence
 from lstmkit.reference.backward import LSTMRecurrenceFunction, recurrence_forward
 from lstmkit.reference.lstm import CellOptions, lstm_recurrence
 
-BACKENDS = ("auto", "torch", "cpu", "python", "reference")
+BACKENDS = ("auto", "torch", "cpu", "triton", "python", "reference")
 
 RecurrenceFn = Callable[..., tuple[Tensor, Tensor, Tensor]]
 
@@ -44,6 +49,17 @@ def _reference(batch_sizes, reverse, opts, *tensors):
 
 
 CPU_DTYPES = (torch.float32, torch.float64)
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_triton(device: torch.device, dtype: torch.dtype) -> None:
+    reason = triton_recurrence.unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"backend='triton' cannot run here: {reason}")
+    if device.type != "cuda" and not triton_recurrence.interpreting():
+        raise ValueError(f"backend='triton' needs CUDA tensors, got device {device}")
+    if dtype not in TRITON_DTYPES:
+        raise ValueError(f"backend='triton' supports {TRITON_DTYPES}, got {dtype}")
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> str:
@@ -61,6 +77,8 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
         raise ValueError(f"backend='cpu' supports {CPU_DTYPES}, got {dtype}")
     if backend == "cpu" and not cpu_recurrence.is_available():
         raise RuntimeError(f"the fused CPU kernel failed to build: {cpu_recurrence.build_error()}")
+    if backend == "triton":
+        _check_triton(device, dtype)
     if backend != "auto":
         return backend
     if device.type == "cpu" and dtype not in CPU_DTYPES:
@@ -83,6 +101,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
 
 _TABLE: dict[str, Callable[[], RecurrenceFn]] = {
     "cpu": lambda: cpu_recurrence.FusedLSTMRecurrenceFunction.apply,
+    "triton": lambda: triton_recurrence.TritonLSTMRecurrenceFunction.apply,
     "python": lambda: LSTMRecurrenceFunction.apply,
     "reference": lambda: _reference,
 }

@@ -43,7 +43,8 @@ class LSTMConfig:
     )
     layer_norm_eps: float = field(default=1e-5, metadata=_help("epsilon of the layer norms"))
     backend: str = field(
-        default="auto", metadata=_help("auto, torch (vanilla only), cpu, python or reference")
+        default="auto",
+        metadata=_help("auto, torch (vanilla only), cpu, triton (CUDA), python or reference"),
     )
 
     def to_dict(self) -> dict[str, object]:

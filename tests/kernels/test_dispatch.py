@@ -12,7 +12,7 @@ from lstmkit.kernels.cpu import recurrence as cpu_recurrence
 
 def test_unknown_backend_lists_the_supported_ones():
     with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch'"):
-        dispatch.resolve_backend("triton", torch.device("cpu"))
+        dispatch.resolve_backend("cuda-graphs", torch.device("cpu"))
     with pytest.raises(ValueError, match="no recurrence for backend 'auto'; supported"):
         dispatch.recurrence("auto")
 
@@ -60,3 +60,22 @@ def test_reference_backend_supports_double_backward():
     m = lstmkit.LSTM(3, 4, peephole=True, backend="reference", dtype=torch.float64)
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda x: m(x)[0], (x,))
+
+
+def test_triton_backend_is_checked(monkeypatch):
+    from lstmkit.kernels.triton import recurrence as triton_recurrence
+
+    if triton_recurrence.unavailable_reason() == "triton is not installed":
+        with pytest.raises(RuntimeError, match="triton is not installed"):
+            dispatch.resolve_backend("triton", torch.device("cpu"))
+        return
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            dispatch.resolve_backend("triton", torch.device("cpu"))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert dispatch.resolve_backend("triton", torch.device("cpu")) == "triton"
+    with pytest.raises(ValueError, match="supports"):
+        dispatch.resolve_backend("triton", torch.device("cpu"), torch.float64)
+    # auto never picks it until it has been checked on a GPU
+    assert dispatch.resolve_backend("auto", torch.device("cpu")) != "triton"

@@ -47,7 +47,8 @@ def resolve_programs(programs: int | None, H: int, layer_norm: bool, device: tor
         if layer_norm:
             return 1
         sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(sms, H // 64))
+        # 16 hidden units each (the smallest tl.dot tile) keeps the W_hh slice smallest
+        return max(1, min(sms, triton.cdiv(H, MIN_BLOCK)))
     if programs < 1:
         raise ValueError(f"programs must be >= 1, got {programs}")
     if layer_norm and programs > 1:

@@ -130,7 +130,9 @@ def _lstm_bwd_kernel(
     w_o = tl.load(w_hh_ptr + 3 * H * P + w_off, mask=w_msk, other=0.0)
     if HAS_PROJ:  # columns hs of W_hr, (P, HS): dm = dh_new W_hr
         w_hr = tl.load(
-            w_hr_ptr + pf[:, None] * H + hs[None, :], mask=pf_ok[:, None] & hs_ok[None, :], other=0.0
+            w_hr_ptr + pf[:, None] * H + hs[None, :],
+            mask=pf_ok[:, None] & hs_ok[None, :],
+            other=0.0,
         )
     if HAS_PEEP_IF:
         w_ci = tl.load(w_ci_ptr + hs, mask=hs_ok, other=0.0).to(tl.float32)
