@@ -43,7 +43,7 @@ from lstmkit.train.checkpoint import (
 )
 from lstmkit.train.config import TrainConfig
 from lstmkit.utils.errors import UserError
-from lstmkit.utils.io import atomic_write_json
+from lstmkit.utils.io import atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -143,6 +143,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return events
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines of steps after the checkpoint a run resumes from: they are redone."""
+    if path.exists():
+        kept = [e for e in read_jsonl(path) if e.get("step", 0) <= step]
+        atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
 def _prepare_out(out: Path, cfg: TrainConfig) -> None:
@@ -269,6 +276,8 @@ class _Run:
             optimizer_from_tensors(self.opt, ckpt.trainer_tensors, ckpt.trainer_meta["optimizer"])
             self.state = TrainState(**ckpt.trainer_meta["state"])
             _set_rng(ckpt.trainer_tensors)
+            if world.is_main:
+                _truncate_log(out / "train.jsonl", self.state.step)
         elif world.is_main:
             atomic_write_json(out / "config.json", {**task.describe(), "train_config": asdict(cfg)})
         self.ddp = self.model

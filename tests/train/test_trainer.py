@@ -179,6 +179,9 @@ def test_killed_and_resumed_run_ends_at_the_same_weights(tmp_path):
         assert torch.equal(v, resumed.weights[k]), k
     events = read_jsonl(tmp_path / "killed" / "train.jsonl")
     assert [e["step"] for e in events if e["event"] == "resume"] == [killed_at]
+    # the steps the killed run did after its checkpoint were dropped from the log and redone
+    logged = [e["step"] for e in events if e["event"] == "train"]
+    assert logged == sorted(set(logged)) == list(range(20, 601, 20))
 
 
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
