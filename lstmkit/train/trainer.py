@@ -343,16 +343,16 @@ class _Run:
                 self._record("train", values)
                 progress.update(state, values["loss"], speed)
                 window_loss, window_n, window_t = 0.0, 0, now
-            if cfg.max_time and state.elapsed >= cfg.max_time:
+            # Clocks differ between processes: rank 0 alone reads its clock and tells the others,
+            # so all evaluate and stop at the same step. The other stopping rules need no
+            # message: every process evaluates the same weights on the same data.
+            time_up = self.world.is_main and bool(cfg.max_time) and state.elapsed >= cfg.max_time
+            if dist_utils.broadcast_flag(self.world, time_up):
                 state.stop_reason = f"time limit of {cfg.max_time:g} s"
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps or state.stop_reason:
                 self.validate()
             elif state.step % save_every == 0:
                 self.save_last()
-            # rank 0 decides (time limits differ between processes); all stop at the same step
-            stop = dist_utils.broadcast_flag(self.world, bool(state.stop_reason))
-            if stop and not state.stop_reason:
-                state.stop_reason = "stopped by the main process"
         if not state.stop_reason:
             state.stop_reason = f"reached --steps {cfg.steps}"
         self.log.write("stop", step=state.step, reason=state.stop_reason)

@@ -202,3 +202,13 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
     torch.manual_seed(0)
     init = _task(hidden=8).build_model().state_dict()
     assert not torch.allclose(init["head.weight"], one.weights["head.weight"], atol=1e-3)
+
+
+def test_two_processes_stop_together_on_a_time_limit(tmp_path):
+    # only rank 0 reads its clock; a rank that stopped alone would hang the other in all-reduce
+    args = [*TRAIN[:-2], "--steps", "1000000", "--max-time", "2", "--nproc", "2"]
+    cmd, env = _cli(*args, "--out", str(tmp_path / "two"))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert "time limit" in results["stop_reason"]
