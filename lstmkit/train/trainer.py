@@ -251,6 +251,14 @@ def train(
 def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
     run = _Run(task, cfg, world, device, out, on_log)
     progress = _Progress(cfg, label or task.name, world.is_main and cfg.progress, run.state)
+    if progress.bar is not None:
+        n_params = sum(p.numel() for p in run.model.parameters())
+        progress.bar.console.print(
+            f"[bold]{label or task.name}[/bold]: {task.summary}; {n_params:,} parameters, "
+            f"{device}, {world.size} process{'es' if world.size > 1 else ''}, "
+            f"{'resuming at step ' + str(run.state.step) + ', ' if cfg.resume else ''}"
+            f"output {out}"
+        )
     try:
         run.loop(progress)
     finally:
