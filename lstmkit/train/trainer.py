@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -143,6 +143,23 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return events
+
+
+def _check_same_run(task: Task, meta: dict, out: Path) -> None:
+    """--resume must not change the task or the model under the saved weights."""
+    now = task.describe()
+    diffs = []
+    if meta.get("task") != now["task"]:
+        raise UserError(
+            f"--resume: {out} holds a run of task {meta.get('task')!r}, not {task.name!r}"
+        )
+    for section in ("task_config", "model_config"):
+        saved = meta.get(section, {})
+        for key, value in now[section].items():
+            if key in saved and saved[key] != value:
+                diffs.append(f"--{key.replace('_', '-')} {saved[key]} (run) vs {value} (now)")
+    if diffs:
+        raise UserError(f"--resume: options differ from the run in {out}: {'; '.join(diffs)}")
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -280,9 +297,11 @@ class _Run:
         self.state = TrainState()
         if cfg.resume:
             ckpt = load_checkpoint(out, trainer=True, prefer="last")
+            _check_same_run(task, ckpt.meta, out)
             load_weights(self.model, ckpt.weights, ckpt.path)
             optimizer_from_tensors(self.opt, ckpt.trainer_tensors, ckpt.trainer_meta["optimizer"])
-            self.state = TrainState(**ckpt.trainer_meta["state"])
+            # a finished run can be extended (more --steps, a longer --max-time)
+            self.state = replace(TrainState(**ckpt.trainer_meta["state"]), stop_reason="")
             _set_rng(ckpt.trainer_tensors)
             if world.is_main:
                 _truncate_log(out / "train.jsonl", self.state.step)

@@ -212,3 +212,13 @@ def test_two_processes_stop_together_on_a_time_limit(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "two" / "results.json").read_text())
     assert "time limit" in results["stop_reason"]
+
+
+def test_resume_extends_a_finished_run_and_refuses_other_options(tmp_path):
+    train(_task(), _cfg(tmp_path / "run", steps=20, stop_when_solved=False))
+    r = train(_task(), _cfg(tmp_path / "run", steps=40, resume=True, stop_when_solved=False))
+    assert r.state.step == 40 and r.state.stop_reason == "reached --steps 40"
+    with pytest.raises(UserError, match=r"--hidden-size 8 \(run\) vs 16 \(now\)"):
+        train(_task(hidden=16), _cfg(tmp_path / "run", steps=60, resume=True))
+    with pytest.raises(UserError, match=r"--seq-len 10 \(run\) vs 12 \(now\)"):
+        train(_task(seq_len=12), _cfg(tmp_path / "run", steps=60, resume=True))
