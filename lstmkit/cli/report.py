@@ -16,9 +16,9 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def metrics_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
+def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
     """One row per metric, one column per split."""
-    table = Table(title=title, title_justify="left")
+    table = Table()
     table.add_column("metric")
     for split in metrics:
         table.add_column(split, justify="right")
@@ -30,18 +30,17 @@ def metrics_table(title: str, metrics: dict[str, dict[str, float]]) -> Table:
 
 def print_metrics(task, ckpt, metrics: dict[str, dict[str, float]]) -> None:
     step = ckpt.meta.get("step", "?")
-    console.print(metrics_table(f"{task.name}: {ckpt.path} (step {step})", metrics))
+    console.print(f"{task.name}: {ckpt.path} (step {step})")
+    console.print(metrics_table(metrics))
 
 
 def print_training_result(result) -> None:
     s = result.state
     console.print(
-        metrics_table(
-            f"{result.out}: {s.stop_reason}; {s.step} steps, {s.sequences:,} sequences, "
-            f"{s.elapsed:.0f} s",
-            {"valid": result.valid, "test": result.test},
-        )
+        f"{result.out}: {s.stop_reason}; {s.step} steps, {s.sequences:,} sequences, "
+        f"{s.elapsed:.0f} s; metrics of the best checkpoint:"
     )
+    console.print(metrics_table({"valid": result.valid, "test": result.test}))
     console.print(
         f"best checkpoint: {result.out / 'best'}   log: {result.out / 'train.jsonl'}\n"
         f"next: lstmkit evaluate {result.out}   lstmkit predict {result.out}   "
