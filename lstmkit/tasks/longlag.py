@@ -83,7 +83,16 @@ class LongLagTask(Task):
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
         if not 0 < cfg.solved_share <= 1:
             raise UserError(f"--solved-share must be in (0, 1], got {cfg.solved_share}")
+        self._check_causal()
         self._sets: dict[str, data.LongLagBatch] = {}
+
+    def _check_causal(self) -> None:
+        # a reverse direction would read the very symbols the task asks to predict
+        if self.per_step and self.model_cfg.bidirectional:
+            raise UserError(
+                f"--bidirectional: task {self.name!r} predicts at every step from the past only; "
+                "a reverse direction would see the answers"
+            )
 
     # subclasses: generate, sizes, loss on outputs, metrics on outputs
     def generate(self, n: int, generator: torch.Generator) -> data.LongLagBatch:
@@ -546,6 +555,7 @@ class ContinualReberTask(_ReberTask):
 
     def __init__(self, cfg, model_cfg, state=None):
         Task.__init__(self, cfg, model_cfg, state)
+        self._check_causal()
         for name in ("chunk", "valid_length", "test_length"):
             if getattr(cfg, name) < 30:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 30")

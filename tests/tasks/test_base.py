@@ -89,7 +89,7 @@ def test_config_from_dict_fills_defaults_and_names_unknown_fields():
 @pytest.mark.parametrize("name", LONGLAG_TASKS)
 def test_from_checkpoint_meta_round_trips_the_configs(name):
     cls = get_task(name)
-    model_cfg = RecurrentConfig(cell="gru", hidden_size=8, num_layers=2, bidirectional=True)
+    model_cfg = RecurrentConfig(cell="gru", hidden_size=8, num_layers=2, dropout=0.1)
     task = cls(cls.Config(**NON_DEFAULT[name]), model_cfg)
     meta = json.loads(json.dumps(task.describe()))  # as a checkpoint stores it
     assert meta["task"] == name

@@ -651,3 +651,9 @@ def test_inspect_needs_an_lstm(tmp_path):
     task = make("adding", RecurrentConfig(cell="rnn", hidden_size=8))
     with pytest.raises(UserError, match="inspect needs an LSTM model.*--cell rnn"):
         task.inspect(task.build_model(), [], tmp_path, CPU)
+
+
+@pytest.mark.parametrize("name", ["reber", "continual-reber", "copy-memory"])
+def test_per_step_tasks_refuse_a_reverse_direction(name):
+    with pytest.raises(UserError, match="--bidirectional: .* would see the answers"):
+        make(name, RecurrentConfig(hidden_size=8, bidirectional=True))
