@@ -28,41 +28,62 @@ def block(n: int) -> int:
     return max(MIN_BLOCK, triton.next_power_of_2(max(int(n), 1)))
 
 
-def resolve_programs(programs: int | None, H: int, layer_norm: bool, device: torch.device) -> int:
+MODES = ("persistent", "stepwise")
+
+
+def resolve_programs(
+    programs: int | None,
+    H: int,
+    layer_norm: bool,
+    device: torch.device,
+    mode: str = "persistent",
+) -> int:
     """How many programs share the hidden units; each owns ``ceil(H / programs)`` of them.
 
-    All programs must run at once because they wait for each other at every step, so on a GPU
-    there are at most as many as streaming multiprocessors. The interpreter runs programs one
-    after the other, so there a waiting program would wait forever: it always uses one program,
-    which owns every hidden unit and passes each barrier alone.
+    ``mode="persistent"`` (one launch for the whole sequence): all programs must run at once
+    because they wait for each other at every step, so on a GPU there are at most as many as
+    streaming multiprocessors. The interpreter runs programs one after the other, so there a
+    waiting program would wait forever: it always uses one program, which owns every hidden unit
+    and passes each barrier alone.
+
+    ``mode="stepwise"`` (one launch per step, or per phase of a step): the kernel boundary is the
+    barrier, so the programs need not be co-resident; any number is allowed, in the interpreter
+    too (where it tests the multi-program paths). Without ``programs`` it uses one in the
+    interpreter and ``ceil(H / 16)`` on a GPU.
     """
-    if interpreting():
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    stepwise = mode == "stepwise"
+    if programs is not None and programs < 1:
+        raise ValueError(f"programs must be >= 1, got {programs}")
+    if interpreting() and not stepwise:
         if programs not in (None, 1):
             raise ValueError(
                 f"programs={programs}: the Triton interpreter runs programs one after the other, "
-                "so the grid-wide step barrier needs programs=1 there"
+                "so the grid-wide step barrier needs programs=1 there (or mode='stepwise', where "
+                "each launch is one step and the launch boundary is the barrier)"
             )
         return 1
     if programs is None:
-        if layer_norm:
+        if layer_norm or interpreting():
             return 1
+        if stepwise:  # no co-residency needed: 16 hidden units (the smallest tl.dot tile) each
+            return max(1, triton.cdiv(H, MIN_BLOCK))
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         # 16 hidden units each (the smallest tl.dot tile) keeps the W_hh slice smallest
         return max(1, min(sms, triton.cdiv(H, MIN_BLOCK)))
-    if programs < 1:
-        raise ValueError(f"programs must be >= 1, got {programs}")
     if layer_norm and programs > 1:
         raise NotImplementedError(
             f"programs={programs} with layer norm: the layer norms over 4H and H need the whole "
             "row, which only a single program (programs=1) holds so far; a cross-program "
-            "reduction per step is not implemented"
+            "reduction per step is not implemented (in either mode)"
         )
-    if device.type == "cuda":
+    if device.type == "cuda" and not stepwise:
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         if programs > sms:
             raise ValueError(
                 f"programs={programs} exceeds the {sms} SMs of {device}: the step barrier needs "
-                "every program resident at once"
+                "every program resident at once (mode='stepwise' does not)"
             )
     return programs
 

@@ -20,6 +20,14 @@ across steps; ``h`` goes through a double-buffered float32 buffer in global memo
 a projection: program ``p`` then also owns ``h`` columns ``[p*PS, (p+1)*PS)`` and needs all of
 ``m``). Arithmetic, the cell state and ``h`` between steps are float32 whatever the dtype;
 ``h`` (and ``m``) are rounded to the dtype only as matmul operands, as the reference does.
+
+Launch modes (``mode=`` of :func:`triton_forward`): ``"persistent"`` runs the whole sequence in
+one launch as above (``t_begin=0, n_steps=T, USE_BARRIER``). ``"stepwise"`` launches one step
+per launch (``n_steps=1``, no barrier; with a projection two launches per step, ``PHASE`` 1 up to
+``m`` and ``PHASE`` 2 from ``m`` to ``h``), the launch boundary acting as the barrier; ``c``
+round-trips through global memory between launches (the kernel reads it from ``c0_ptr`` and
+writes it to ``c_n_ptr``, the same buffer then). Stepwise needs no co-resident programs: a
+fallback on GPUs that cannot hold them all, and how the interpreter tests several programs.
 """
 
 from __future__ import annotations
@@ -83,6 +91,10 @@ def _lstm_fwd_kernel(
     PS,
     n_programs,
     eps,
+    t_begin,  # the first step s this launch runs (step s is time T-1-s when REVERSE, else s)
+    n_steps,  # how many steps it runs: T (persistent) or 1 (stepwise)
+    USE_BARRIER: tl.constexpr,  # grid barriers between phases (persistent), or none (stepwise)
+    PHASE: tl.constexpr,  # 0: whole steps; 1 / 2: only phase 1 (up to m) / 2 (h from m)
     REVERSE: tl.constexpr,
     HAS_BS: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -163,8 +175,8 @@ def _lstm_fwd_kernel(
 
     c = tl.load(c0_ptr + rows[:, None] * H + hs[None, :], mask=m_bh, other=0.0).to(tl.float32)
     barriers = 0
-    s = 0
-    while s < T:  # a while loop: the interpreter cannot take a runtime bound in range() here
+    s = t_begin
+    while s < t_begin + n_steps:  # while: the interpreter cannot take a runtime range() bound here
         if REVERSE:
             t = T - 1 - s
         else:
@@ -180,133 +192,141 @@ def _lstm_fwd_kernel(
         tbh = t * B * H + rows[:, None] * H + hs[None, :]  # (t, rows, hs) in a (T, B, H) tensor
         tbg = t * B * G + rows[:, None] * G + hs[None, :]  # (t, rows, hs) in a (T, B, 4H) tensor
 
-        h_prev = tl.load(
-            cur + rows[:, None] * P + pf[None, :], mask=m_bp, other=0.0, cache_modifier=".cg"
-        )
-        h_in = h_prev
-        if HAS_DROPOUT:
-            h_in = h_in * dmask
-        if SAVE:
-            if pid == 0:  # every program holds all of h_in; one stores it
-                tl.store(
-                    h_in_ptr + t * B * P + rows[:, None] * P + pf[None, :],
-                    h_in,
-                    mask=act[:, None] & pf_ok[None, :],
-                )
-        r_i = matmul(h_in, w_i, OP_DTYPE, DOT_F32)
-        r_f = matmul(h_in, w_f, OP_DTYPE, DOT_F32)
-        r_g = matmul(h_in, w_g, OP_DTYPE, DOT_F32)
-        r_o = matmul(h_in, w_o, OP_DTYPE, DOT_F32)
-        if HAS_LN_HH:  # over all 4H: this program owns every hidden unit (programs == 1)
-            mean = (tl.sum(r_i, 1) + tl.sum(r_f, 1) + tl.sum(r_g, 1) + tl.sum(r_o, 1)) / G
-            d_i = tl.where(hs_ok[None, :], r_i - mean[:, None], 0.0)
-            d_f = tl.where(hs_ok[None, :], r_f - mean[:, None], 0.0)
-            d_g = tl.where(hs_ok[None, :], r_g - mean[:, None], 0.0)
-            d_o = tl.where(hs_ok[None, :], r_o - mean[:, None], 0.0)
-            var = (tl.sum(d_i * d_i, 1) + tl.sum(d_f * d_f, 1) + tl.sum(d_g * d_g, 1)) + tl.sum(
-                d_o * d_o, 1
+        if PHASE != 2:  # phase 1: this program's hidden units up to m
+            h_prev = tl.load(
+                cur + rows[:, None] * P + pf[None, :], mask=m_bp, other=0.0, cache_modifier=".cg"
             )
-            rstd_hh = tl.rsqrt(var / G + eps)
-            r_i = d_i * rstd_hh[:, None]
-            r_f = d_f * rstd_hh[:, None]
-            r_g = d_g * rstd_hh[:, None]
-            r_o = d_o * rstd_hh[:, None]
+            h_in = h_prev
+            if HAS_DROPOUT:
+                h_in = h_in * dmask
             if SAVE:
-                tl.store(r_hat_ptr + tbg + 0 * H, r_i, mask=a_bh)
-                tl.store(r_hat_ptr + tbg + 1 * H, r_f, mask=a_bh)
-                tl.store(r_hat_ptr + tbg + 2 * H, r_g, mask=a_bh)
-                tl.store(r_hat_ptr + tbg + 3 * H, r_o, mask=a_bh)
-                tl.store(rstd_hh_ptr + t * B + rows, rstd_hh, mask=act)
-            r_i = r_i * ln_i[None, :]
-            r_f = r_f * ln_f[None, :]
-            r_g = r_g * ln_g[None, :]
-            r_o = r_o * ln_o[None, :]
-        x_off = xg_ptr + tbg
-        i_pre = tl.load(x_off + 0 * H, mask=m_bh, other=0.0).to(tl.float32) + r_i
-        f_pre = tl.load(x_off + 1 * H, mask=m_bh, other=0.0).to(tl.float32) + r_f
-        g_pre = tl.load(x_off + 2 * H, mask=m_bh, other=0.0).to(tl.float32) + r_g
-        o_pre = tl.load(x_off + 3 * H, mask=m_bh, other=0.0).to(tl.float32) + r_o
-        if HAS_BIAS:
-            i_pre += b_i[None, :]
-            f_pre += b_f[None, :]
-            g_pre += b_g[None, :]
-            o_pre += b_o[None, :]
-        c_prev = c
-        if HAS_PEEP_IF:
-            i_pre += w_ci[None, :] * c_prev
-            f_pre += w_cf[None, :] * c_prev
-        i = tl.sigmoid(i_pre)
-        g = tanh(g_pre)
-        if COUPLED:
-            f = 1.0 - i
-        elif FORGET_GATE:
-            f = tl.sigmoid(f_pre)
-        else:
-            f = tl.full(i.shape, 1.0, tl.float32)
-        c_new = f * c_prev + i * g
-        if HAS_PEEP_O:
-            o_pre += w_co[None, :] * c_new
-        o = tl.sigmoid(o_pre)
-        if HAS_LN_C:  # over H: this program owns every hidden unit (programs == 1)
-            mean_c = tl.sum(tl.where(hs_ok[None, :], c_new, 0.0), 1) / H
-            d_c = tl.where(hs_ok[None, :], c_new - mean_c[:, None], 0.0)
-            rstd_c = tl.rsqrt(tl.sum(d_c * d_c, 1) / H + eps)
-            c_hat = d_c * rstd_c[:, None]
-            c_out = c_hat * ln_c_w[None, :] + ln_c_b[None, :]
-        else:
-            c_out = c_new
-        m = o * tanh(c_out)
-        if HAS_ZC:
-            zc = tl.load(zc_ptr + tbh, mask=m_bh, other=0.0).to(tl.float32)
-            c_next = zc * c_prev + (1.0 - zc) * c_new
-        else:
-            c_next = c_new
-        if SAVE:
-            tl.store(gates_ptr + tbg + 0 * H, i, mask=a_bh)
-            tl.store(gates_ptr + tbg + 1 * H, f, mask=a_bh)
-            tl.store(gates_ptr + tbg + 2 * H, g, mask=a_bh)
-            tl.store(gates_ptr + tbg + 3 * H, o, mask=a_bh)
-            tl.store(c_prev_ptr + tbh, c_prev, mask=a_bh)
-            tl.store(c_new_ptr + tbh, c_new, mask=a_bh)
-            tl.store(c_out_ptr + tbh, c_out, mask=a_bh)
-            if HAS_LN_C:
-                tl.store(c_hat_ptr + tbh, c_hat, mask=a_bh)
-                tl.store(rstd_c_ptr + t * B + rows, rstd_c, mask=act)
-        c = tl.where(act[:, None], c_next, c)  # inactive rows keep their state
-
+                if pid == 0:  # every program holds all of h_in; one stores it
+                    tl.store(
+                        h_in_ptr + t * B * P + rows[:, None] * P + pf[None, :],
+                        h_in,
+                        mask=act[:, None] & pf_ok[None, :],
+                    )
+            r_i = matmul(h_in, w_i, OP_DTYPE, DOT_F32)
+            r_f = matmul(h_in, w_f, OP_DTYPE, DOT_F32)
+            r_g = matmul(h_in, w_g, OP_DTYPE, DOT_F32)
+            r_o = matmul(h_in, w_o, OP_DTYPE, DOT_F32)
+            if HAS_LN_HH:  # over all 4H: this program owns every hidden unit (programs == 1)
+                mean = (tl.sum(r_i, 1) + tl.sum(r_f, 1) + tl.sum(r_g, 1) + tl.sum(r_o, 1)) / G
+                d_i = tl.where(hs_ok[None, :], r_i - mean[:, None], 0.0)
+                d_f = tl.where(hs_ok[None, :], r_f - mean[:, None], 0.0)
+                d_g = tl.where(hs_ok[None, :], r_g - mean[:, None], 0.0)
+                d_o = tl.where(hs_ok[None, :], r_o - mean[:, None], 0.0)
+                var = (tl.sum(d_i * d_i, 1) + tl.sum(d_f * d_f, 1) + tl.sum(d_g * d_g, 1)) + tl.sum(
+                    d_o * d_o, 1
+                )
+                rstd_hh = tl.rsqrt(var / G + eps)
+                r_i = d_i * rstd_hh[:, None]
+                r_f = d_f * rstd_hh[:, None]
+                r_g = d_g * rstd_hh[:, None]
+                r_o = d_o * rstd_hh[:, None]
+                if SAVE:
+                    tl.store(r_hat_ptr + tbg + 0 * H, r_i, mask=a_bh)
+                    tl.store(r_hat_ptr + tbg + 1 * H, r_f, mask=a_bh)
+                    tl.store(r_hat_ptr + tbg + 2 * H, r_g, mask=a_bh)
+                    tl.store(r_hat_ptr + tbg + 3 * H, r_o, mask=a_bh)
+                    tl.store(rstd_hh_ptr + t * B + rows, rstd_hh, mask=act)
+                r_i = r_i * ln_i[None, :]
+                r_f = r_f * ln_f[None, :]
+                r_g = r_g * ln_g[None, :]
+                r_o = r_o * ln_o[None, :]
+            x_off = xg_ptr + tbg
+            i_pre = tl.load(x_off + 0 * H, mask=m_bh, other=0.0).to(tl.float32) + r_i
+            f_pre = tl.load(x_off + 1 * H, mask=m_bh, other=0.0).to(tl.float32) + r_f
+            g_pre = tl.load(x_off + 2 * H, mask=m_bh, other=0.0).to(tl.float32) + r_g
+            o_pre = tl.load(x_off + 3 * H, mask=m_bh, other=0.0).to(tl.float32) + r_o
+            if HAS_BIAS:
+                i_pre += b_i[None, :]
+                f_pre += b_f[None, :]
+                g_pre += b_g[None, :]
+                o_pre += b_o[None, :]
+            c_prev = c
+            if HAS_PEEP_IF:
+                i_pre += w_ci[None, :] * c_prev
+                f_pre += w_cf[None, :] * c_prev
+            i = tl.sigmoid(i_pre)
+            g = tanh(g_pre)
+            if COUPLED:
+                f = 1.0 - i
+            elif FORGET_GATE:
+                f = tl.sigmoid(f_pre)
+            else:
+                f = tl.full(i.shape, 1.0, tl.float32)
+            c_new = f * c_prev + i * g
+            if HAS_PEEP_O:
+                o_pre += w_co[None, :] * c_new
+            o = tl.sigmoid(o_pre)
+            if HAS_LN_C:  # over H: this program owns every hidden unit (programs == 1)
+                mean_c = tl.sum(tl.where(hs_ok[None, :], c_new, 0.0), 1) / H
+                d_c = tl.where(hs_ok[None, :], c_new - mean_c[:, None], 0.0)
+                rstd_c = tl.rsqrt(tl.sum(d_c * d_c, 1) / H + eps)
+                c_hat = d_c * rstd_c[:, None]
+                c_out = c_hat * ln_c_w[None, :] + ln_c_b[None, :]
+            else:
+                c_out = c_new
+            m = o * tanh(c_out)
+            if HAS_ZC:
+                zc = tl.load(zc_ptr + tbh, mask=m_bh, other=0.0).to(tl.float32)
+                c_next = zc * c_prev + (1.0 - zc) * c_new
+            else:
+                c_next = c_new
+            if SAVE:
+                tl.store(gates_ptr + tbg + 0 * H, i, mask=a_bh)
+                tl.store(gates_ptr + tbg + 1 * H, f, mask=a_bh)
+                tl.store(gates_ptr + tbg + 2 * H, g, mask=a_bh)
+                tl.store(gates_ptr + tbg + 3 * H, o, mask=a_bh)
+                tl.store(c_prev_ptr + tbh, c_prev, mask=a_bh)
+                tl.store(c_new_ptr + tbh, c_new, mask=a_bh)
+                tl.store(c_out_ptr + tbh, c_out, mask=a_bh)
+                if HAS_LN_C:
+                    tl.store(c_hat_ptr + tbh, c_hat, mask=a_bh)
+                    tl.store(rstd_c_ptr + t * B + rows, rstd_c, mask=act)
+            c = tl.where(act[:, None], c_next, c)  # inactive rows keep their state
+            if HAS_PROJ:
+                tl.store(m_ptr + tbh, m, mask=a_bh)
         if HAS_PROJ:
-            tl.store(m_ptr + tbh, m, mask=a_bh)
-            barriers += 1
-            grid_barrier(counter_ptr, barriers * n_programs)  # all of m_t is written
-            m_all = tl.load(
-                m_ptr + t * B * H + rows[:, None] * H + hf[None, :],
-                mask=row_ok[:, None] & hf_ok[None, :],
-                other=0.0,
-                cache_modifier=".cg",
+            if USE_BARRIER:
+                barriers += 1
+                grid_barrier(counter_ptr, barriers * n_programs)  # all of m_t is written
+        if PHASE != 1:  # phase 2: this program's columns of h (all of it without projection)
+            if HAS_PROJ:
+                m_all = tl.load(
+                    m_ptr + t * B * H + rows[:, None] * H + hf[None, :],
+                    mask=row_ok[:, None] & hf_ok[None, :],
+                    other=0.0,
+                    cache_modifier=".cg",
+                )
+                h_new = matmul(m_all, w_hr, OP_DTYPE, DOT_F32)
+            else:
+                h_new = m
+            h_own = tl.load(cur + rows[:, None] * P + ps[None, :], mask=m_bps, other=0.0)
+            if HAS_ZH:
+                zh = tl.load(
+                    zh_ptr + t * B * P + rows[:, None] * P + ps[None, :], mask=m_bps, other=0.0
+                ).to(tl.float32)
+                h_next = zh * h_own + (1.0 - zh) * h_new
+            else:
+                h_next = h_new
+            tl.store(
+                out_ptr + t * B * P + rows[:, None] * P + ps[None, :],
+                h_next.to(out_ptr.dtype.element_ty),
+                mask=act[:, None] & ps_ok[None, :],
             )
-            h_new = matmul(m_all, w_hr, OP_DTYPE, DOT_F32)
-        else:
-            h_new = m
-        h_own = tl.load(cur + rows[:, None] * P + ps[None, :], mask=m_bps, other=0.0)
-        if HAS_ZH:
-            zh = tl.load(
-                zh_ptr + t * B * P + rows[:, None] * P + ps[None, :], mask=m_bps, other=0.0
-            ).to(tl.float32)
-            h_next = zh * h_own + (1.0 - zh) * h_new
-        else:
-            h_next = h_new
-        tl.store(
-            out_ptr + t * B * P + rows[:, None] * P + ps[None, :],
-            h_next.to(out_ptr.dtype.element_ty),
-            mask=act[:, None] & ps_ok[None, :],
-        )
-        tl.store(
-            nxt + rows[:, None] * P + ps[None, :], tl.where(act[:, None], h_next, h_own), mask=m_bps
-        )
-        barriers += 1
-        grid_barrier(counter_ptr, barriers * n_programs)  # all of h_t is written
+            tl.store(
+                nxt + rows[:, None] * P + ps[None, :],
+                tl.where(act[:, None], h_next, h_own),
+                mask=m_bps,
+            )
+        if USE_BARRIER:
+            barriers += 1
+            grid_barrier(counter_ptr, barriers * n_programs)  # all of h_t is written
         s += 1
-    tl.store(c_n_ptr + rows[:, None] * H + hs[None, :], c, mask=m_bh)
+    if PHASE != 2:
+        tl.store(c_n_ptr + rows[:, None] * H + hs[None, :], c, mask=m_bh)
 
 
 def triton_forward(
@@ -316,6 +336,7 @@ def triton_forward(
     *tensors: Tensor | None,
     save: bool = True,
     programs: int | None = None,
+    mode: str = "persistent",
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """:func:`lstmkit.reference.backward.recurrence_forward` as one persistent Triton kernel.
 
@@ -323,7 +344,15 @@ def triton_forward(
     B, P), h_n (B, P), c_n (B, H)`` in the dtype of ``xg`` and, when ``save``, the reference's
     saved tensors under the same names and shapes, in float32 (the backward reads them in
     float32 whatever the dtype). ``programs``: how many programs split the hidden units (see
-    :func:`~lstmkit.kernels.triton._common.resolve_programs`; 1 in the interpreter).
+    :func:`~lstmkit.kernels.triton._common.resolve_programs`; 1 in the interpreter unless
+    stepwise).
+
+    ``mode="persistent"``: one launch for the whole sequence, ``c`` on chip, grid-wide barriers
+    between steps (every program must be resident at once). ``mode="stepwise"``: one launch per
+    step (two with a projection: up to ``m``, then ``h``), the launch boundary acting as the
+    barrier and ``c`` going through global memory between launches. Slower (a launch per step,
+    ``W_hh`` reloaded each time) but it needs no co-residency: a fallback on GPUs where all the
+    programs cannot run at once, and the way the interpreter tests more than one program.
     """
     (xg, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, zh, zc, dmask) = tensors
     check_supported(opts, xg)
@@ -334,7 +363,8 @@ def triton_forward(
     has_ln = ln_hh is not None or ln_c_w is not None
     if ln_c_w is not None and ln_c_b is None:
         raise ValueError("ln_weight_c needs ln_bias_c (the reference adds it)")
-    n_prog = resolve_programs(programs, H, has_ln, dev)
+    n_prog = resolve_programs(programs, H, has_ln, dev, mode)
+    stepwise = mode == "stepwise"
     HS, PS = triton.cdiv(H, n_prog), triton.cdiv(P, n_prog)
 
     def c(x: Tensor | None) -> Tensor:
@@ -346,7 +376,10 @@ def triton_forward(
     out = torch.zeros(T, B, P, device=dev, dtype=xg.dtype)
     h_buf = torch.zeros(2, B, P, device=dev, dtype=f32)
     h_buf[0] = h0
-    c_n = torch.zeros(B, H, device=dev, dtype=f32)
+    if stepwise:  # c between launches: each reads it from c0_ptr and writes it to c_n_ptr
+        c_n = c0.to(f32).contiguous().clone()
+    else:
+        c_n = torch.zeros(B, H, device=dev, dtype=f32)
     saved = {}
     if save:
         saved = {
@@ -372,7 +405,7 @@ def triton_forward(
         else dummy
     )
     counter = torch.zeros(1, device=dev, dtype=torch.int32)
-    _lstm_fwd_kernel[(n_prog,)](
+    kargs = (
         c(xg),
         c(w_hh),
         c(b_hh),
@@ -387,7 +420,7 @@ def triton_forward(
         c(zc),
         c(dmask),
         bs,
-        c(c0),
+        c_n if stepwise else c(c0),
         out,
         h_buf,
         c_n,
@@ -403,6 +436,8 @@ def triton_forward(
         PS,
         n_prog,
         float(opts.layer_norm_eps),
+    )
+    consts = dict(
         REVERSE=bool(reverse),
         HAS_BS=batch_sizes is not None,
         HAS_BIAS=b_hh is not None,
@@ -425,5 +460,12 @@ def triton_forward(
         BLOCK_H=block(H),
         BLOCK_P=block(P),
     )
+    kernel = _lstm_fwd_kernel[(n_prog,)]
+    if not stepwise:
+        kernel(*kargs, 0, T, USE_BARRIER=True, PHASE=0, **consts)
+    else:
+        for s in range(T):
+            for phase in (1, 2) if w_hr is not None else (0,):
+                kernel(*kargs, s, 1, USE_BARRIER=False, PHASE=phase, **consts)
     h_n = h_buf[T % 2].to(xg.dtype)
     return out, h_n, c_n.to(xg.dtype), saved

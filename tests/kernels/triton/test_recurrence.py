@@ -2,7 +2,8 @@
 
 Without a CUDA device the kernels run in Triton's interpreter on the CPU, one program owning
 every hidden unit (the interpreter runs programs one after another, so the grid-wide step
-barrier only passes with one). Shapes stay tiny so the interpreter is fast.
+barrier only passes with one); the stepwise tests at the end run several programs, one launch
+per step. Shapes stay tiny so the interpreter is fast.
 """
 
 import importlib.util
@@ -231,3 +232,91 @@ def test_lstm_module_on_the_triton_backend_matches_python(kwargs):
         outs.append((y, h, c, *grads))
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=1e-4)
+
+
+# Stepwise mode: one launch per step (or phase), the launch boundary as the barrier, so the
+# interpreter can run several programs and check the multi-program paths: slices of H and P,
+# h and dh exchanged through the global double buffers, per-program partial sums of the peephole
+# weight gradients, the projection's second phase. H=8 splits unevenly over 3 programs (3+3+2)
+# and, with the projection, P=3 over 2 (2+1) and over 3 (1+1+1).
+STEPWISE = {  # tensor flags for make_args, CellOptions, reverse
+    "vanilla": ({}, CellOptions(), False),
+    "peephole": ({"peephole": True}, CellOptions(), False),
+    "coupled": ({"peephole": True}, CellOptions(coupled=True), False),
+    "no_forget": ({}, CellOptions(forget_gate=False), False),
+    "proj": ({"proj": True}, CellOptions(), False),
+    "zoneout": ({"zoneout": True, "proj": True}, CellOptions(), False),
+    "dropout": ({"dropout": True}, CellOptions(), False),
+    "packed_rev": ({"packed": True, "zoneout": True}, CellOptions(), True),
+}
+
+
+def direct_run(args, bs, reverse, opts, **kw):
+    """triton_forward then triton_backward (or the reference's): outputs, saved, grads."""
+    torch.manual_seed(2)
+    if kw:
+        *outs, saved = triton_forward(bs, reverse, opts, *args, **kw)
+    else:
+        *outs, saved = recurrence_forward(args, bs, reverse, opts, True)
+    douts = [torch.randn(o.shape) for o in outs]
+    if kw:
+        grads = triton_backward(args, saved, *douts, bs, reverse, opts, **kw)
+    else:
+        grads = recurrence_backward(args, saved, *douts, bs, reverse, opts)
+    return outs, saved, grads
+
+
+def assert_runs_close(ref, got, atol, rtol, grad_atol, grad_rtol):
+    (ref_outs, ref_saved, ref_grads), (outs, saved, grads) = ref, got
+    for name, a, b in zip(("out", "h_n", "c_n"), ref_outs, outs, strict=True):
+        torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}")
+    assert set(saved) == set(ref_saved)
+    for name in ref_saved:
+        torch.testing.assert_close(
+            saved[name], ref_saved[name], atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}"
+        )
+    for name, a, b in zip(RECURRENCE_ARGS, ref_grads, grads, strict=False):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(
+                b, a, atol=grad_atol, rtol=grad_rtol, msg=lambda m, n=name: f"grad of {n}: {m}"
+            )
+
+
+@pytest.mark.parametrize("programs", [2, 3])
+@pytest.mark.parametrize("variant", list(STEPWISE))
+def test_stepwise_programs_match_reference(variant, programs):
+    flags, opts, reverse = STEPWISE[variant]
+    torch.manual_seed(0)
+    args, bs = make_args(torch.float32, **flags, T=3, H=8, grad=False)
+    args = cast_args(args, torch.float32, grad=False)
+    ref = direct_run(args, bs, reverse, opts)
+    got = direct_run(args, bs, reverse, opts, programs=programs, mode="stepwise")
+    assert_runs_close(ref, got, *TOL[torch.float32], *GRAD_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("variant", ["all", "all_coupled"])
+def test_stepwise_one_program_equals_persistent(variant):
+    flags, opts = VARIANTS[variant]
+    torch.manual_seed(0)
+    args, bs = make_args(torch.float32, **flags, T=3, grad=False)
+    args = cast_args(args, torch.float32, grad=False)
+    persistent = direct_run(args, bs, True, opts, programs=1)
+    stepwise = direct_run(args, bs, True, opts, programs=1, mode="stepwise")
+    assert_runs_close(persistent, stepwise, 1e-6, 0, 1e-6, 0)
+
+
+def test_stepwise_layer_norm_needs_one_program():
+    torch.manual_seed(0)
+    args, bs = make_args(torch.float32, layer_norm=True, grad=False)
+    args = cast_args(args, torch.float32, grad=False)
+    with pytest.raises(NotImplementedError, match="programs=2 with layer norm"):
+        triton_forward(bs, False, CellOptions(), *args, programs=2, mode="stepwise")
+    *outs, saved = triton_forward(bs, False, CellOptions(), *args)
+    with pytest.raises(NotImplementedError, match="programs=3 with layer norm"):
+        triton_backward(args, saved, *outs, bs, False, CellOptions(), programs=3, mode="stepwise")
+
+
+def test_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        _common.resolve_programs(1, 8, False, torch.device("cpu"), mode="chunked")
