@@ -281,26 +281,48 @@ def needs_recurrence_save(ctx) -> bool:
     return any(ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS])
 
 
-class LSTMRecurrenceFunction(torch.autograd.Function):
-    """Autograd wrapper of :func:`recurrence_forward` / :func:`recurrence_backward`.
+def recurrence_function(name: str, doc: str, forward, backward) -> type[torch.autograd.Function]:
+    """An autograd Function around one backend's recurrence: the shape every backend shares.
 
-    First derivatives only; ``backend="reference"`` (eager autograd) gives higher ones.
-
-    ``apply(batch_sizes, reverse, opts, *tensors)`` with tensors in :data:`RECURRENCE_ARGS`
-    order; returns ``out, h_n, c_n``.
+    ``forward(args, batch_sizes, reverse, opts, save) -> (out, h_n, c_n, saved)`` and
+    ``backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad) -> grads``
+    (the 12 gradients of :data:`RECURRENCE_ARGS` ``xg .. ln_bias_c``). The Function is called
+    as ``apply(batch_sizes, reverse, opts, *tensors)`` and returns ``out, h_n, c_n``; it saves
+    tensors only when some input needs a gradient, and gives None for gradients nobody asked for.
+    First derivatives only.
     """
 
-    @staticmethod
-    def forward(ctx, batch_sizes, reverse, opts, *args):
+    def fwd(ctx, batch_sizes, reverse, opts, *args):
         save = needs_recurrence_save(ctx)
-        out, h_n, c_n, saved = recurrence_forward(args, batch_sizes, reverse, opts, save)
+        out, h_n, c_n, saved = forward(args, batch_sizes, reverse, opts, save)
         stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved)
         return out, h_n, c_n
 
-    @staticmethod
     @once_differentiable  # the saved tensors carry no graph: a double backward would be wrong
-    def backward(ctx, dout, dh_n, dc_n):
+    def bwd(ctx, dout, dh_n, dc_n):
         args, saved, batch_sizes, reverse, opts = unstash_for_backward(ctx)
-        grads = recurrence_backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts)
-        grads = tuple(g if ctx.needs_input_grad[3 + k] else None for k, g in enumerate(grads))
+        needs = ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS]
+        grads = backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs)
+        grads = tuple(g if n else None for g, n in zip(grads, needs, strict=True))
         return (None, None, None, *grads, *([None] * (len(args) - N_GRAD_ARGS)))
+
+    return type(
+        name,
+        (torch.autograd.Function,),
+        {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "__doc__": doc},
+    )
+
+
+LSTMRecurrenceFunction = recurrence_function(
+    "LSTMRecurrenceFunction",
+    """Autograd wrapper of :func:`recurrence_forward` / :func:`recurrence_backward`.
+
+    First derivatives only; ``backend="reference"`` (eager autograd) gives higher ones.
+    ``apply(batch_sizes, reverse, opts, *tensors)`` with tensors in :data:`RECURRENCE_ARGS`
+    order; returns ``out, h_n, c_n``.
+    """,
+    recurrence_forward,
+    lambda args, saved, dout, dh_n, dc_n, bs, rev, opts, needs: recurrence_backward(
+        args, saved, dout, dh_n, dc_n, bs, rev, opts
+    ),
+)

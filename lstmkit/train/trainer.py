@@ -373,8 +373,8 @@ class _Run:
             # Clocks differ between processes: rank 0 alone reads its clock and tells the others,
             # so all evaluate and stop at the same step. The other stopping rules need no
             # message: every process evaluates the same weights on the same data.
-            time_up = self.world.is_main and bool(cfg.max_time) and state.elapsed >= cfg.max_time
-            if dist_utils.broadcast_flag(self.world, time_up):
+            time_up = self.world.is_main and state.elapsed >= cfg.max_time
+            if cfg.max_time and dist_utils.broadcast_flag(self.world, time_up):
                 state.stop_reason = f"time limit of {cfg.max_time:g} s"
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps or state.stop_reason:
                 self.validate()

@@ -26,13 +26,10 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from lstmkit.reference.backward import (
     N_GRAD_ARGS,
-    needs_recurrence_save,
-    stash_for_backward,
-    unstash_for_backward,
+    recurrence_function,
 )
 from lstmkit.reference.lstm import CellOptions
 
@@ -231,28 +228,16 @@ def fused_backward(
     )
 
 
-class FusedLSTMRecurrenceFunction(torch.autograd.Function):
-    """The fused CPU recurrence as an autograd Function.
+FusedLSTMRecurrenceFunction = recurrence_function(
+    "FusedLSTMRecurrenceFunction",
+    """The fused CPU recurrence as an autograd Function (the C++ backward is not itself
+    differentiable).
 
     Reference: :class:`lstmkit.reference.backward.LSTMRecurrenceFunction`, with the same
-    ``apply(batch_sizes, reverse, opts, *tensors)`` convention (tensors in
-    :data:`~lstmkit.reference.backward.RECURRENCE_ARGS` order) returning ``out, h_n, c_n``.
-    It saves tensors for the backward only when some input needs a gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, batch_sizes, reverse, opts, *args):
-        save = needs_recurrence_save(ctx)
-        out, h_n, c_n, saved = fused_forward(args, batch_sizes, reverse, opts, save)
-        stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved)
-        return out, h_n, c_n
-
-    @staticmethod
-    @once_differentiable  # the C++ backward is not itself differentiable
-    def backward(ctx, dout, dh_n, dc_n):
-        args, saved, batch_sizes, reverse, opts = unstash_for_backward(ctx)
-        needs = ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS]
-        grads = fused_backward(
-            args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad=needs
-        )
-        return (None, None, None, *grads, *([None] * (len(args) - N_GRAD_ARGS)))
+    ``apply(batch_sizes, reverse, opts, *tensors)`` convention returning ``out, h_n, c_n``.
+    """,
+    fused_forward,
+    lambda args, saved, dout, dh_n, dc_n, bs, rev, opts, needs: fused_backward(
+        args, saved, dout, dh_n, dc_n, bs, rev, opts, needs_grad=needs
+    ),
+)

@@ -14,13 +14,9 @@ import importlib.util
 import os
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from lstmkit.reference.backward import (
-    N_GRAD_ARGS,
-    needs_recurrence_save,
-    stash_for_backward,
-    unstash_for_backward,
+    recurrence_function,
 )
 
 __all__ = ["TritonLSTMRecurrenceFunction", "is_available", "unavailable_reason"]
@@ -47,32 +43,28 @@ def is_available() -> bool:
     return unavailable_reason() is None
 
 
-class TritonLSTMRecurrenceFunction(torch.autograd.Function):
-    """The Triton recurrence as an autograd Function.
+def _forward(args, batch_sizes, reverse, opts, save):
+    from lstmkit.kernels.triton.lstm_fwd import triton_forward
+
+    return triton_forward(batch_sizes, reverse, opts, *args, save=save)
+
+
+def _backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs):
+    from lstmkit.kernels.triton.lstm_bwd import triton_backward
+
+    return triton_backward(
+        args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad=needs
+    )
+
+
+TritonLSTMRecurrenceFunction = recurrence_function(
+    "TritonLSTMRecurrenceFunction",
+    """The Triton recurrence as an autograd Function (the Triton backward is not itself
+    differentiable).
 
     Reference: :class:`lstmkit.reference.backward.LSTMRecurrenceFunction`, with the same
-    ``apply(batch_sizes, reverse, opts, *tensors)`` convention (tensors in
-    :data:`~lstmkit.reference.backward.RECURRENCE_ARGS` order) returning ``out, h_n, c_n``.
-    It saves tensors for the backward only when some input needs a gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, batch_sizes, reverse, opts, *args):
-        from lstmkit.kernels.triton.lstm_fwd import triton_forward
-
-        save = needs_recurrence_save(ctx)
-        out, h_n, c_n, saved = triton_forward(batch_sizes, reverse, opts, *args, save=save)
-        stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved)
-        return out, h_n, c_n
-
-    @staticmethod
-    @once_differentiable  # the Triton backward is not itself differentiable
-    def backward(ctx, dout, dh_n, dc_n):
-        from lstmkit.kernels.triton.lstm_bwd import triton_backward
-
-        args, saved, batch_sizes, reverse, opts = unstash_for_backward(ctx)
-        needs = ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS]
-        grads = triton_backward(
-            args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad=needs
-        )
-        return (None, None, None, *grads, *([None] * (len(args) - N_GRAD_ARGS)))
+    ``apply(batch_sizes, reverse, opts, *tensors)`` convention returning ``out, h_n, c_n``.
+    """,
+    _forward,
+    _backward,
+)
