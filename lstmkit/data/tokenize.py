@@ -1,0 +1,141 @@
+"""Tokenisers fitted on training text and saved in checkpoints as JSON.
+
+Three kinds, one interface (:class:`TextTokenizer`):
+
+- ``word``: a regular expression splits words, numbers and single punctuation marks
+  (``\\w+(?:'\\w+)*|[^\\w\\s]``); optional lower-casing; a vocabulary of the words seen at least
+  ``min_count`` times, the ``max_size`` most frequent, the rest mapped to ``<unk>``.
+- ``char``: one token per character (Unicode code point), same vocabulary rules.
+- ``bpe``: byte-pair encoding trained on the training text with HF ``tokenizers`` (whitespace
+  kept as the ``▁`` marker, so decoding gives back the text exactly).
+
+Every vocabulary starts with the special tokens ``<pad>`` (id 0), ``<unk>`` (1), ``<s>`` (2)
+and ``</s>`` (3).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from lstmkit.utils.errors import UserError
+
+KINDS = ("word", "char", "bpe")
+SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+PAD, UNK, BOS, EOS = range(4)
+WORD_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+
+
+class TextTokenizer:
+    """Text to ids and back. Build with :func:`fit_tokenizer` or :meth:`from_state`."""
+
+    def __init__(self, kind: str, lowercase: bool, tokens: list[str] | None = None, bpe=None):
+        if kind not in KINDS:
+            raise UserError(f"--tokenizer must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.kind, self.lowercase = kind, lowercase
+        self.itos = list(tokens) if tokens is not None else list(SPECIALS)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        self._bpe = bpe
+
+    # ----- the two directions
+    def split(self, text: str) -> list[str]:
+        """The token strings of ``text`` (before the vocabulary; for display)."""
+        if self.lowercase:
+            text = text.lower()
+        if self.kind == "word":
+            return WORD_RE.findall(text)
+        if self.kind == "char":
+            return list(text)
+        return self._bpe.encode(text, add_special_tokens=False).tokens
+
+    def encode(self, text: str) -> list[int]:
+        if self.kind == "bpe":
+            if self.lowercase:
+                text = text.lower()
+            return self._bpe.encode(text, add_special_tokens=False).ids
+        return [self.stoi.get(t, UNK) for t in self.split(text)]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if self.kind == "bpe":
+            texts = [t.lower() for t in texts] if self.lowercase else texts
+            return [e.ids for e in self._bpe.encode_batch(texts, add_special_tokens=False)]
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids`` without special tokens (words are joined by single spaces)."""
+        ids = [int(i) for i in ids if int(i) not in (PAD, BOS, EOS)]
+        if self.kind == "bpe":
+            return self._bpe.decode(ids, skip_special_tokens=False)
+        sep = " " if self.kind == "word" else ""
+        return sep.join(self.itos[i] for i in ids)
+
+    def __len__(self) -> int:
+        return self._bpe.get_vocab_size() if self.kind == "bpe" else len(self.itos)
+
+    # ----- checkpoints
+    def state(self) -> dict:
+        out = {"kind": self.kind, "lowercase": self.lowercase}
+        if self.kind == "bpe":
+            out["bpe"] = self._bpe.to_str()
+        else:
+            out["tokens"] = self.itos
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict) -> TextTokenizer:
+        try:
+            kind, lowercase = state["kind"], bool(state["lowercase"])
+            if kind == "bpe":
+                from tokenizers import Tokenizer
+
+                return cls(kind, lowercase, bpe=Tokenizer.from_str(state["bpe"]))
+            return cls(kind, lowercase, tokens=list(state["tokens"]))
+        except (KeyError, TypeError, ValueError, Exception) as e:
+            if isinstance(e, UserError):
+                raise
+            raise UserError(f"checkpoint tokenizer is damaged: {e}") from None
+
+
+def fit_tokenizer(
+    texts: Iterable[str],
+    kind: str = "word",
+    *,
+    lowercase: bool = True,
+    min_count: int = 1,
+    max_size: int = 0,
+    vocab_size: int = 8000,
+) -> TextTokenizer:
+    """A tokenizer fitted on ``texts`` (``max_size`` 0: no limit; ``vocab_size``: BPE only)."""
+    if min_count < 1:
+        raise UserError(f"--min-count must be >= 1, got {min_count}")
+    if max_size < 0:
+        raise UserError(f"--max-vocab must be >= 0, got {max_size}")
+    if kind == "bpe":
+        return _fit_bpe(texts, lowercase, vocab_size)
+    tok = TextTokenizer(kind, lowercase)
+    counts = Counter(t for text in texts for t in tok.split(text))
+    # most frequent first; ties in first-seen order would depend on the data order, so by token
+    ranked = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
+    ranked = [t for t in ranked if t not in tok.stoi]
+    if max_size:
+        ranked = ranked[: max(0, max_size - len(SPECIALS))]
+    return TextTokenizer(kind, lowercase, tokens=list(SPECIALS) + ranked)
+
+
+def _fit_bpe(texts: Iterable[str], lowercase: bool, vocab_size: int) -> TextTokenizer:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if vocab_size < len(SPECIALS) + 1:
+        raise UserError(f"--vocab-size must be > {len(SPECIALS)}, got {vocab_size}")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    if lowercase:
+        bpe.normalizer = normalizers.Lowercase()
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace()
+    bpe.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False
+    )
+    bpe.train_from_iterator(list(texts), trainer)
+    # lower-casing lives in the normaliser, so encode() must not lower again
+    return TextTokenizer("bpe", False, bpe=bpe)

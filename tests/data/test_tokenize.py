@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from lstmkit.data.tokenize import PAD, UNK, TextTokenizer, fit_tokenizer
+from lstmkit.utils.errors import UserError
+
+TEXTS = ["The film is good .", "the film isn't bad!", "A good, good film"]
+
+
+def roundtrip(tok):
+    return TextTokenizer.from_state(json.loads(json.dumps(tok.state())))
+
+
+def test_word_vocabulary_min_count_max_size_and_unknown():
+    tok = fit_tokenizer(TEXTS, "word", min_count=2)
+    assert tok.itos[:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    assert tok.itos[4:] == ["film", "good", "the"]  # by count, then by token
+    assert tok.split("Isn't it?") == ["isn't", "it", "?"]
+    assert tok.encode("the bad film") == [tok.stoi["the"], UNK, tok.stoi["film"]]
+    assert len(fit_tokenizer(TEXTS, "word", max_size=6)) == 6
+    with pytest.raises(UserError, match="--min-count"):
+        fit_tokenizer(TEXTS, min_count=0)
+
+
+def test_case_is_kept_when_asked():
+    tok = fit_tokenizer(TEXTS, "word", lowercase=False)
+    assert "The" in tok.stoi and "A" in tok.stoi
+
+
+def test_char_and_word_round_trip_through_json():
+    for kind in ("word", "char"):
+        tok = fit_tokenizer(TEXTS, kind)
+        back = roundtrip(tok)
+        assert back.encode("the good film") == tok.encode("the good film")
+    char = fit_tokenizer(TEXTS, "char")
+    assert char.decode(char.encode("the good film")) == "the good film"
+    assert PAD not in char.encode("the")
+
+
+def test_bpe_round_trips_text_exactly_and_survives_json():
+    texts = [f"sentence number {i} with some words, repeated words." for i in range(200)]
+    tok = fit_tokenizer(texts, "bpe", lowercase=False, vocab_size=120)
+    ids = tok.encode("sentence number 7  with words.")
+    assert tok.decode(ids) == "sentence number 7  with words."
+    assert len(tok) <= 120
+    assert roundtrip(tok).encode("some words") == tok.encode("some words")
+    lower = fit_tokenizer(texts, "bpe", lowercase=True, vocab_size=120)
+    assert lower.encode("WORDS") == lower.encode("words")
+
+
+def test_damaged_state_is_a_user_error():
+    with pytest.raises(UserError, match="tokenizer"):
+        TextTokenizer.from_state({"kind": "bpe", "lowercase": False, "bpe": "{not json"})
+    with pytest.raises(UserError, match="--tokenizer"):
+        TextTokenizer.from_state({"kind": "morse", "lowercase": False, "tokens": []})
