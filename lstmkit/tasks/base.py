@@ -124,6 +124,11 @@ class Task(abc.ABC):
     def evaluate(self, model: nn.Module, split: str, device: torch.device) -> dict[str, float]:
         """Metrics on ``split`` (``valid`` or ``test``), with ``model`` in eval mode."""
 
+    def batch_tokens(self, batch: Any) -> int:
+        """Tokens (time steps that count) in this process's ``batch``, for the tokens-per-second
+        figure of the log; 0 where the task does not count tokens."""
+        return 0
+
     def solved(self, metrics: dict[str, float]) -> bool:
         """The paper's success criterion on validation metrics, where the task has one."""
         return False

@@ -324,7 +324,7 @@ class _Run:
         if self.on_log:
             self.on_log(self.state, values)
 
-    def train_step(self) -> float:
+    def train_step(self) -> tuple[float, int]:
         cfg, state = self.cfg, self.state
         lr = lr_at(state.step, cfg)
         for group in self.opt.param_groups:
@@ -332,6 +332,7 @@ class _Run:
         batch = self.task.train_batch(
             state.step, cfg.seed, cfg.batch_size, self.world.rank, self.world.size
         )
+        tokens = self.task.batch_tokens(batch) * self.world.size
         batch = to_device(batch, self.device)
         self.ddp.train()
         with _autocast(cfg, self.device):
@@ -345,16 +346,19 @@ class _Run:
         self.scaler.update()
         state.step += 1
         state.sequences += cfg.batch_size
-        return loss.item()
+        return loss.item(), tokens
 
     def loop(self, progress: _Progress) -> None:
         cfg, state = self.cfg, self.state
         save_every = cfg.save_every or cfg.eval_every
         t_start = time.perf_counter() - state.elapsed
-        window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+        window_loss, window_n, window_tokens = 0.0, 0, 0
+        window_t = time.perf_counter()
         while state.step < cfg.steps and not state.stop_reason:
-            window_loss += self.train_step()
+            loss, tokens = self.train_step()
+            window_loss += loss
             window_n += 1
+            window_tokens += tokens
             state.elapsed = time.perf_counter() - t_start
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 now = time.perf_counter()
@@ -367,9 +371,11 @@ class _Run:
                     "seq_per_s": round(speed, 1),
                     "elapsed": round(state.elapsed, 3),
                 }
+                if window_tokens:  # estimated from rank 0's batch times the processes
+                    values["tok_per_s"] = round(window_tokens / max(now - window_t, 1e-9), 1)
                 self._record("train", values)
                 progress.update(state, values["loss"], speed)
-                window_loss, window_n, window_t = 0.0, 0, now
+                window_loss, window_n, window_tokens, window_t = 0.0, 0, 0, now
             # Clocks differ between processes: rank 0 alone reads its clock and tells the others,
             # so all evaluate and stop at the same step. The other stopping rules need no
             # message: every process evaluates the same weights on the same data.
