@@ -255,17 +255,21 @@ class Seq2Seq(nn.Module):
             for cell in self.cells
         ]
 
+    def embed_target(self, y: Tensor) -> Tensor:
+        """Dropped-out embeddings of target tokens (any shape ``(...)`` -> ``(..., E)``)."""
+        return self.drop(self.tgt_embed(y))
+
     def step(
         self,
-        y_prev: Tensor,
+        x: Tensor,
         feed: Tensor,
         state: State,
         memory: Memory,
         masks: list[Tensor | None] | None = None,
     ) -> tuple[Tensor, State, Tensor]:
-        """One decoder step: previous tokens ``(B,)`` and attentional vectors ``(B, E)`` ->
-        the new attentional vectors ``(B, E)``, state and attention weights ``(B, S)``."""
-        x = self.drop(self.tgt_embed(y_prev))
+        """One decoder step: embedded previous tokens ``(B, E)`` (:meth:`embed_target`) and
+        attentional vectors ``(B, E)`` -> the new attentional vectors ``(B, E)``, state and
+        attention weights ``(B, S)``."""
         if self.cfg.input_feed:
             x = torch.cat([x, feed], dim=-1)
         new_state = []
@@ -296,9 +300,11 @@ class Seq2Seq(nn.Module):
         B, T = tgt_in.shape
         feed = self.init_feed(B, memory.values)
         masks = self.recurrent_masks(B)
+        # embedding all steps at once: per step, the backward would zero a (V, E) gradient
+        emb = self.embed_target(tgt_in)
         outs = []
         for t in range(T):
-            feed, state, _ = self.step(tgt_in[:, t], feed, state, memory, masks)
+            feed, state, _ = self.step(emb[:, t], feed, state, memory, masks)
             outs.append(feed)
         # one big output projection for all steps, outside the time loop
         return self.logits(torch.stack(outs, dim=1))
@@ -350,7 +356,7 @@ def greedy_decode(
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
     tokens, logps, attns = [], [], []
     for t in range(max(limit)):
-        feed, state, weights = model.step(y, feed, state, memory)
+        feed, state, weights = model.step(model.embed_target(y), feed, state, memory)
         logp = torch.log_softmax(model.logits(feed), dim=-1)
         best, y = logp.max(dim=-1)
         tokens.append(y)
@@ -422,7 +428,7 @@ def beam_search(
         ended[b].append(Hypothesis(toks, logprob, norm, att[:, : int(src_len[b])].cpu()))
 
     for t in range(max(limit)):
-        feed, state, weights = model.step(y, feed, state, memory)
+        feed, state, weights = model.step(model.embed_target(y), feed, state, memory)
         logp = torch.log_softmax(model.logits(feed), dim=-1)
         V = logp.shape[-1]
         cand = (scores.unsqueeze(2) + logp.view(B, K, V)).view(B, K * V)
