@@ -209,6 +209,42 @@ def _add_use_commands() -> None:
 _add_use_commands()
 
 
+def _translate(cfg) -> int:
+    from lstmkit.experiments import translation
+
+    result = translation.translate(cfg)
+    if cfg.output:
+        click.echo(
+            f"wrote {len(result.translations)} translations to {cfg.output} "
+            f"({result.seconds:.1f} s)",
+            err=True,
+        )
+    else:
+        click.echo("".join(t + "\n" for t in result.translations), nl=False)
+    for name, score in result.scores.items():
+        click.echo(f"{name.upper()} {score:.2f}  {result.signatures[name]}", err=True)
+    return 0
+
+
+def _add_translate_command() -> None:
+    from lstmkit.experiments.translation import TranslateConfig
+
+    cli.add_command(
+        _command(
+            "translate",
+            TranslateConfig,
+            _translate,
+            "Translate SENTENCES or --input FILE with a translation model",
+            "Translate SENTENCES (and the lines of --input) with a model trained by `lstmkit "
+            "train translation`; one translation per line. With --reference, print sacreBLEU "
+            "and chrF with their signatures.",
+        )
+    )
+
+
+_add_translate_command()
+
+
 @cli.command(
     context_settings={**CONTEXT, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
