@@ -34,7 +34,9 @@ class LSTMCell(nn.LSTMCell):
     ``zoneout_h``, ``zoneout_c``, ``forget_bias``), with parameter names without the ``_l0``
     suffix (``weight_ci``, ``ln_weight_hh``...). A cell sees one step, so variational recurrent
     dropout takes its per-sequence mask as an argument: ``forward(x, hx, dropout_mask=m)``
-    with ``m = cell.recurrent_dropout_mask(batch)`` drawn once per sequence.
+    with ``m = cell.recurrent_dropout_mask(batch)`` drawn once per sequence. ``weight_drop``
+    (DropConnect on ``weight_hh``) draws its mask at every call in training, that is once per
+    step; :class:`lstmkit.LSTM` draws it once per sequence.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class LSTMCell(nn.LSTMCell):
         zoneout_h: float = 0.0,
         zoneout_c: float = 0.0,
         recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         forget_bias: float = 0.0,
         layer_norm_eps: float = 1e-5,
         backend: str = "auto",
@@ -59,6 +62,7 @@ class LSTMCell(nn.LSTMCell):
         _checks.check_int("input_size", input_size, 1)
         _checks.check_int("hidden_size", hidden_size, 1)
         _checks.check_bool("bias", bias)
+        _checks.check_rate("weight_drop", weight_drop)
         variant_kw = dict(
             layer_norm=layer_norm,
             peephole=peephole,
@@ -75,6 +79,7 @@ class LSTMCell(nn.LSTMCell):
         self._variant_ready = False
         super().__init__(input_size, hidden_size, bias, device, dtype)
         set_variant_options(self, **variant_kw)
+        self.weight_drop = float(weight_drop)
         factory = {"device": device, "dtype": dtype}
         H = hidden_size
         if peephole:
@@ -142,9 +147,12 @@ class LSTMCell(nn.LSTMCell):
                 _checks.check_shape(name, t, expected)
         if dropout_mask is not None and not self.recurrent_dropout:
             raise ValueError("dropout_mask was given but recurrent_dropout is 0")
-        if self.is_vanilla and self.backend in ("auto", "torch"):
+        w_hh = self.weight_hh
+        if self.weight_drop and self.training:
+            w_hh = F.dropout(w_hh, self.weight_drop, True)
+        elif self.is_vanilla and self.backend in ("auto", "torch"):
             return super().forward(x, hx)
-        if self.backend == "torch":
+        if self.backend == "torch" and not self.is_vanilla:
             raise ValueError("backend='torch' runs only the vanilla cell")
         if not is_batched:
             x = x.unsqueeze(0)
@@ -175,7 +183,7 @@ class LSTMCell(nn.LSTMCell):
             xg,
             h_prev,
             c_prev,
-            self.weight_hh,
+            w_hh,
             self.bias_hh if self.bias else None,
             None,
             getattr(self, "weight_ci", None),

@@ -110,6 +110,11 @@ class LSTM(nn.LSTM):
       :math:`d_t = z` in eval (Krueger et al. 2017).
     - ``recurrent_dropout``: one dropout mask per sequence on :math:`h_{t-1}` before
       :math:`W_{hh}` in training (Gal & Ghahramani 2016).
+    - ``weight_drop``: DropConnect on the recurrent weights (Wan et al. 2013; AWD-LSTM, Merity
+      et al. 2018): in training, each forward call draws one mask per layer and direction and
+      uses :math:`W'_{hh} = \frac{M}{1 - p} \odot W_{hh}`, :math:`M_{jk} \sim
+      \text{Bernoulli}(1 - p)`, at every time step of the call; in eval :math:`W_{hh}` as is.
+      The recurrence itself stays vanilla, so the vanilla LSTM keeps PyTorch's fused kernel.
     - ``forget_bias``: initial value of the forget-gate bias (Jozefowicz et al. 2015 use 1).
     - ``backend``: ``"auto"`` (default), ``"torch"``, ``"cpu"``, ``"python"``, ``"reference"``;
       see :mod:`lstmkit.kernels.dispatch`.
@@ -139,6 +144,7 @@ class LSTM(nn.LSTM):
         zoneout_h: float = 0.0,
         zoneout_c: float = 0.0,
         recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         forget_bias: float = 0.0,
         layer_norm_eps: float = 1e-5,
         backend: str = "auto",
@@ -146,6 +152,7 @@ class LSTM(nn.LSTM):
         _checks.check_int("input_size", input_size, 1)
         _checks.check_int("hidden_size", hidden_size, 1)
         _checks.check_int("num_layers", num_layers, 1)
+        _checks.check_rate("weight_drop", weight_drop)
         _checks.check_int("proj_size", proj_size, 0)
         for name, v in (
             ("bias", bias),
@@ -192,6 +199,7 @@ class LSTM(nn.LSTM):
             dtype,
         )
         set_variant_options(self, **variant_kw)
+        self.weight_drop = float(weight_drop)
         if backend == "torch" and not self.config.is_vanilla:
             raise ValueError(
                 "backend='torch' runs only the vanilla LSTM; with variant options use "
@@ -245,6 +253,7 @@ class LSTM(nn.LSTM):
             zoneout_h=self.zoneout_h,
             zoneout_c=self.zoneout_c,
             recurrent_dropout=self.recurrent_dropout,
+            weight_drop=self.weight_drop,
             forget_bias=self.forget_bias,
             layer_norm_eps=self.layer_norm_eps,
             backend=self.backend,
@@ -292,6 +301,7 @@ class LSTM(nn.LSTM):
             "zoneout_h",
             "zoneout_c",
             "recurrent_dropout",
+            "weight_drop",
             "forget_bias",
             "backend",
         ):
@@ -325,15 +335,46 @@ class LSTM(nn.LSTM):
             recorder = GateRecorder()
         x, batch_sizes, sorted_idx, unsorted_idx, is_batched = self._check_input(input)
         hx = self._check_hx(hx, x, batch_sizes, is_batched)
+        w_hh = self._dropped_weight_hh()
         if recorder is None and self._runs_on_torch(x):
-            result = super().forward(input, hx)
+            result = self._torch_forward(input, hx, w_hh)
         else:
             result = self._forward_recurrence(
-                x, hx, batch_sizes, sorted_idx, unsorted_idx, is_batched, recorder, module_name
+                x,
+                hx,
+                batch_sizes,
+                sorted_idx,
+                unsorted_idx,
+                is_batched,
+                recorder,
+                module_name,
+                w_hh,
             )
         if return_gates:
             return result[0], result[1], recorder.as_dict()
         return result
+
+    def _dropped_weight_hh(self) -> dict[str, Tensor]:
+        """``{"weight_hh_l0": W'_hh, ...}``: this call's DropConnect weights (empty in eval)."""
+        if not (self.weight_drop and self.training):
+            return {}
+        return {
+            f"weight_hh{sfx}": F.dropout(getattr(self, f"weight_hh{sfx}"), self.weight_drop, True)
+            for sfx in self._suffixes()
+        }
+
+    def _torch_forward(self, input, hx, w_hh: dict[str, Tensor]):  # noqa: A002
+        if not w_hh:
+            return super().forward(input, hx)
+        # torch's kernel reads self._flat_weights: lend it the masked W_hh for this call only
+        # (the parameters stay untouched, so gradients reach them through the mask).
+        flat = self._flat_weights
+        names = self._flat_weights_names
+        self._flat_weights = [w_hh.get(n, w) for n, w in zip(names, flat, strict=True)]
+        try:
+            return super().forward(input, hx)
+        finally:
+            self._flat_weights = flat
 
     def _runs_on_torch(self, x: Tensor) -> bool:
         if self.backend == "torch":
@@ -396,7 +437,16 @@ class LSTM(nn.LSTM):
         return (h0, c0)
 
     def _forward_recurrence(
-        self, x, hx, batch_sizes, sorted_idx, unsorted_idx, is_batched, recorder, module_name
+        self,
+        x,
+        hx,
+        batch_sizes,
+        sorted_idx,
+        unsorted_idx,
+        is_batched,
+        recorder,
+        module_name,
+        w_hh: dict[str, Tensor] | None = None,
     ):
         D = 2 if self.bidirectional else 1
         H = self.hidden_size
@@ -433,7 +483,7 @@ class LSTM(nn.LSTM):
             for d in range(D):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 idx = k * D + d
-                tensors = self._layer_tensors(layer_in, sfx, h0[idx], c0[idx], T, B, P)
+                tensors = self._layer_tensors(layer_in, sfx, h0[idx], c0[idx], T, B, P, w_hh)
                 reverse = d == 1
                 out, h, c = run(batch_sizes, reverse, opts, *tensors)
                 if recorder is not None:
@@ -473,7 +523,7 @@ class LSTM(nn.LSTM):
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return out, (h_n, c_n)
 
-    def _layer_tensors(self, layer_in, sfx, h0, c0, T, B, P):
+    def _layer_tensors(self, layer_in, sfx, h0, c0, T, B, P, w_hh=None):
         """Input projection for all steps at once, then the recurrence's tensor arguments."""
         H = self.hidden_size
         p = lambda name: getattr(self, name + sfx, None)  # noqa: E731
@@ -499,7 +549,7 @@ class LSTM(nn.LSTM):
             xg.contiguous(),
             h0.contiguous(),
             c0.contiguous(),
-            p("weight_hh"),
+            (w_hh or {}).get("weight_hh" + sfx, p("weight_hh")),
             p("bias_hh") if self.bias else None,
             p("weight_hr") if self.proj_size else None,
             p("weight_ci"),

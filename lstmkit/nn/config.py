@@ -38,6 +38,12 @@ class LSTMConfig:
     recurrent_dropout: float = field(
         default=0.0, metadata=_help("variational dropout on h before W_hh, one mask per sequence")
     )
+    weight_drop: float = field(
+        default=0.0,
+        metadata=_help(
+            "DropConnect on W_hh (AWD-LSTM weight drop): one mask per forward call in training"
+        ),
+    )
     forget_bias: float = field(
         default=0.0, metadata=_help("initial forget-gate bias (Jozefowicz et al. 2015 use 1.0)")
     )

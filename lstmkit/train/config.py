@@ -47,6 +47,13 @@ class TrainConfig:
     max_time: float = field(
         default=0.0, metadata=_help("stop after this many seconds of training; 0 means no limit")
     )
+    max_cpu_time: float = field(
+        default=0.0,
+        metadata=_help(
+            "stop after this many seconds of the process's CPU time in this session (a fair "
+            "budget on a shared machine); 0 means no limit"
+        ),
+    )
     amp: str = field(
         default="none",
         metadata=_help("autocast precision (bf16 or fp16 on GPU)", choices=AMP_MODES),

@@ -105,7 +105,7 @@ def check_config(cfg: TrainConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("lr", "weight_decay", "clip_norm", "max_time", "min_lr_ratio"):
+    for name in ("lr", "weight_decay", "clip_norm", "max_time", "max_cpu_time", "min_lr_ratio"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     for name in ("warmup_steps", "patience", "save_every", "threads"):
@@ -352,6 +352,7 @@ class _Run:
         cfg, state = self.cfg, self.state
         save_every = cfg.save_every or cfg.eval_every
         t_start = time.perf_counter() - state.elapsed
+        cpu_start = time.process_time()
         window_loss, window_n, window_tokens = 0.0, 0, 0
         window_t = time.perf_counter()
         while state.step < cfg.steps and not state.stop_reason:
@@ -371,6 +372,8 @@ class _Run:
                     "seq_per_s": round(speed, 1),
                     "elapsed": round(state.elapsed, 3),
                 }
+                if cfg.max_cpu_time:
+                    values["cpu_time"] = round(time.process_time() - cpu_start, 3)
                 if window_tokens:  # estimated from rank 0's batch times the processes
                     values["tok_per_s"] = round(window_tokens / max(now - window_t, 1e-9), 1)
                 self._record("train", values)
@@ -382,6 +385,12 @@ class _Run:
             time_up = self.world.is_main and state.elapsed >= cfg.max_time
             if cfg.max_time and dist_utils.broadcast_flag(self.world, time_up):
                 state.stop_reason = f"time limit of {cfg.max_time:g} s"
+            if cfg.max_cpu_time:
+                cpu_up = time.process_time() - cpu_start >= cfg.max_cpu_time
+                if dist_utils.broadcast_flag(self.world, self.world.is_main and cpu_up):
+                    state.stop_reason = state.stop_reason or (
+                        f"CPU-time limit of {cfg.max_cpu_time:g} s"
+                    )
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps or state.stop_reason:
                 self.validate()
             elif state.step % save_every == 0:
