@@ -6,6 +6,7 @@ and exit with status 2; ``--debug`` (anywhere on the line) shows the traceback i
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -79,7 +80,7 @@ def _train_command(task_cls) -> click.Command:
 
 def _plain(doc: str) -> str:
     """A docstring for the terminal: Sphinx roles dropped (``:func:`x``` becomes ``x``)."""
-    return re.sub(r":\w+:`~?([^`]+)`", r"\1", doc.strip())
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", inspect.cleandoc(doc))
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -243,6 +244,35 @@ def _add_translate_command() -> None:
 
 
 _add_translate_command()
+
+
+def _transcribe(cfg) -> int:
+    from lstmkit.train import transcribe
+
+    results, text = transcribe.transcribe(cfg)
+    if cfg.output:
+        click.echo(f"wrote {len(results)} transcripts to {cfg.output}", err=True)
+    else:
+        click.echo(text, nl=False)
+    return 0
+
+
+def _add_transcribe_command() -> None:
+    from lstmkit.train.transcribe import TranscribeConfig
+
+    cli.add_command(
+        _command(
+            "transcribe",
+            TranscribeConfig,
+            _transcribe,
+            "Transcribe audio files with a speech model (task asr-ctc)",
+            "Transcribe AUDIO files (WAV, FLAC, ... at any sample rate; resampled and mixed to "
+            "mono) with a model trained by `lstmkit train asr-ctc`. Prints FILE<TAB>TEXT lines.",
+        )
+    )
+
+
+_add_transcribe_command()
 
 
 @cli.command(

@@ -1,0 +1,186 @@
+"""Data and measurements of the speech results in docs/RESULTS.md (Free Spoken Digit Dataset).
+
+``python -m lstmkit.experiments.speech_results prepare --fsdd ../shared/data/fsdd`` writes,
+under ``--out`` (default ``runs/speech-data``, outside the repository's tracked files):
+
+- ``fsdd/{train,valid,test}.jsonl``: the official split (recordings 0-4 of each speaker and
+  digit are test); FSDD has no validation split, so recordings 5-9 validate and 10-49 train.
+- ``loso-SPEAKER/{train,valid,test}.jsonl``: leave one speaker out (not an official split):
+  all 500 recordings of SPEAKER are test; of the other five, recordings 0-4 validate and
+  5-49 train.
+- ``digits/{train,valid,test}.jsonl`` and ``digits/audio/*.flac``: connected digits, sequences
+  of 2-7 recordings of one speaker joined with random silences (0.1-0.5 s between digits,
+  0.05-0.3 s at the ends), transcripts such as ``"seven two four"``. Training sequences use
+  training recordings (10-49) only, validation 5-9, test 0-4 (the official test recordings).
+
+The manifests point at the recordings in place: no data is copied.
+
+``python -m lstmkit.experiments.speech_results rtf RUN MANIFEST`` measures the real-time factor
+of transcription (audio seconds per second of compute, features and decoding included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lstmkit.data.audio import Utterance, load_audio, write_manifest
+from lstmkit.utils.errors import UserError
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+FSDD_RATE = 8000
+
+
+def read_fsdd(root: Path) -> list[dict]:
+    """The rows of FSDD's MANIFEST.tsv, with absolute paths and integer index."""
+    manifest = root / "MANIFEST.tsv"
+    if not manifest.is_file():
+        raise UserError(f"{manifest} not found (give --fsdd, the folder with MANIFEST.tsv)")
+    with open(manifest, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for r in rows:
+        r["path"] = str((root / r["path"]).resolve())
+        r["index"] = int(r["index"])
+        r["duration"] = (int(r["bytes"]) - 44) / 2 / FSDD_RATE  # 16-bit mono PCM WAV
+    return rows
+
+
+def _labelled(rows: list[dict]) -> list[Utterance]:
+    return [Utterance(r["path"], r["digit"], round(r["duration"], 4)) for r in rows]
+
+
+def _write_split(folder: Path, splits: dict[str, list[dict]]) -> None:
+    for name, rows in splits.items():
+        write_manifest(folder / f"{name}.jsonl", _labelled(rows), key="label")
+
+
+def _connected(
+    rows: list[dict], n: int, rng: np.random.Generator, out: Path, tag: str
+) -> list[Utterance]:
+    by_speaker: dict[str, list[dict]] = {}
+    for r in rows:
+        by_speaker.setdefault(r["speaker"], []).append(r)
+    speakers = sorted(by_speaker)
+    cache: dict[str, np.ndarray] = {}
+    utts = []
+    import soundfile as sf
+
+    for k in range(n):
+        pool = by_speaker[speakers[int(rng.integers(len(speakers)))]]
+        picks = [pool[int(j)] for j in rng.integers(0, len(pool), size=int(rng.integers(2, 8)))]
+        parts = [np.zeros(int(rng.uniform(0.05, 0.3) * FSDD_RATE), np.float32)]
+        for j, r in enumerate(picks):
+            if r["path"] not in cache:
+                cache[r["path"]] = load_audio(r["path"], FSDD_RATE)
+            if j:
+                parts.append(np.zeros(int(rng.uniform(0.1, 0.5) * FSDD_RATE), np.float32))
+            parts.append(cache[r["path"]])
+        parts.append(np.zeros(int(rng.uniform(0.05, 0.3) * FSDD_RATE), np.float32))
+        wave = np.concatenate(parts)
+        # a faint noise floor, so that the silences are not digital zeros
+        wave = wave + rng.normal(0, 3e-4, size=wave.shape).astype(np.float32)
+        path = out / "audio" / f"{tag}-{k:05d}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.clip(wave, -1, 1), FSDD_RATE, subtype="PCM_16")
+        text = " ".join(DIGIT_WORDS[int(r["digit"])] for r in picks)
+        utts.append(Utterance(str(path.resolve()), text, round(len(wave) / FSDD_RATE, 4)))
+    return utts
+
+
+def prepare(args: argparse.Namespace) -> None:
+    rows = read_fsdd(Path(args.fsdd))
+    out = Path(args.out)
+    test = [r for r in rows if r["index"] < 5]
+    valid = [r for r in rows if 5 <= r["index"] < 10]
+    train = [r for r in rows if r["index"] >= 10]
+    _write_split(out / "fsdd", {"train": train, "valid": valid, "test": test})
+    for speaker in sorted({r["speaker"] for r in rows}):
+        others = [r for r in rows if r["speaker"] != speaker]
+        _write_split(
+            out / f"loso-{speaker}",
+            {
+                "train": [r for r in others if r["index"] >= 5],
+                "valid": [r for r in others if r["index"] < 5],
+                "test": [r for r in rows if r["speaker"] == speaker],
+            },
+        )
+    rng = np.random.default_rng(args.seed)
+    digits = out / "digits"
+    for name, part, n in (
+        ("train", train, args.n_train),
+        ("valid", valid, args.n_valid),
+        ("test", test, args.n_test),
+    ):
+        write_manifest(digits / f"{name}.jsonl", _connected(part, n, rng, digits, name))
+    print(
+        f"wrote manifests under {out} ({len(rows)} FSDD recordings; connected digits: "
+        f"{args.n_train} train, {args.n_valid} valid, {args.n_test} test sequences)"
+    )
+
+
+def rtf(args: argparse.Namespace) -> None:
+    """Real-time factor of ``lstmkit transcribe`` on the files of a manifest (one thread)."""
+    import torch
+
+    from lstmkit.data.audio import read_manifest
+    from lstmkit.train.inference import load_trained
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    task, model, _ = load_trained(args.run, device)
+    paths = [u.path for u in read_manifest(args.manifest)][: args.limit]
+    with torch.no_grad():
+        task.transcribe(model, paths[:2], device, args.decoder)  # warm-up
+        t0 = time.perf_counter()
+        results = task.transcribe(model, paths, device, args.decoder, args.beam_size)
+        wall = time.perf_counter() - t0
+    seconds = sum(r["seconds"] for r in results)
+    print(
+        json.dumps(
+            {
+                "files": len(results),
+                "audio_s": round(seconds, 2),
+                "compute_s": round(wall, 3),
+                "audio_s_per_compute_s": round(seconds / wall, 1),
+                "decoder": args.decoder,
+                "threads": args.threads,
+            }
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="write the FSDD manifests and connected-digit audio")
+    p.add_argument("--fsdd", default="../shared/data/fsdd")
+    p.add_argument("--out", default="runs/speech-data")
+    p.add_argument("--n-train", type=int, default=4000)
+    p.add_argument("--n-valid", type=int, default=200)
+    p.add_argument("--n-test", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=prepare)
+    r = sub.add_parser("rtf", help="real-time factor of transcription on CPU")
+    r.add_argument("run")
+    r.add_argument("manifest")
+    r.add_argument("--decoder", default="greedy", choices=("greedy", "beam"))
+    r.add_argument("--beam-size", type=int, default=8)
+    r.add_argument("--limit", type=int, default=200)
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(fn=rtf)
+    args = parser.parse_args(argv)
+    try:
+        args.fn(args)
+    except UserError as e:
+        print(f"speech_results: error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,740 @@
+"""Speech recognition: spoken-word classification and CTC transcription over characters.
+
+Both tasks read audio files (any format and rate that soundfile reads; mixed to mono and
+resampled to ``--sample-rate``), turn them into normalised log-mel frames
+(:mod:`lstmkit.data.audio`), stack ``--subsample`` consecutive frames into one (frame rate / k,
+as in Sak et al. 2015) and run an :class:`lstmkit.LSTM` encoder over them.
+
+- ``spoken-words``: a label per recording (a folder per label, or a JSONL manifest with
+  ``label``); the encoder's outputs are pooled over time (mean, max or last) and classified.
+  Metric: accuracy.
+- ``asr-ctc``: a transcript per recording (JSONL manifest with ``text``); a linear layer gives
+  per-frame log-probabilities over the characters of the training transcripts plus a blank,
+  trained with CTC. Metrics: WER and CER (jiwer), greedy or beam-search decoding.
+
+CTC (Graves et al. 2006): with per-frame distributions ``y_t`` over the characters and the
+blank ``-``, a frame path ``pi`` maps to a transcript by ``B``, which merges repeated symbols
+and then removes blanks (``B(aa-ab-) = aab``). The loss is
+
+    L(x, z) = -ln sum_{pi : B(pi) = z} prod_t y_t(pi_t),
+
+summed by dynamic programming (``torch.nn.functional.ctc_loss``). WER is the word-level edit
+distance to the reference over the number of reference words,
+``(substitutions + deletions + insertions) / N``; CER the same over characters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lstmkit.data import audio
+from lstmkit.data.sampling import BucketBatches, epoch_batch, rank_slice
+from lstmkit.nn import LSTM, record_gates
+from lstmkit.tasks.base import Task, register
+from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
+from lstmkit.utils.errors import UserError
+
+POOLINGS = ("mean", "max", "last")
+DECODERS = ("greedy", "beam")
+_EVAL_BATCH = 64
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# configs
+
+
+@dataclass(frozen=True)
+class _SpeechConfig:
+    train: str = field(
+        default="",
+        metadata=_help("training data: a JSONL manifest, or (spoken-words) a folder per label"),
+    )
+    valid: str = field(
+        default="", metadata=_help("validation data; default: every 10th training utterance")
+    )
+    test: str = field(default="", metadata=_help("test data (reported after training)"))
+    sample_rate: int = field(
+        default=16000, metadata=_help("model sample rate in Hz; audio is resampled to it")
+    )
+    n_mels: int = field(default=40, metadata=_help("log-mel filterbank bins"))
+    win_ms: float = field(default=25.0, metadata=_help("analysis window in milliseconds"))
+    hop_ms: float = field(default=10.0, metadata=_help("frame shift in milliseconds"))
+    freq_masks: int = field(default=2, metadata=_help("SpecAugment: frequency masks per utterance"))
+    freq_width: int = field(default=8, metadata=_help("SpecAugment: widest frequency mask (bins)"))
+    time_masks: int = field(default=2, metadata=_help("SpecAugment: time masks per utterance"))
+    time_width: int = field(
+        default=10, metadata=_help("SpecAugment: longest time mask (frames, <= 1/5 of utterance)")
+    )
+    noise_snr: float = field(
+        default=0.0,
+        metadata=_help(
+            "add white noise to training audio at an SNR drawn from [this, 40] dB; 0: none"
+        ),
+    )
+
+    @property
+    def spec(self) -> audio.FeatureSpec:
+        return audio.FeatureSpec(self.sample_rate, self.n_mels, self.win_ms, self.hop_ms)
+
+
+def _recurrent_field(name: str, default: object):
+    f = next(f for f in fields(RecurrentConfig) if f.name == name)
+    return field(default=default, metadata=f.metadata)
+
+
+@dataclass(frozen=True)
+class SpeechModelConfig(RecurrentConfig):
+    """The recurrent encoder (every lstmkit.LSTM option) and the frame subsampling."""
+
+    num_layers: int = _recurrent_field("num_layers", 2)
+    bidirectional: bool = _recurrent_field("bidirectional", True)
+    subsample: int = field(
+        default=3, metadata=_help("stack this many consecutive frames into one (frame rate / k)")
+    )
+
+
+@dataclass(frozen=True)
+class WordsModelConfig(SpeechModelConfig):
+    pooling: str = field(
+        default="mean",
+        metadata=_help("how frames become one vector: mean, max or last", choices=POOLINGS),
+    )
+
+
+@dataclass(frozen=True)
+class WordsConfig(_SpeechConfig):
+    pass
+
+
+@dataclass(frozen=True)
+class CtcConfig(_SpeechConfig):
+    decoder: str = field(
+        default="greedy",
+        metadata=_help("decoding for evaluation and predict: greedy or beam", choices=DECODERS),
+    )
+    beam_size: int = field(default=8, metadata=_help("beam width of --decoder beam"))
+    lowercase: bool = field(default=True, metadata=_help("lowercase the transcripts"))
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def stack_frames(x: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``(B, T, F)`` frames as ``(B, ceil(T/k), k F)``: each output frame is k input frames
+    side by side; lengths become ``ceil(lengths / k)``. Frames past a sequence's length are
+    zeroed first, so that a last, partial group never sees the padding of a longer neighbour.
+    """
+    if k == 1:
+        return x, lengths
+    B, T, Fdim = x.shape
+    x = x * _valid_mask(lengths.to(x.device), T)[..., None]
+    pad = (-T) % k
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
+    return x.reshape(B, (T + pad) // k, k * Fdim), (lengths + k - 1) // k
+
+
+class SpeechEncoder(nn.Module):
+    """Frame stacking then the recurrent encoder; ``forward(x, lengths) -> (y, lengths)``."""
+
+    def __init__(self, cfg, n_mels: int):
+        super().__init__()
+        if cfg.subsample < 1:
+            raise UserError(f"--subsample must be >= 1, got {cfg.subsample}")
+        self.subsample = cfg.subsample
+        recurrent = RecurrentConfig(
+            **{f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
+        )
+        self.encoder = build_encoder(recurrent, n_mels * cfg.subsample)
+        self.output_size = encoder_output_size(self.encoder)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        x, lengths = stack_frames(x, lengths, self.subsample)
+        if self.encoder.bidirectional and x.shape[0] > 1 and bool((lengths < x.shape[1]).any()):
+            # the reverse direction must start at each sequence's own last frame
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = self.encoder(packed)
+            y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        else:
+            y, _ = self.encoder(x)
+        return y, lengths
+
+
+def _valid_mask(lengths: Tensor, T: int) -> Tensor:
+    return torch.arange(T, device=lengths.device)[None] < lengths[:, None]
+
+
+class WordClassifier(nn.Module):
+    """Encoder, pooling over the valid frames, linear layer to the classes."""
+
+    def __init__(self, cfg, n_mels: int, n_classes: int):
+        super().__init__()
+        if cfg.pooling not in POOLINGS:
+            raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}")
+        self.encoder = SpeechEncoder(cfg, n_mels)
+        self.pooling = cfg.pooling
+        self.head = nn.Linear(self.encoder.output_size, n_classes)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        y, lengths = self.encoder(x, lengths)
+        mask = _valid_mask(lengths.to(y.device), y.shape[1])[..., None]
+        if self.pooling == "mean":
+            pooled = (y * mask).sum(1) / lengths.to(y.device)[:, None].clamp(min=1)
+        elif self.pooling == "max":
+            pooled = y.masked_fill(~mask, float("-inf")).amax(1)
+        else:
+            last = (lengths.to(y.device) - 1).clamp(min=0)
+            pooled = y[torch.arange(y.shape[0], device=y.device), last]
+        return self.head(pooled)
+
+
+class CtcModel(nn.Module):
+    """Encoder and a linear layer to per-frame log-probabilities over blank + characters."""
+
+    def __init__(self, cfg, n_mels: int, n_symbols: int):
+        super().__init__()
+        self.encoder = SpeechEncoder(cfg, n_mels)
+        self.head = nn.Linear(self.encoder.output_size, n_symbols)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, T', V)`` log-probabilities (blank = 0) and the ``T'`` of each sequence."""
+        y, lengths = self.encoder(x, lengths)
+        return self.head(y).log_softmax(-1), lengths
+
+
+# ---------------------------------------------------------------------------------------------
+# CTC decoding
+
+
+def ctc_greedy(log_probs: Tensor | np.ndarray, length: int | None = None) -> list[int]:
+    """Best path decoding: the most likely symbol per frame, repeats merged, blanks (0) removed."""
+    lp = torch.as_tensor(log_probs)
+    best = lp[: length if length is not None else lp.shape[0]].argmax(-1).tolist()
+    out, prev = [], 0
+    for s in best:
+        if s != prev and s != 0:
+            out.append(s)
+        prev = s
+    return out
+
+
+def ctc_beam_search(
+    log_probs: Tensor | np.ndarray, beam_size: int = 8, length: int | None = None
+) -> list[int]:
+    """CTC prefix beam search (Hannun et al. 2014, without a language model).
+
+    Each prefix keeps two log-probabilities, of the frame paths that map to it and end in a
+    blank (``pb``) or in its last symbol (``pnb``); a symbol equal to the prefix's last one
+    extends the prefix only from ``pb`` (otherwise the two merge). After every frame the
+    ``beam_size`` most likely prefixes survive; only the ``beam_size`` likeliest symbols of a
+    frame are tried. Returns the most likely prefix (blank = 0 is never emitted).
+    """
+    lp = torch.as_tensor(log_probs).double()
+    lp = lp[: length if length is not None else lp.shape[0]].numpy()
+    if beam_size < 1:
+        raise UserError(f"--beam-size must be >= 1, got {beam_size}")
+    neg = -math.inf
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, neg)}
+    for row in lp:
+        candidates = [int(c) for c in np.argsort(-row)[:beam_size] if c != 0]
+        nxt: dict[tuple[int, ...], list[float]] = {}
+
+        def add(prefix, blank=neg, nonblank=neg, _n=nxt):
+            cur = _n.setdefault(prefix, [neg, neg])
+            cur[0] = np.logaddexp(cur[0], blank)
+            cur[1] = np.logaddexp(cur[1], nonblank)
+
+        for prefix, (pb, pnb) in beams.items():
+            total = np.logaddexp(pb, pnb)
+            add(prefix, blank=total + row[0])
+            for c in candidates:
+                p = row[c]
+                if prefix and prefix[-1] == c:
+                    add(prefix + (c,), nonblank=pb + p)
+                    add(prefix, nonblank=pnb + p)
+                else:
+                    add(prefix + (c,), nonblank=total + p)
+        ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam_size]
+        beams = {k: (v[0], v[1]) for k, v in ranked}
+    return list(max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))[0])
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
+    """Corpus WER and CER (jiwer): total edits over total reference words or characters."""
+    import jiwer
+
+    return {
+        "wer": float(jiwer.wer(list(references), list(hypotheses))),
+        "cer": float(jiwer.cer(list(references), list(hypotheses))),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+class SpeechBatch(NamedTuple):
+    feats: Tensor  # (B, T, n_mels), zero-padded
+    lengths: Tensor  # (B,)
+    targets: Tensor  # (B,) class indices, or (B, S) symbol indices padded with 0
+    target_lengths: Tensor  # (B,)
+
+
+def _collate(feats: list[np.ndarray], targets: list[list[int]]) -> SpeechBatch:
+    B, T = len(feats), max(f.shape[0] for f in feats)
+    x = np.zeros((B, T, feats[0].shape[1]), dtype=np.float32)
+    for k, f in enumerate(feats):
+        x[k, : f.shape[0]] = f
+    S = max(1, max(len(t) for t in targets))
+    y = np.zeros((B, S), dtype=np.int64)
+    for k, t in enumerate(targets):
+        y[k, : len(t)] = t
+    return SpeechBatch(
+        torch.from_numpy(x),
+        torch.tensor([f.shape[0] for f in feats]),
+        torch.from_numpy(y),
+        torch.tensor([len(t) for t in targets]),
+    )
+
+
+class _Split:
+    """The utterances of one split and, once asked for, their features (or waves)."""
+
+    def __init__(self, utterances: list[audio.Utterance], spec: audio.FeatureSpec, keep_waves):
+        self.utterances, self.spec, self.keep_waves = utterances, spec, keep_waves
+        self._feats: list[np.ndarray] | None = None
+        self._waves: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def _load(self) -> None:
+        if self._feats is not None:
+            return
+        waves = [audio.load_audio(u.path, self.spec.sample_rate) for u in self.utterances]
+        self._feats = [audio.features(w, self.spec) for w in waves]
+        if self.keep_waves:
+            self._waves = waves
+
+    @property
+    def feats(self) -> list[np.ndarray]:
+        self._load()
+        assert self._feats is not None
+        return self._feats
+
+    def wave(self, k: int) -> np.ndarray:
+        self._load()
+        assert self._waves is not None
+        return self._waves[k]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [f.shape[0] for f in self.feats]
+
+
+def _augment_rng(seed: int, step: int, position: int) -> np.random.Generator:
+    """The augmentation draws of example ``position`` of global batch ``step``: the same in
+    every process and after a resume."""
+    return np.random.default_rng([seed & 0xFFFFFFFF, step, position, 0xA0D10])
+
+
+class SpeechTask(Task):
+    """Shared machinery: data splits, features, augmentation, evaluation batches, inspect."""
+
+    key: ClassVar[str] = "text"
+
+    def __init__(self, cfg, model_cfg, state=None):
+        super().__init__(cfg, model_cfg, state)
+        cfg.spec.check()
+        for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            if getattr(cfg, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+        if cfg.noise_snr < 0:
+            raise UserError(f"--noise-snr must be >= 0 dB, got {cfg.noise_snr}")
+        if model_cfg.subsample < 1:
+            raise UserError(f"--subsample must be >= 1, got {model_cfg.subsample}")
+        if state is None:  # a new run (a checkpoint's task has a state, and needs no data)
+            if not cfg.train:
+                raise UserError(f"task {self.name!r} needs --train (a manifest or a folder)")
+            for name in ("train", "valid", "test"):
+                p = getattr(cfg, name)
+                if p and not Path(p).exists():
+                    raise UserError(f"--{name}: {p} not found")
+        self._splits: dict[str, _Split] = {}
+        self._buckets: dict[int, BucketBatches] = {}
+
+    # ----- data
+    def split(self, name: str) -> _Split:
+        if name not in self._splits:
+            spec = self.cfg.spec
+            keep = name == "train" and self.cfg.noise_snr > 0
+            if name in ("train", "valid") and not self.cfg.valid:
+                if not self.cfg.train:
+                    raise UserError(f"task {self.name!r}: no --train data to read")
+                every = audio.read_dataset(self.cfg.train, key=self.key)
+                held = [u for k, u in enumerate(every) if k % 10 == 9]
+                kept = [u for k, u in enumerate(every) if k % 10 != 9]
+                if not held:
+                    raise UserError(f"--train {self.cfg.train}: too few utterances to hold out")
+                utts = kept if name == "train" else held
+            else:
+                path = getattr(self.cfg, name)
+                if not path:
+                    raise UserError(f"task {self.name!r}: no --{name} data given")
+                utts = audio.read_dataset(path, key=self.key)
+            self._splits[name] = _Split(self.filter(utts, name), spec, keep)
+        return self._splits[name]
+
+    def filter(self, utterances: list[audio.Utterance], split: str) -> list[audio.Utterance]:
+        return utterances
+
+    def example_features(self, step: int, seed: int, position: int, k: int) -> np.ndarray:
+        """Training features of utterance ``k``, augmented with draws of (seed, step, position)."""
+        train, cfg = self.split("train"), self.cfg
+        rng = _augment_rng(seed, step, position)
+        if cfg.noise_snr > 0:
+            f = audio.features(audio.add_noise(train.wave(k), rng, cfg.noise_snr), cfg.spec)
+        else:
+            f = train.feats[k]
+        return audio.spec_augment(
+            f,
+            rng,
+            freq_masks=cfg.freq_masks,
+            freq_width=cfg.freq_width,
+            time_masks=cfg.time_masks,
+            time_width=cfg.time_width,
+        )
+
+    def target(self, utterance: audio.Utterance) -> list[int]:
+        raise NotImplementedError
+
+    def make_batch(self, indices, step, seed, rank, world) -> SpeechBatch:
+        train = self.split("train")
+        positions = rank_slice(np.arange(len(indices)), rank, world)
+        feats = [self.example_features(step, seed, int(p), int(indices[p])) for p in positions]
+        targets = [self.target(train.utterances[int(indices[p])]) for p in positions]
+        return _collate(feats, targets)
+
+    def eval_batches(self, split: str):
+        """Batches of a split in length order (little padding), with their utterance indices."""
+        s = self.split(split)
+        order = np.argsort(s.lengths, kind="stable")
+        for start in range(0, len(order), _EVAL_BATCH):
+            idx = order[start : start + _EVAL_BATCH]
+            feats = [s.feats[int(k)] for k in idx]
+            yield idx, _collate(feats, [self.target(s.utterances[int(k)]) for k in idx])
+
+    def audio_features(self, path: str) -> np.ndarray:
+        return audio.features(audio.load_audio(path, self.cfg.sample_rate), self.cfg.spec)
+
+    def _input_batch(self, path: str, device: torch.device) -> SpeechBatch:
+        f = self.audio_features(path)
+        return SpeechBatch(
+            torch.from_numpy(f)[None].to(device),
+            torch.tensor([f.shape[0]], device=device),
+            torch.zeros(1, 1, dtype=torch.long),
+            torch.zeros(1, dtype=torch.long),
+        )
+
+    def examples(self) -> list[str]:
+        """The first test (or validation) recordings, where the data is at hand."""
+        for name in ("test", "valid"):
+            p = getattr(self.cfg, name)
+            if p and Path(p).exists():
+                try:
+                    return [u.path for u in audio.read_dataset(p, key=self.key)[:3]]
+                except UserError:
+                    return []
+        return []
+
+    # ----- inspect: spectrogram and gates
+    def describe_audio(self, model, batch: SpeechBatch) -> tuple[str, list[int]]:
+        """A title for the plot and the frames (after subsampling) to mark."""
+        raise NotImplementedError
+
+    def inspect(self, model, inputs, out, device):
+        from lstmkit.viz import plot_gates
+
+        if not any(isinstance(m, LSTM) for m in model.modules()):
+            raise UserError(
+                f"inspect needs an LSTM model (this one was trained with --cell "
+                f"{self.model_cfg.cell})"
+            )
+        inputs = inputs or self.examples()[:1]
+        if not inputs:
+            raise UserError("inspect: give audio files to plot")
+        k = self.model_cfg.subsample
+        paths = []
+        for n, path in enumerate(inputs):
+            batch = self._input_batch(path, device)
+            with torch.no_grad(), record_gates(model) as rec:
+                title, marks = self.describe_audio(model, batch)
+            trace = rec[0, 0]  # first layer, forward direction: the closest to the spectrogram
+            gates = {g: getattr(trace, g)[0].cpu() for g in ("i", "f", "o", "c")}
+            T = gates["i"].shape[0]
+            spectrogram = batch.feats[0, ::k][:T].cpu()  # one frame per model step
+            name = Path(path).stem
+            out_path = plot_gates(
+                gates,
+                Path(out) / f"{n + 1}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png",
+                inputs=spectrogram,
+                input_labels=[f"{hz:.0f} Hz" for hz in mel_centers(self.cfg.spec)],
+                marks=[m for m in marks if 0 <= m < T],
+                title=f"{Path(path).name}: {title} (log-mel, then layer 1 forward gates; "
+                f"{self.cfg.hop_ms * k:g} ms per step)",
+            )
+            paths.append(out_path)
+        return paths
+
+
+def mel_centers(spec: audio.FeatureSpec) -> list[float]:
+    """Centre frequencies (Hz) of the mel bins: evenly spaced on 1127 ln(1 + f/700)."""
+    top = 1127.0 * math.log1p(spec.sample_rate / 2 / 700.0)
+    mels = np.linspace(0.0, top, spec.n_mels + 2)[1:-1]
+    return (700.0 * np.expm1(mels / 1127.0)).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# spoken-word classification
+
+
+@register
+class SpokenWordsTask(SpeechTask):
+    """Spoken-word classification (keyword spotting): one label per recording, from a folder
+    per label (``root/LABEL/*.wav``) or a JSONL manifest with ``audio_filepath`` and ``label``.
+    A (bi)LSTM over log-mel frames, pooled over time. Metric: accuracy. ``lstmkit predict RUN
+    a.wav`` labels recordings; ``lstmkit inspect RUN a.wav`` plots spectrogram and gates."""
+
+    name = "spoken-words"
+    summary = "spoken-word classification: a (bi)LSTM over log-mel frames, pooled over time"
+    Config = WordsConfig
+    ModelConfig = WordsModelConfig
+    metric = "accuracy"
+    mode = "max"
+    key = "label"
+    train_defaults = {"lr": 2e-3, "batch_size": 32, "steps": 3000, "eval_every": 200}
+
+    def __init__(self, cfg, model_cfg, state=None):
+        super().__init__(cfg, model_cfg, state)
+        self._labels: list[str] | None = list(state["labels"]) if state else None
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            self._labels = sorted({u.text for u in self.split("train").utterances})
+        return self._labels
+
+    def state(self) -> dict:
+        return {"labels": self.labels}
+
+    def filter(self, utterances, split):
+        if split != "train":
+            unknown = sorted({u.text for u in utterances} - set(self.labels))
+            if unknown:
+                raise UserError(
+                    f"--{split}: labels not in the training data: {', '.join(unknown[:5])}"
+                )
+        return utterances
+
+    def target(self, utterance):
+        return [self.labels.index(utterance.text)]
+
+    def build_model(self) -> nn.Module:
+        return WordClassifier(self.model_cfg, self.cfg.n_mels, len(self.labels))
+
+    def train_batch(self, step, seed, batch_size, rank, world):
+        idx = epoch_batch(len(self.split("train")), step, batch_size, seed)
+        return self.make_batch(idx, step, seed, rank, world)
+
+    def loss(self, model, batch):
+        return F.cross_entropy(model(batch.feats, batch.lengths), batch.targets[:, 0])
+
+    def evaluate(self, model, split, device):
+        if split == "test" and not self.cfg.test:
+            return {}
+        loss = correct = n = 0.0
+        for _, b in self.eval_batches(split):
+            logits = model(b.feats.to(device), b.lengths.to(device)).float()
+            y = b.targets[:, 0].to(device)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            n += len(y)
+        return {"loss": loss / n, "accuracy": correct / n}
+
+    def classify(self, model, path: str, device) -> dict:
+        batch = self._input_batch(path, device)
+        p = model(batch.feats, batch.lengths)[0].float().softmax(-1).cpu()
+        top = p.argsort(descending=True)[:5]
+        return {
+            "input": path,
+            "label": self.labels[int(top[0])],
+            "probabilities": {self.labels[int(j)]: round(float(p[j]), 4) for j in top},
+        }
+
+    def predict(self, model, inputs, device):
+        return [self.classify(model, path, device) for path in inputs]
+
+    def describe_audio(self, model, batch):
+        p = model(batch.feats, batch.lengths)[0].float().softmax(-1)
+        j = int(p.argmax())
+        return f"{self.labels[j]!r} (p = {float(p[j]):.3f})", []
+
+
+# ---------------------------------------------------------------------------------------------
+# CTC transcription
+
+
+def normalize_text(text: str, lowercase: bool) -> str:
+    text = " ".join(text.split())
+    return text.lower() if lowercase else text
+
+
+@register
+class AsrCtcTask(SpeechTask):
+    """Speech transcription with CTC over characters: a JSONL manifest per split
+    (``audio_filepath``, ``text``, ``duration``). A (bi)directional multi-layer lstmkit.LSTM
+    encoder (``--proj-size`` gives projection LSTMs) over stacked log-mel frames, a blank plus
+    the training transcripts' characters as outputs. Metrics: WER and CER (jiwer).
+    ``lstmkit transcribe RUN a.wav`` writes transcripts."""
+
+    name = "asr-ctc"
+    summary = "speech transcription: (bi)LSTM encoder over log-mel frames, CTC over characters"
+    Config = CtcConfig
+    ModelConfig = SpeechModelConfig
+    metric = "wer"
+    mode = "min"
+    train_defaults = {"lr": 2e-3, "batch_size": 32, "steps": 4000, "eval_every": 250}
+
+    def __init__(self, cfg, model_cfg, state=None):
+        super().__init__(cfg, model_cfg, state)
+        if cfg.beam_size < 1:
+            raise UserError(f"--beam-size must be >= 1, got {cfg.beam_size}")
+        self._chars: str | None = state["chars"] if state else None
+
+    @property
+    def chars(self) -> str:
+        """The output symbols after the blank (index 0): the training transcripts' characters."""
+        if self._chars is None:
+            seen = {c for u in self.split("train").utterances for c in u.text}
+            self._chars = "".join(sorted(seen))
+        return self._chars
+
+    def state(self) -> dict:
+        return {"chars": self.chars}
+
+    def filter(self, utterances, split):
+        out = []
+        for u in utterances:
+            text = normalize_text(u.text, self.cfg.lowercase)
+            if not text:
+                raise UserError(f"--{split}: {u.path} has an empty transcript")
+            out.append(audio.Utterance(u.path, text, u.duration))
+        return out
+
+    def target(self, utterance):
+        # characters unseen in training cannot be emitted; they still count in WER and CER
+        index = {c: k + 1 for k, c in enumerate(self.chars)}
+        return [index[c] for c in utterance.text if c in index]
+
+    def build_model(self) -> nn.Module:
+        return CtcModel(self.model_cfg, self.cfg.n_mels, len(self.chars) + 1)
+
+    def train_batch(self, step, seed, batch_size, rank, world):
+        if seed not in self._buckets:
+            lengths = self.split("train").lengths
+            budget = batch_size * int(np.mean(lengths))
+            self._buckets[seed] = BucketBatches(lengths, max_tokens=budget, seed=seed)
+        idx = self._buckets[seed].batch(step)
+        return self.make_batch(idx, step, seed, rank, world)
+
+    def ctc_loss(self, log_probs, out_lengths, batch, reduction="mean") -> Tensor:
+        return F.ctc_loss(
+            log_probs.float().transpose(0, 1),
+            batch.targets,
+            out_lengths,
+            batch.target_lengths,
+            blank=0,
+            reduction=reduction,
+            zero_infinity=True,
+        )
+
+    def loss(self, model, batch):
+        log_probs, lengths = model(batch.feats, batch.lengths)
+        return self.ctc_loss(log_probs, lengths, batch)
+
+    def decode(self, log_probs: Tensor, length: int, decoder: str, beam_size: int) -> str:
+        lp = log_probs[:length].float().cpu()
+        ids = ctc_beam_search(lp, beam_size) if decoder == "beam" else ctc_greedy(lp)
+        return "".join(self.chars[i - 1] for i in ids)
+
+    def evaluate(self, model, split, device):
+        if split == "test" and not self.cfg.test:
+            return {}
+        s = self.split(split)
+        hyps: list[str] = [""] * len(s)
+        loss = 0.0
+        for idx, b in self.eval_batches(split):
+            b = SpeechBatch(*(t.to(device) for t in b))
+            log_probs, lengths = model(b.feats, b.lengths)
+            loss += self.ctc_loss(log_probs, lengths, b, reduction="sum").item()
+            for j, k in enumerate(idx):
+                hyps[int(k)] = self.decode(
+                    log_probs[j], int(lengths[j]), self.cfg.decoder, self.cfg.beam_size
+                )
+        refs = [u.text for u in s.utterances]
+        frames = sum(s.lengths)
+        return {"loss": loss / frames, **error_rates(refs, hyps)}
+
+    def transcribe(
+        self, model, paths: Sequence[str], device, decoder: str = "", beam_size: int = 0
+    ) -> list[dict]:
+        """One ``{"input", "text", "seconds", "compute_s"}`` per audio file."""
+        decoder = decoder or self.cfg.decoder
+        beam_size = beam_size or self.cfg.beam_size
+        if decoder not in DECODERS:
+            raise UserError(f"--decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        out = []
+        for path in paths:
+            t0 = time.perf_counter()
+            wave = audio.load_audio(path, self.cfg.sample_rate)
+            f = torch.from_numpy(audio.features(wave, self.cfg.spec))[None].to(device)
+            log_probs, lengths = model(f, torch.tensor([f.shape[1]], device=device))
+            text = self.decode(log_probs[0], int(lengths[0]), decoder, beam_size)
+            out.append(
+                {
+                    "input": str(path),
+                    "text": text,
+                    "seconds": round(len(wave) / self.cfg.sample_rate, 4),
+                    "compute_s": round(time.perf_counter() - t0, 4),
+                }
+            )
+        return out
+
+    def predict(self, model, inputs, device):
+        return [
+            {"input": r["input"], "text": r["text"]} for r in self.transcribe(model, inputs, device)
+        ]
+
+    def describe_audio(self, model, batch):
+        log_probs, lengths = model(batch.feats, batch.lengths)
+        best = log_probs[0].argmax(-1).tolist()
+        emitted = [t for t, s in enumerate(best) if s != 0 and (t == 0 or best[t - 1] != s)]
+        text = self.decode(log_probs[0], int(lengths[0]), "greedy", 1)
+        return f"{text!r} (marks: frames where a character is emitted)", emitted

@@ -1,0 +1,68 @@
+"""``lstmkit transcribe``: audio files to text with a trained speech model (task ``asr-ctc``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import torch
+
+from lstmkit.train.config import DEVICES
+from lstmkit.train.inference import load_trained
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_text
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class TranscribeConfig:
+    """Options of ``lstmkit transcribe``."""
+
+    checkpoint: str = field(
+        metadata=_help(
+            "a run folder of task asr-ctc, or its best/ or last/ checkpoint", argument=True
+        )
+    )
+    audio: tuple[str, ...] = field(
+        default=(), metadata=_help("audio files (WAV, FLAC, ...; any rate)", argument=True)
+    )
+    decoder: str = field(
+        default="",
+        metadata=_help("greedy or beam (default: the run's --decoder)"),
+    )
+    beam_size: int = field(default=0, metadata=_help("beam width; 0: the run's --beam-size"))
+    json: bool = field(
+        default=False,
+        metadata=_help("print JSON lines with duration and compute time instead of FILE<TAB>TEXT"),
+    )
+    output: str = field(default="", metadata=_help("write the output to this file (atomically)"))
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+
+
+def transcribe(cfg: TranscribeConfig) -> tuple[list[dict], str]:
+    """The results (one dict per file) and the text to print or write."""
+    from lstmkit.train.trainer import resolve_device
+
+    if not cfg.audio:
+        raise UserError("transcribe: give one or more audio files")
+    if cfg.beam_size < 0:
+        raise UserError(f"--beam-size must be >= 0, got {cfg.beam_size}")
+    device = resolve_device(cfg.device)
+    task, model, _ = load_trained(cfg.checkpoint, device)
+    if not hasattr(task, "transcribe"):
+        raise UserError(
+            f"{cfg.checkpoint} is a {task.name!r} model; transcribe needs an asr-ctc model "
+            "(use `lstmkit predict` for classification)"
+        )
+    with torch.no_grad():
+        results = task.transcribe(model, cfg.audio, device, cfg.decoder, cfg.beam_size)
+    if cfg.json:
+        text = "".join(json.dumps(r) + "\n" for r in results)
+    else:
+        text = "".join(f"{r['input']}\t{r['text']}\n" for r in results)
+    if cfg.output:
+        atomic_write_text(cfg.output, text)
+    return results, text
