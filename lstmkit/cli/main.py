@@ -210,6 +210,34 @@ def _add_use_commands() -> None:
 _add_use_commands()
 
 
+def _generate(cfg) -> int:
+    from lstmkit.train.generate import generate
+
+    for piece in generate(cfg):
+        click.echo(piece, nl=False)  # click flushes: the text streams as it is sampled
+    click.echo()
+    return 0
+
+
+def _add_generate_command() -> None:
+    from lstmkit.train.generate import GenerateConfig
+
+    cli.add_command(
+        _command(
+            "generate",
+            GenerateConfig,
+            _generate,
+            "Sample text from a language model (task lm), printed as it is generated",
+            "Continue --prompt with --length tokens sampled from a language model trained by "
+            "`lstmkit train lm`, printing each token as it comes. --temperature and --top-k "
+            "shape the sampling; --seed makes it repeatable.",
+        )
+    )
+
+
+_add_generate_command()
+
+
 def _translate(cfg) -> int:
     from lstmkit.experiments import translation
 

@@ -1,0 +1,588 @@
+"""Language modelling: predict the next character or word of a text.
+
+The model (:class:`LanguageModel`) embeds tokens, runs them through the recurrent encoder of
+:mod:`lstmkit.tasks.models` (so every :class:`lstmkit.LSTM` variant and option works, weight
+drop included) and reads out a distribution over the vocabulary, optionally with the output
+matrix tied to the embedding. Training uses truncated backpropagation through time: the hidden
+state is carried from one step to the next (see :mod:`lstmkit.data.corpus` for the layout).
+
+Metrics, with :math:`N` the number of predicted tokens of a split:
+
+.. math::
+    \\text{loss} = -\\frac{1}{N}\\sum_{t=1}^{N} \\ln p(x_t \\mid x_{<t}) \\quad
+    \\text{(nats per token)}, \\qquad
+    \\text{ppl} = e^{\\text{loss}}, \\qquad
+    \\text{bpc} = \\text{loss} / \\ln 2 \\quad \\text{(bits per character, character tokens)}.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lstmkit.data.corpus import (
+    CorpusText,
+    StreamLayout,
+    encode_stream,
+    parse_paths,
+    read_corpus,
+    split_text,
+)
+from lstmkit.data.text import check_encoding
+from lstmkit.data.tokenize import BOS, EOS, PAD, UNK, TextTokenizer, fit_tokenizer
+from lstmkit.tasks.base import Task, register
+from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
+from lstmkit.utils.errors import UserError
+
+TOKENIZERS = ("char", "word", "bpe")
+ON_UNKNOWN = ("error", "unk", "drop")
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+# ----------------------------------------------------------------------------- regularisers
+
+
+def embedding_dropout(weight: Tensor, p: float, training: bool) -> Tensor:
+    r"""Embedding dropout (Gal & Ghahramani 2016; AWD-LSTM's ``embedded_dropout``): whole rows
+    of the embedding matrix :math:`E \in \mathbb{R}^{V \times d}` are dropped, so a token type
+    is dropped everywhere it occurs in the batch:
+
+    .. math:: E' = \frac{m}{1 - p} \odot E, \qquad m_v \sim \text{Bernoulli}(1 - p)
+        \text{ per row } v.
+    """
+    if not training or p == 0:
+        return weight
+    mask = weight.new_empty(weight.shape[0], 1).bernoulli_(1 - p) / (1 - p)
+    return weight * mask
+
+
+def variational_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    r"""Variational ("locked") dropout on a ``(B, T, F)`` sequence (Gal & Ghahramani 2016): one
+    mask per sequence, the same at every time step:
+
+    .. math:: y_{b,t} = \frac{m_b}{1 - p} \odot x_{b,t}, \qquad m_b \sim
+        \text{Bernoulli}(1 - p)^F.
+    """
+    if not training or p == 0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Data and tokens of ``lstmkit train lm``."""
+
+    train: str = field(
+        default="", metadata=_help("training text file(s), comma-separated (plain or .gz)")
+    )
+    valid: str = field(
+        default="",
+        metadata=_help("validation text file(s); default: the last --valid-fraction of --train"),
+    )
+    test: str = field(
+        default="",
+        metadata=_help("test text file(s); default: the last --test-fraction of --train"),
+    )
+    valid_fraction: float = field(
+        default=0.1,
+        metadata=_help("share of the training text held out for validation when no --valid"),
+    )
+    test_fraction: float = field(
+        default=0.0,
+        metadata=_help("share of the training text held out for testing when no --test (0: none)"),
+    )
+    encoding: str = field(default="utf-8", metadata=_help("text encoding of the files"))
+    tokenizer: str = field(
+        default="char",
+        metadata=_help("char (newlines kept), word (+ </s> per line) or bpe", choices=TOKENIZERS),
+    )
+    lowercase: bool = field(default=False, metadata=_help("lower-case the text first"))
+    min_count: int = field(
+        default=1, metadata=_help("tokens seen fewer times in training become <unk>")
+    )
+    max_vocab: int = field(default=0, metadata=_help("keep the N most frequent tokens; 0: all"))
+    vocab_size: int = field(default=8000, metadata=_help("BPE vocabulary size (bpe only)"))
+    seq_len: int = field(
+        default=128, metadata=_help("truncated-BPTT length: tokens per stream and step")
+    )
+    eval_streams: int = field(
+        default=16,
+        metadata=_help("parallel streams the evaluation text is cut into (state carried)"),
+    )
+
+
+@dataclass(frozen=True)
+class LMModelConfig(RecurrentConfig):
+    """The language model: embedding, recurrent encoder, read-out."""
+
+    hidden_size: int = field(default=512, metadata=_help("units of the cell state c (H)"))
+    num_layers: int = field(default=2, metadata=_help("stacked LSTM layers (L)"))
+    embed_size: int = field(
+        default=0, metadata=_help("embedding size; 0: the encoder's output size (needed to tie)")
+    )
+    tie_weights: bool = field(
+        default=False,
+        metadata=_help("share one matrix between the embedding and the read-out (Press & Wolf)"),
+    )
+    dropout_embed: float = field(
+        default=0.0, metadata=_help("embedding dropout: drop whole token types (rows)")
+    )
+    dropout_input: float = field(
+        default=0.0, metadata=_help("variational dropout on the LSTM input, one mask per stream")
+    )
+    dropout_output: float = field(
+        default=0.0, metadata=_help("variational dropout on the LSTM output, one mask per stream")
+    )
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class LanguageModel(nn.Module):
+    """Embedding -> recurrent encoder -> linear read-out over the vocabulary.
+
+    ``forward(x, state=None)`` takes token ids ``(B, T)`` and returns logits ``(B, T, V)`` and
+    the encoder's final state (for the next chunk of the same streams).
+    """
+
+    def __init__(self, cfg: LMModelConfig, vocab_size: int):
+        super().__init__()
+        for name in ("dropout_embed", "dropout_input", "dropout_output"):
+            v = getattr(cfg, name)
+            if not 0 <= v < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {v}")
+        if cfg.bidirectional:
+            raise UserError(
+                "--bidirectional: a language model predicts from the past only; a reverse "
+                "direction would read the next token"
+            )
+        if cfg.embed_size < 0:
+            raise UserError(f"--embed-size must be >= 0, got {cfg.embed_size}")
+        out_size = cfg.proj_size or cfg.hidden_size
+        embed = cfg.embed_size or out_size
+        if cfg.tie_weights and embed != out_size:
+            raise UserError(
+                f"--tie-weights needs --embed-size equal to the encoder output size {out_size} "
+                f"(--proj-size or --hidden-size), got {embed}"
+            )
+        self.embedding = nn.Embedding(vocab_size, embed)
+        recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
+        self.encoder = build_encoder(RecurrentConfig(**recurrent), embed)
+        self.decoder = nn.Linear(encoder_output_size(self.encoder), vocab_size)
+        self.dropout_embed = cfg.dropout_embed
+        self.dropout_input = cfg.dropout_input
+        self.dropout_output = cfg.dropout_output
+        with torch.no_grad():  # small embeddings: N(0, 1) rows would swamp a tied read-out
+            self.embedding.weight.uniform_(-0.1, 0.1)
+            self.decoder.bias.zero_()
+        if cfg.tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        w = embedding_dropout(self.embedding.weight, self.dropout_embed, self.training)
+        e = variational_dropout(F.embedding(x, w), self.dropout_input, self.training)
+        y, state = self.encoder(e, state)
+        y = variational_dropout(y, self.dropout_output, self.training)
+        return self.decoder(y), state
+
+
+def detach_state(state: Any) -> Any:
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    return tuple(s.detach() for s in state)
+
+
+class LMBatch(NamedTuple):
+    inputs: Tensor
+    """(B, T) token ids."""
+    targets: Tensor
+    """(B, T) the next token of each input."""
+    step: int
+    chunk: int
+    """Chunk of the pass; 0 starts a pass (zero state)."""
+
+
+# ----------------------------------------------------------------------------- task
+
+
+@register
+class LanguageModelTask(Task):
+    """Character or word language model on your text files, trained with truncated
+    backpropagation through time (the state carried across batches). Metrics: loss (nats per
+    token), perplexity, bits per character. Sample text with `lstmkit generate RUN --prompt`.
+
+    Example: lstmkit train lm --train ../shared/data/tinyshakespeare/input.txt --threads 1
+
+    Validation text: --valid files, or the last --valid-fraction of the training text (nanoGPT's
+    90/10 split by default). The carried state is not saved in checkpoints: a resumed run and
+    every new pass over the data start from a zero state.
+    """
+
+    name = "lm"
+    summary = "language model on text files (char or word), with text generation"
+    Config = LMConfig
+    ModelConfig = LMModelConfig
+    metric = "loss"
+    mode = "min"
+    train_defaults = {
+        "lr": 2e-3,
+        "batch_size": 32,
+        "steps": 10000,
+        "eval_every": 500,
+        "schedule": "cosine",
+        "warmup_steps": 100,
+    }
+
+    def __init__(self, cfg: LMConfig, model_cfg: LMModelConfig, state: dict | None = None):
+        super().__init__(cfg, model_cfg, state)
+        check_encoding(cfg.encoding)
+        for name in ("valid_fraction", "test_fraction"):
+            v = getattr(cfg, name)
+            if not 0 <= v < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {v}")
+        if cfg.valid_fraction + cfg.test_fraction >= 1:
+            raise UserError("--valid-fraction plus --test-fraction must leave training text")
+        for name in ("seq_len", "eval_streams"):
+            if getattr(cfg, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        state = state or {}
+        self._tok: TextTokenizer | None = None
+        if "tokenizer" in state:
+            self._tok = TextTokenizer.from_state(state["tokenizer"])
+        elif not cfg.train:
+            raise UserError("--train: give the training text file(s)")
+        self._data_stats: dict = dict(state.get("data", {}))
+        self._splits: dict[str, np.ndarray] | None = None
+        self._carry: tuple[int, Any] | None = None  # (step, state after that step)
+
+    # ----- data, loaded on first use
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        if self._tok is None:
+            self._load()
+        return self._tok
+
+    def state(self) -> dict:
+        return {"tokenizer": self.tokenizer.state(), "data": self._data_stats}
+
+    def _read(self, spec: str, option: str) -> CorpusText:
+        return read_corpus(parse_paths(spec, option), self.cfg.encoding)
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._splits is not None:
+            return self._splits
+        cfg = self.cfg
+        if not cfg.train:
+            raise UserError(
+                "this model was rebuilt from a checkpoint without its training files; "
+                "evaluation needs --train (and --valid/--test) of the run to exist"
+            )
+        corpus = self._read(cfg.train, "--train")
+        texts = {"train": corpus.text, "valid": "", "test": ""}
+        stats = {"train": _text_stats(corpus)}
+        fractions = (
+            0.0 if cfg.valid else cfg.valid_fraction,
+            0.0 if cfg.test else cfg.test_fraction,
+        )
+        if any(fractions):
+            texts["train"], texts["valid"], texts["test"] = split_text(
+                corpus.text, *fractions, at_line_end=cfg.tokenizer != "char"
+            )
+        for split in ("valid", "test"):
+            spec = getattr(cfg, split)
+            if spec:
+                other = self._read(spec, f"--{split}")
+                texts[split] = other.text
+                stats[split] = _text_stats(other)
+        if self._tok is None:
+            self._tok = fit_tokenizer(
+                [texts["train"]] if cfg.tokenizer == "char" else texts["train"].split("\n"),
+                cfg.tokenizer,
+                lowercase=cfg.lowercase,
+                min_count=cfg.min_count,
+                max_size=cfg.max_vocab,
+                vocab_size=cfg.vocab_size,
+            )
+        splits = {k: encode_stream(self._tok, v) for k, v in texts.items()}
+        if len(splits["train"]) < 2:
+            raise UserError(f"--train: {cfg.train} has fewer than 2 tokens to learn from")
+        summary = {
+            "tokens": {k: int(len(v)) for k, v in splits.items()},
+            "unk": {k: int((v == UNK).sum()) for k, v in splits.items()},
+            "vocab": len(self._tok),
+        }
+        self._data_stats = {**stats, **summary}
+        self._splits = splits
+        _note(
+            f"lm: read {', '.join(corpus.files)}: {len(corpus.text):,} characters, "
+            f"{corpus.lines:,} lines ({corpus.empty_lines:,} empty"
+            + (", kept as newlines" if cfg.tokenizer == "char" else ", skipped")
+            + (f"; {corpus.crlf:,} \\r\\n line ends read as \\n" if corpus.crlf else "")
+            + f"); vocabulary {len(self._tok):,} ({cfg.tokenizer}); tokens "
+            + ", ".join(f"{k} {n:,}" for k, n in summary["tokens"].items())
+            + "; <unk> "
+            + ", ".join(f"{k} {n:,}" for k, n in summary["unk"].items())
+        )
+        return splits
+
+    def data_report(self) -> dict:
+        """Characters, lines, empty lines, tokens and ``<unk>`` per split, vocabulary size."""
+        self._load()
+        out: dict = {}
+        for split in ("train", "valid", "test"):
+            for key, value in self._data_stats.get(split, {}).items():
+                if key != "files":
+                    out[f"{split}_{key}"] = value
+        for key in ("tokens", "unk"):
+            for split, n in self._data_stats.get(key, {}).items():
+                out[f"{split}_{key}"] = n
+        out["vocab"] = self._data_stats.get("vocab", len(self.tokenizer))
+        return out
+
+    # ----- training
+    def build_model(self) -> nn.Module:
+        return LanguageModel(self.model_cfg, len(self.tokenizer))
+
+    def layout(self, batch_size: int) -> StreamLayout:
+        layout = StreamLayout(len(self._load()["train"]), batch_size, self.cfg.seq_len)
+        layout.check()
+        return layout
+
+    def train_batch(self, step, seed, batch_size, rank, world):
+        x, y, chunk = self.layout(batch_size).batch(self._load()["train"], step, seed, rank, world)
+        return LMBatch(torch.from_numpy(x).long(), torch.from_numpy(y).long(), step, chunk)
+
+    def batch_tokens(self, batch: LMBatch) -> int:
+        return batch.targets.numel()
+
+    def loss(self, model, batch: LMBatch) -> Tensor:
+        # The state carried from the previous step is the right start only when this batch is
+        # the next chunk of the same streams: not at a pass start, nor after a resume.
+        state = None
+        if self._carry is not None and batch.chunk > 0 and self._carry[0] == batch.step - 1:
+            state = self._carry[1]
+        logits, new_state = model(batch.inputs, state)
+        self._carry = (batch.step, detach_state(new_state))
+        return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+
+    def evaluate(self, model, split, device):
+        ids = self._load()[split]
+        if len(ids) < 2:
+            return {}
+        total, count = stream_nll(model, ids, self.cfg.eval_streams, self.cfg.seq_len, device)
+        return self.metrics(total, count)
+
+    def metrics(self, total_nll: float, count: int) -> dict[str, float]:
+        loss = total_nll / max(count, 1)
+        out = {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+        if self.tokenizer.kind == "char":
+            out["bpc"] = loss / math.log(2)
+        out["tokens"] = float(count)
+        return out
+
+    # ----- using a trained model
+    def encode_prompt(self, prompt: str, on_unknown: str = "error") -> list[int]:
+        """Token ids of ``prompt``; tokens outside the vocabulary raise an error naming them
+        (``error``), become ``<unk>`` (``unk``) or are left out (``drop``), counted on stderr."""
+        if on_unknown not in ON_UNKNOWN:
+            raise UserError(f"--on-unknown must be one of {', '.join(ON_UNKNOWN)}")
+        tok = self.tokenizer
+        if tok.kind == "char":
+            prompt = prompt.lower() if tok.lowercase else prompt
+            pieces = list(prompt)
+            ids = [tok.stoi.get(c, UNK) for c in pieces]
+        elif tok.kind == "word":
+            lines = prompt.split("\n")
+            pieces, ids = [], []
+            for k, line in enumerate(lines):
+                words = tok.split(line)
+                pieces += words
+                ids += [tok.stoi.get(w, UNK) for w in words]
+                if k < len(lines) - 1:
+                    pieces.append("\n")
+                    ids.append(EOS)
+        else:
+            ids = tok.encode(prompt)
+            pieces = tok.split(prompt)
+        unknown = [p for p, i in zip(pieces, ids, strict=True) if i == UNK]
+        if unknown:
+            shown = ", ".join(dict.fromkeys(_show(u) for u in unknown))
+            if on_unknown == "error":
+                raise UserError(
+                    f"--prompt: {len(unknown)} token(s) not in the model's vocabulary: {shown}; "
+                    "pass --on-unknown unk (read as <unk>) or drop (leave them out)"
+                )
+            what = "read as <unk>" if on_unknown == "unk" else "left out"
+            _note(f"generate: {len(unknown)} prompt token(s) not in the vocabulary {what}: {shown}")
+            if on_unknown == "drop":
+                ids = [i for i in ids if i != UNK]
+        return ids
+
+    def start_ids(self, prompt_ids: list[int]) -> list[int]:
+        """What generation conditions on: the prompt, or a line end when it is empty."""
+        if prompt_ids:
+            return prompt_ids
+        tok = self.tokenizer
+        if tok.kind == "word":
+            return [EOS]
+        if "\n" in tok.stoi:
+            return [tok.stoi["\n"]]
+        raise UserError("--prompt: give a prompt (this vocabulary has no line end to start from)")
+
+    def echo(self, prompt: str) -> str:
+        """The prompt as printed before the generated text (words get a separating space)."""
+        if self.tokenizer.kind == "word" and prompt and not prompt[-1].isspace():
+            return prompt + " "
+        return prompt
+
+    def piece(self, token: int) -> str:
+        """Text of one generated token, as printed while streaming."""
+        tok = self.tokenizer
+        if tok.kind == "char":
+            return tok.itos[token]
+        if tok.kind == "word":
+            return "\n" if token == EOS else tok.itos[token] + " "
+        return tok.decode([token])
+
+    def generate(
+        self,
+        model: nn.Module,
+        prompt_ids: list[int],
+        length: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        device: torch.device | None = None,
+    ) -> Iterator[int]:
+        """Sample ``length`` tokens after ``prompt_ids``, yielding each as it is drawn.
+
+        Logits are divided by ``temperature`` (0: always the most likely token) and cut to the
+        ``top_k`` most likely (0: all). ``<pad>``, ``<unk>`` and ``<s>`` are never drawn. The
+        same ``seed`` gives the same tokens.
+        """
+        if length < 0:
+            raise UserError(f"--length must be >= 0, got {length}")
+        if temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {temperature}")
+        if top_k < 0:
+            raise UserError(f"--top-k must be >= 0, got {top_k}")
+        device = device or torch.device("cpu")
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed if seed is not None else torch.seed())
+        ids = self.start_ids(prompt_ids)
+        model.eval()
+        banned = torch.tensor([PAD, UNK, BOS], device=device)
+        with torch.no_grad():
+            logits, state = model(torch.tensor([ids], device=device), None)
+            for _ in range(length):
+                last = logits[0, -1].float()
+                last[banned[banned < last.numel()]] = -math.inf
+                token = _sample(last, temperature, top_k, gen)
+                yield token
+                logits, state = model(torch.tensor([[token]], device=device), state)
+
+    def predict(self, model, inputs, device):
+        out = []
+        for text in inputs:
+            ids = np.asarray(self.encode_prompt(text, "unk"), dtype=np.int32)
+            if len(ids) < 2:
+                raise UserError(f"predict: {text!r} has fewer than 2 tokens to score")
+            total, count = stream_nll(model, ids, 1, self.cfg.seq_len, device)
+            out.append({"text": text, **self.metrics(total, count)})
+        return out
+
+    def examples(self) -> list[str]:
+        return ["ROMEO:\nWhat light through yonder window breaks?"]
+
+
+def _sample(logits: Tensor, temperature: float, top_k: int, gen: torch.Generator) -> int:
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k:
+        k = min(top_k, logits.numel())
+        kth = torch.topk(logits, k).values[-1]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = torch.softmax(logits, -1)
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def stream_nll(
+    model: nn.Module, ids: np.ndarray, streams: int, seq_len: int, device: torch.device
+) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of ``ids[1:]`` given what precedes each token.
+
+    The inputs ``ids[:-1]`` are cut into ``streams`` contiguous pieces, run side by side in
+    chunks of ``seq_len`` with the state carried, so every token but the first of a piece sees
+    its whole piece as context.
+    """
+    x_all, y_all = ids[:-1].astype(np.int64), ids[1:].astype(np.int64)
+    n = len(x_all)
+    streams = max(1, min(streams, n))
+    bounds = np.linspace(0, n, streams + 1).round().astype(int)
+    width = int(np.diff(bounds).max())
+    x = np.zeros((streams, width), dtype=np.int64)
+    y = np.full((streams, width), -100, dtype=np.int64)  # -100: cross_entropy's ignore_index
+    for b in range(streams):
+        piece = slice(bounds[b], bounds[b + 1])
+        x[b, : piece.stop - piece.start] = x_all[piece]
+        y[b, : piece.stop - piece.start] = y_all[piece]
+    x_t, y_t = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    total, state = 0.0, None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for s in range(0, width, seq_len):
+                logits, state = model(x_t[:, s : s + seq_len], state)
+                total += float(
+                    F.cross_entropy(
+                        logits.float().flatten(0, 1),
+                        y_t[:, s : s + seq_len].flatten(),
+                        reduction="sum",
+                        ignore_index=-100,
+                    )
+                )
+    finally:
+        model.train(was_training)
+    return total, n
+
+
+def _text_stats(c: CorpusText) -> dict:
+    return {
+        "files": c.files,
+        "characters": len(c.text),
+        "lines": c.lines,
+        "empty_lines": c.empty_lines,
+        "crlf_line_ends": c.crlf,
+    }
+
+
+def _show(token: str) -> str:
+    if len(token) == 1 and not token.isprintable() or token.isspace():
+        return f"U+{ord(token[0]):04X}" if len(token) == 1 else repr(token)
+    if len(token) == 1 and ord(token) > 127:
+        return f"{token!r} (U+{ord(token):04X})"
+    return repr(token)
+
+
+def _note(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,87 @@
+"""``lstmkit generate``: sample text from a trained language model, token by token.
+
+The model and its vocabulary come from the checkpoint alone (the training files are not read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from lstmkit.train.config import DEVICES
+from lstmkit.train.inference import load_trained
+from lstmkit.utils.errors import UserError
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Options of ``lstmkit generate``."""
+
+    checkpoint: str = field(
+        metadata=_help(
+            "a run folder of `lstmkit train lm`, or its best/ or last/ checkpoint", argument=True
+        )
+    )
+    prompt: str = field(
+        default="", metadata=_help("text to continue (empty: start after a line end)")
+    )
+    length: int = field(default=500, metadata=_help("tokens to generate"))
+    temperature: float = field(
+        default=1.0,
+        metadata=_help("divide the logits by T: < 1 safer, > 1 wilder; 0 always takes the best"),
+    )
+    top_k: int = field(
+        default=0, metadata=_help("sample among the K most likely tokens only; 0: all")
+    )
+    seed: int = field(
+        default=-1, metadata=_help("random seed; the same seed gives the same text; -1: random")
+    )
+    on_unknown: str = field(
+        default="error",
+        metadata=_help(
+            "prompt tokens outside the vocabulary: error (name them), unk (read as <unk>) or "
+            "drop (leave them out); unk and drop say how many on stderr",
+            choices=("error", "unk", "drop"),
+        ),
+    )
+    echo_prompt: bool = field(default=True, metadata=_help("print the prompt before the text"))
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+
+
+def generate(cfg: GenerateConfig) -> Iterator[str]:
+    """The pieces of text to print, in order: the prompt (if echoed), then one per token as
+    soon as it is sampled. Options are checked before anything is yielded."""
+    from lstmkit.train.trainer import resolve_device
+
+    if cfg.length < 0:
+        raise UserError(f"--length must be >= 0, got {cfg.length}")
+    dev = resolve_device(cfg.device)
+    task, model, _ = load_trained(cfg.checkpoint, dev)
+    if not hasattr(task, "generate"):
+        raise UserError(f"{cfg.checkpoint}: task {task.name!r} does not generate text")
+    prompt_ids = task.encode_prompt(cfg.prompt, cfg.on_unknown)
+    tokens = task.generate(
+        model,
+        prompt_ids,
+        cfg.length,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        seed=None if cfg.seed < 0 else cfg.seed,
+        device=dev,
+    )
+    first = next(tokens, None)  # runs the option checks of task.generate before any output
+    return _pieces(task, task.echo(cfg.prompt) if cfg.echo_prompt else "", first, tokens)
+
+
+def _pieces(task, prompt: str, first: int | None, rest: Iterator[int]) -> Iterator[str]:
+    if prompt:
+        yield prompt
+    if first is None:
+        return
+    yield task.piece(first)
+    for token in rest:
+        yield task.piece(token)
