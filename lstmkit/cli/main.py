@@ -65,8 +65,10 @@ def _train_command(task_cls) -> click.Command:
         if train_cfg.nproc > 1 and distributed.world_from_env().size == 1:
             argv = click.get_current_context().find_root().obj["argv"]
             return distributed.launch(train_cfg.nproc, _without_nproc(argv))
-        task = task_cls(build(task_cls.Config, values), build(task_cls.ModelConfig, values))
-        return _run_training(task, train_cfg)
+        cfg, model_cfg = build(task_cls.Config, values), build(task_cls.ModelConfig, values)
+        if getattr(cfg, "cv", 0) and getattr(cfg, "fold", 0) < 0:
+            return _run_cross_validation(task_cls, cfg, model_cfg, train_cfg)
+        return _run_training(task_cls(cfg, model_cfg), train_cfg)
 
     return SectionedCommand(
         task_cls.name,
@@ -103,6 +105,20 @@ def _run_training(task, cfg) -> int:
     result = train(task, cfg)
     if distributed.world_from_env().is_main:
         print_training_result(result)
+    return 0
+
+
+def _run_cross_validation(task_cls, cfg, model_cfg, train_cfg) -> int:
+    from lstmkit.cli.report import console
+    from lstmkit.experiments.crossval import cross_validate, format_summary
+
+    def on_fold(fold, results):
+        test = ", ".join(f"{k} {v:.4g}" for k, v in results["test"].items())
+        console.print(f"fold {fold + 1}/{cfg.cv}: test {test}")
+
+    task_cls(cfg, model_cfg)  # option errors before any training
+    summary = cross_validate(task_cls, cfg, model_cfg, train_cfg, on_fold=on_fold)
+    console.print(format_summary(summary))
     return 0
 
 

@@ -124,6 +124,11 @@ class Task(abc.ABC):
     def evaluate(self, model: nn.Module, split: str, device: torch.device) -> dict[str, float]:
         """Metrics on ``split`` (``valid`` or ``test``), with ``model`` in eval mode."""
 
+    def data_report(self) -> dict:
+        """What was read (examples per split, skipped or cut examples, vocabulary size...);
+        the trainer logs it as a ``data`` event and prints it, so nothing is dropped unseen."""
+        return {}
+
     def batch_tokens(self, batch: Any) -> int:
         """Tokens (time steps that count) in this process's ``batch``, for the tokens-per-second
         figure of the log; 0 where the task does not count tokens."""
@@ -132,6 +137,12 @@ class Task(abc.ABC):
     def solved(self, metrics: dict[str, float]) -> bool:
         """The paper's success criterion on validation metrics, where the task has one."""
         return False
+
+    def evaluation_plots(
+        self, model: nn.Module, split: str, out: Path, device: torch.device
+    ) -> list[Path]:
+        """PNG files that explain the metrics of ``split`` (a confusion matrix...); none here."""
+        return []
 
     # ----- using a trained model
     def predict(self, model: nn.Module, inputs: list[str], device: torch.device) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,10 @@ class EvaluateConfig:
         metadata=_help("which evaluation set", choices=("valid", "test", "both")),
     )
     json: bool = field(default=False, metadata=_help("print the metrics as one JSON object"))
+    plots: str = field(
+        default="",
+        metadata=_help("write the task's evaluation plots (e.g. a confusion matrix) here"),
+    )
     device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
 
 
@@ -112,7 +117,12 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str,
     task, model, ckpt, dev = _load(cfg.checkpoint, cfg.device)
     splits = ["valid", "test"] if cfg.split == "both" else [cfg.split]
     with torch.no_grad():
-        return task, ckpt, {s: task.evaluate(model, s, dev) for s in splits}
+        metrics = {s: task.evaluate(model, s, dev) for s in splits}
+        if cfg.plots:
+            for s in splits:
+                for path in task.evaluation_plots(model, s, Path(cfg.plots), dev):
+                    print(f"wrote {path}", file=sys.stderr)
+    return task, ckpt, metrics
 
 
 def predict(cfg: PredictConfig) -> list[dict]:

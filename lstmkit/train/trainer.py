@@ -276,6 +276,10 @@ def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
             f"{'resuming at step ' + str(run.state.step) + ', ' if cfg.resume else ''}"
             f"output {out}"
         )
+        if run.data_report:
+            progress.bar.console.print(
+                "data: " + ", ".join(f"{k} {v}" for k, v in run.data_report.items())
+            )
     try:
         run.loop(progress)
     finally:
@@ -315,6 +319,9 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.log = JsonlLog(out / "train.jsonl" if world.is_main else None)
         self.log.write("resume" if cfg.resume else "start", step=self.state.step, world=world.size)
+        self.data_report = task.data_report()
+        if self.data_report:
+            self.log.write("data", **self.data_report)
         self.valid: dict[str, float] = {}
         self.history: list[dict] = []
 

@@ -1,0 +1,561 @@
+"""Text classification (sentiment analysis) from the user's own files.
+
+Data: CSV, TSV or JSONL with chosen text and label columns, a folder per class, or
+one-example-per-line files per class (see :func:`lstmkit.data.text.read_labelled`), in any
+encoding. Separate ``--valid``/``--test`` files, a seeded split of ``--train``, or k-fold
+cross-validation (``--cv K``: fold k is the test set, a seeded share of the rest validates).
+
+Model: token embedding (optionally initialised from word2vec/GloVe vectors), a (bi)directional
+multi-layer :class:`lstmkit.LSTM` with any variant, pooling over time, dropout and a linear
+classifier. With outputs :math:`h_1..h_T` (both directions concatenated):
+
+- ``last``: the forward state at the last token with the backward state at the first,
+- ``mean``: :math:`\\frac1T \\sum_t h_t`,  ``max``: :math:`\\max_t h_t` per feature,
+- ``attention``: :math:`\\alpha = \\mathrm{softmax}_t(v^\\top \\tanh(W h_t + b))`,
+  :math:`\\sum_t \\alpha_t h_t` (Yang et al. 2016), padding masked out.
+
+Metrics: accuracy, macro-F1 (the unweighted mean over classes of
+:math:`F_1 = 2PR/(P+R)`), cross-entropy loss, and the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field, fields, make_dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lstmkit.data.embeddings import read_vectors
+from lstmkit.data.sampling import epoch_batch, rank_slice
+from lstmkit.data.text import FORMATS, LabelledText, check_encoding, read_labelled
+from lstmkit.data.tokenize import KINDS, PAD, TextTokenizer, fit_tokenizer
+from lstmkit.nn import LSTM, record_gates
+from lstmkit.tasks.base import Task, chunks, register
+from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_text
+
+POOLING = ("last", "mean", "max", "attention")
+
+
+def _help(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class SentimentConfig:
+    """Where the examples are and how to read, split and tokenise them."""
+
+    train: str = field(
+        default="",
+        metadata=_help(
+            "training data: a CSV/TSV/JSONL file, a folder with a subfolder per label, a folder "
+            "of line files (LABEL.txt), or line files joined by commas (a.pos,a.neg)"
+        ),
+    )
+    valid: str = field(default="", metadata=_help("validation data (default: split of --train)"))
+    test: str = field(default="", metadata=_help("test data (default: split of --train)"))
+    format: str = field(default="auto", metadata=_help("data format", choices=FORMATS))
+    text_column: str = field(default="text", metadata=_help("CSV/TSV/JSONL column of the text"))
+    label_column: str = field(default="label", metadata=_help("CSV/TSV/JSONL column of the label"))
+    encoding: str = field(
+        default="utf-8", metadata=_help("text encoding of the files (e.g. latin-1)")
+    )
+    valid_fraction: float = field(
+        default=0.1, metadata=_help("share of --train held out for validation when no --valid")
+    )
+    test_fraction: float = field(
+        default=0.1, metadata=_help("share of --train held out for testing when no --test")
+    )
+    split_seed: int = field(default=0, metadata=_help("seed of the splits and the folds"))
+    cv: int = field(
+        default=0,
+        metadata=_help("k-fold cross-validation: train K models, each testing on one fold"),
+    )
+    fold: int = field(
+        default=-1,
+        metadata=_help("with --cv: train only this fold (0-based); -1 trains every fold in turn"),
+    )
+    tokenizer: str = field(default="word", metadata=_help("token unit", choices=KINDS))
+    lowercase: bool = field(default=True, metadata=_help("lower-case the text"))
+    min_count: int = field(
+        default=1, metadata=_help("word/char tokens seen fewer times become <unk>")
+    )
+    max_vocab: int = field(default=0, metadata=_help("largest vocabulary (word/char); 0: any"))
+    vocab_size: int = field(default=8000, metadata=_help("BPE vocabulary size"))
+    max_tokens: int = field(
+        default=0,
+        metadata=_help("cut texts to this many tokens (0: no limit); cut texts are counted"),
+    )
+    embeddings: str = field(
+        default="", metadata=_help("pretrained word vectors (word2vec text or GloVe file)")
+    )
+    freeze_embeddings: bool = field(
+        default=False, metadata=_help("keep the pretrained vectors fixed")
+    )
+
+
+SentimentModelConfig = make_dataclass(
+    "SentimentModelConfig",
+    [
+        ("hidden_size", int, field(default=150, metadata=_help("units per direction"))),
+        ("bidirectional", bool, field(default=True, metadata=_help("add a reverse direction"))),
+        ("embedding_dim", int, field(default=300, metadata=_help("token embedding size"))),
+        ("pooling", str, field(default="max", metadata=_help("over time", choices=POOLING))),
+        (
+            "embedding_dropout",
+            float,
+            field(default=0.3, metadata=_help("dropout on the embedded tokens")),
+        ),
+        (
+            "classifier_dropout",
+            float,
+            field(default=0.5, metadata=_help("dropout before the classifier")),
+        ),
+    ],
+    bases=(RecurrentConfig,),
+    frozen=True,
+    namespace={
+        "__doc__": "Embedding, recurrent encoder, pooling and classifier.",
+        "__module__": __name__,
+    },
+)
+
+
+class TextClassifier(nn.Module):
+    """Embedding, recurrent encoder, pooling over time and a linear classifier."""
+
+    def __init__(self, cfg, vocab_size: int, num_classes: int) -> None:
+        super().__init__()
+        recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
+        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
+        self.encoder = build_encoder(RecurrentConfig(**recurrent), cfg.embedding_dim)
+        size = encoder_output_size(self.encoder)
+        self.pooling = cfg.pooling
+        if cfg.pooling not in POOLING:
+            raise UserError(f"--pooling must be one of {', '.join(POOLING)}, got {cfg.pooling!r}")
+        if cfg.pooling == "attention":
+            self.attn = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
+        self.dropout = nn.Dropout(cfg.classifier_dropout)
+        self.head = nn.Linear(size, num_classes)
+        self.last_attention: Tensor | None = None
+
+    def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """Encoder outputs ``(B, T, D*H)``; zero at padded steps."""
+        x = self.embedding_dropout(self.embedding(tokens))
+        if self.encoder.bidirectional:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = self.encoder(packed)
+            y, _ = pad_packed_sequence(y, batch_first=True, total_length=tokens.shape[1])
+            return y
+        y, _ = self.encoder(x)
+        return y
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        y = self.encode(tokens, lengths)
+        mask = (
+            torch.arange(tokens.shape[1], device=y.device)[None, :] < lengths.to(y.device)[:, None]
+        )
+        if self.pooling == "last":
+            rows = torch.arange(y.shape[0], device=y.device)
+            last = y[rows, (lengths.to(y.device) - 1).clamp(min=0)]
+            if self.encoder.bidirectional:
+                half = y.shape[-1] // 2
+                last = torch.cat([last[:, :half], y[:, 0, half:]], dim=-1)
+            pooled = last
+        elif self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(y.dtype)
+            pooled = (y * m).sum(1) / m.sum(1).clamp(min=1)
+        elif self.pooling == "max":
+            pooled = y.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+        else:
+            scores = self.attn(y).squeeze(-1).masked_fill(~mask, float("-inf"))
+            alpha = torch.softmax(scores, dim=1)
+            self.last_attention = alpha.detach()
+            pooled = (alpha.unsqueeze(-1) * y).sum(1)
+        return self.head(self.dropout(pooled))
+
+
+@dataclass
+class _Split:
+    ids: list[list[int]]
+    labels: np.ndarray
+    source: str
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Unweighted mean of the per-class F1 from a confusion matrix (rows true, columns
+    predicted); a class never true nor predicted counts as F1 = 0 only if it was true."""
+    tp = np.diag(confusion).astype(float)
+    pred, true = confusion.sum(0), confusion.sum(1)
+    f1 = np.where(pred + true > 0, 2 * tp / np.maximum(pred + true, 1), 0.0)
+    present = true > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+@register
+class SentimentTask(Task):
+    """Text classification from CSV/TSV/JSONL, a folder per class, or line files per class.
+
+    For the movie-review polarity set: --train ../shared/data/rt-polarity/rt-polarity.pos,
+    ../shared/data/rt-polarity/rt-polarity.neg --encoding latin-1 --cv 10.
+    """
+
+    name = "sentiment"
+    summary = "text classification (sentiment) from your CSV/TSV/JSONL or folders"
+    Config = SentimentConfig
+    ModelConfig = SentimentModelConfig
+    metric = "accuracy"
+    mode = "max"
+    train_defaults = {
+        "steps": 3000,
+        "batch_size": 50,
+        "lr": 1e-3,
+        "eval_every": 100,
+        "patience": 8,
+        "clip_norm": 5.0,
+    }
+
+    def __init__(self, cfg, model_cfg, state: dict | None = None) -> None:
+        super().__init__(cfg, model_cfg, state)
+        check_encoding(cfg.encoding)
+        if cfg.cv < 0 or cfg.cv == 1:
+            raise UserError(f"--cv must be 0 (off) or at least 2, got {cfg.cv}")
+        if cfg.cv and not -1 <= cfg.fold < cfg.cv:
+            raise UserError(f"--fold must be in 0..{cfg.cv - 1} with --cv {cfg.cv}, got {cfg.fold}")
+        for name in ("valid_fraction", "test_fraction"):
+            if not 0 <= getattr(cfg, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1)")
+        self.from_checkpoint = bool(state)
+        self.tokenizer: TextTokenizer | None = None
+        self.labels: list[str] = []
+        if state:
+            self.tokenizer = TextTokenizer.from_state(state["tokenizer"])
+            self.labels = list(state["labels"])
+        self._splits: dict[str, _Split] | None = None
+        self.report: dict = {}
+
+    # ----- data
+    def state(self) -> dict:
+        self._ensure_vocab()
+        return {"tokenizer": self.tokenizer.state(), "labels": self.labels}
+
+    def _read(self, path: str) -> LabelledText:
+        c = self.cfg
+        return read_labelled(
+            path,
+            fmt=c.format,
+            text_column=c.text_column,
+            label_column=c.label_column,
+            encoding=c.encoding,
+        )
+
+    def _raw_splits(self) -> dict[str, LabelledText]:
+        c = self.cfg
+        if not c.train:
+            raise UserError("--train is required: the file or folder of training examples")
+        data = self._read(c.train)
+        if not len(data):
+            raise UserError(f"{c.train}: no examples (empty file or only empty lines)")
+        self.report["skipped_empty"] = data.skipped
+        rng = np.random.default_rng(c.split_seed)
+        perm = rng.permutation(len(data))
+        out: dict[str, LabelledText] = {}
+        if c.cv:
+            if c.valid or c.test:
+                raise UserError("--cv takes its test folds from --train; drop --valid/--test")
+            if c.fold < 0:
+                raise UserError("--cv: give --fold, or let `lstmkit train` run every fold")
+            folds = np.array_split(perm, c.cv)
+            out["test"] = data.subset(folds[c.fold])
+            rest = np.concatenate([f for k, f in enumerate(folds) if k != c.fold])
+        else:
+            rest = perm
+            if c.test:
+                out["test"] = self._read(c.test)
+            else:
+                n_test = round(len(data) * c.test_fraction)
+                out["test"], rest = data.subset(rest[:n_test]), rest[n_test:]
+        if c.valid:
+            out["valid"] = self._read(c.valid)
+        else:
+            n_valid = (
+                round(len(rest) * c.valid_fraction) if c.cv else round(len(data) * c.valid_fraction)
+            )
+            out["valid"], rest = data.subset(rest[:n_valid]), rest[n_valid:]
+        out["train"] = data.subset(np.sort(rest))
+        for split in ("valid", "test"):
+            if not len(out[split]):
+                raise UserError(
+                    f"the {split} set is empty; give --{split} or a larger --{split}-fraction"
+                )
+        return out
+
+    def _ensure_vocab(self, raw: dict[str, LabelledText] | None = None) -> None:
+        if self.tokenizer is not None:
+            return
+        raw = raw or self._raw_splits()
+        c = self.cfg
+        train = raw["train"]
+        self.labels = sorted(set(train.labels))
+        if len(self.labels) < 2:
+            raise UserError(
+                f"{c.train}: only one label in the training data ({self.labels[0]!r}); a "
+                "classifier needs at least two"
+            )
+        self.tokenizer = fit_tokenizer(
+            train.texts,
+            c.tokenizer,
+            lowercase=c.lowercase,
+            min_count=c.min_count,
+            max_size=c.max_vocab,
+            vocab_size=c.vocab_size,
+        )
+
+    def splits(self) -> dict[str, _Split]:
+        if self._splits is None:
+            raw = self._raw_splits()
+            self._ensure_vocab(raw)
+            index = {label: k for k, label in enumerate(self.labels)}
+            self._splits, truncated = {}, 0
+            for name, d in raw.items():
+                unseen = sorted(set(d.labels) - set(index))
+                if unseen:
+                    raise UserError(
+                        f"{d.source or name}: label(s) {', '.join(map(repr, unseen[:5]))} in the "
+                        f"{name} set never occur in training (labels: {', '.join(self.labels)})"
+                    )
+                ids = self.tokenizer.encode_batch(d.texts)
+                if self.cfg.max_tokens:
+                    truncated += sum(len(x) > self.cfg.max_tokens for x in ids)
+                    ids = [x[: self.cfg.max_tokens] for x in ids]
+                ids = [x or [PAD + 1] for x in ids]  # text of unknown characters only: one <unk>
+                labels = np.array([index[label] for label in d.labels], dtype=np.int64)
+                self._splits[name] = _Split(ids, labels, d.source)
+            self.report.update(
+                {f"{k}_examples": len(v.ids) for k, v in self._splits.items()}
+                | {"labels": self.labels, "vocabulary": len(self.tokenizer), "truncated": truncated}
+            )
+        return self._splits
+
+    def data_report(self) -> dict:
+        self.splits()
+        return dict(self.report)
+
+    # ----- model
+    def build_model(self) -> nn.Module:
+        self._ensure_vocab()
+        model = TextClassifier(self.model_cfg, len(self.tokenizer), len(self.labels))
+        if self.cfg.embeddings and not self.from_checkpoint:
+            self._load_vectors(model)
+        if self.cfg.freeze_embeddings:
+            model.embedding.weight.requires_grad_(False)
+        return model
+
+    def _load_vectors(self, model: TextClassifier) -> None:
+        if self.tokenizer.kind != "word":
+            raise UserError("--embeddings needs --tokenizer word")
+        vectors, dim = read_vectors(self.cfg.embeddings, self.tokenizer.stoi)
+        if dim != self.model_cfg.embedding_dim:
+            raise UserError(
+                f"--embeddings {self.cfg.embeddings} has {dim}-dimensional vectors; pass "
+                f"--embedding-dim {dim}"
+            )
+        with torch.no_grad():
+            for word, vec in vectors.items():
+                model.embedding.weight[self.tokenizer.stoi[word]] = torch.from_numpy(vec)
+        self.report["pretrained_vectors"] = f"{len(vectors)} of {len(self.tokenizer) - 4} words"
+
+    # ----- batches
+    @staticmethod
+    def collate(seqs: list[list[int]]) -> tuple[Tensor, Tensor]:
+        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        tokens = torch.full((len(seqs), int(lengths.max())), PAD, dtype=torch.long)
+        for k, s in enumerate(seqs):
+            tokens[k, : len(s)] = torch.tensor(s, dtype=torch.long)
+        return tokens, lengths
+
+    def train_batch(self, step, seed, batch_size, rank, world):
+        train = self.splits()["train"]
+        idx = rank_slice(epoch_batch(len(train.ids), step, batch_size, seed), rank, world)
+        tokens, lengths = self.collate([train.ids[i] for i in idx])
+        return tokens, lengths, torch.from_numpy(train.labels[idx])
+
+    def batch_tokens(self, batch) -> int:
+        return int(batch[1].sum())
+
+    def loss(self, model, batch) -> Tensor:
+        tokens, lengths, labels = batch
+        return F.cross_entropy(model(tokens, lengths), labels)
+
+    @torch.no_grad()
+    def logits(self, model, seqs: list[list[int]], device, batch_size: int = 256) -> Tensor:
+        """Class scores for token-id sequences, in batches of similar lengths."""
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        out = torch.empty(len(seqs), len(self.labels))
+        for sl in chunks(len(order), batch_size):
+            picked = order[sl]
+            tokens, lengths = self.collate([seqs[i] for i in picked])
+            out[picked] = model(tokens.to(device), lengths.to(device)).float().cpu()
+        return out
+
+    def confusion(self, model, split: str, device) -> np.ndarray:
+        data = self.splits()[split]
+        pred = self.logits(model, data.ids, device).argmax(1).numpy()
+        k = len(self.labels)
+        return np.bincount(data.labels * k + pred, minlength=k * k).reshape(k, k)
+
+    def evaluate(self, model, split, device) -> dict[str, float]:
+        data = self.splits()[split]
+        logits = self.logits(model, data.ids, device)
+        labels = torch.from_numpy(data.labels)
+        pred = logits.argmax(1)
+        k = len(self.labels)
+        conf = np.bincount(data.labels * k + pred.numpy(), minlength=k * k).reshape(k, k)
+        return {
+            "accuracy": float((pred == labels).float().mean()),
+            "macro_f1": macro_f1(conf),
+            "loss": float(F.cross_entropy(logits, labels)),
+        }
+
+    def evaluation_plots(self, model, split, out, device) -> list[Path]:
+        from lstmkit.viz import plot_heatmap
+
+        conf = self.confusion(model, split, device)
+        acc = np.trace(conf) / max(1, conf.sum())
+        path = plot_heatmap(
+            conf,
+            Path(out) / f"confusion-{split}.png",
+            row_labels=self.labels,
+            col_labels=self.labels,
+            title=f"{split}: accuracy {100 * acc:.1f}%, macro-F1 {100 * macro_f1(conf):.1f}%",
+            xlabel="predicted",
+            ylabel="true",
+            cmap="Blues",
+            fmt="d",
+        )
+        return [path]
+
+    # ----- using a trained model
+    def _encode_inputs(self, texts: list[str]) -> list[list[int]]:
+        ids = self.tokenizer.encode_batch(texts)
+        if self.cfg.max_tokens:
+            ids = [x[: self.cfg.max_tokens] for x in ids]
+        return [x or [PAD + 1] for x in ids]
+
+    def predict(self, model, inputs, device) -> list[dict]:
+        probs = torch.softmax(self.logits(model, self._encode_inputs(inputs), device), -1)
+        out = []
+        for text, p in zip(inputs, probs, strict=True):
+            out.append(
+                {
+                    "text": text,
+                    "label": self.labels[int(p.argmax())],
+                    "probabilities": {
+                        lab: round(float(q), 4) for lab, q in zip(self.labels, p, strict=True)
+                    },
+                }
+            )
+        return out
+
+    def examples(self) -> list[str]:
+        return [
+            "a gripping , beautifully acted film that stays with you",
+            "a dull , lifeless mess with nothing to say",
+        ]
+
+    def inspect(self, model, inputs, out, device) -> list[Path]:
+        from lstmkit.viz import plot_gates
+
+        if not isinstance(model.encoder, LSTM):
+            raise UserError(
+                f"inspect needs an LSTM model (this one was trained with --cell "
+                f"{self.model_cfg.cell})"
+            )
+        inputs = inputs or self.examples()[:1]
+        paths: list[Path] = []
+        out = Path(out)
+        for k, text in enumerate(inputs, 1):
+            ids = self._encode_inputs([text])[0]
+            pieces = [
+                self.tokenizer.itos[i]
+                if self.tokenizer.kind != "bpe"
+                else self.tokenizer._bpe.id_to_token(i)
+                for i in ids
+            ]
+            tokens, lengths = self.collate([ids])
+            with torch.no_grad(), record_gates(model) as rec:
+                p = torch.softmax(model(tokens.to(device), lengths.to(device))[0].float(), -1)
+            trace = rec[0, 0]
+            packed = trace.i.shape[0] != 1  # (T, 1, H) when the input was packed
+            gates = {
+                g: (getattr(trace, g)[:, 0] if packed else getattr(trace, g)[0]).cpu()
+                for g in ("i", "f", "o", "c")
+            }
+            label = self.labels[int(p.argmax())]
+            title = f"{label} ({float(p.max()):.2f}): layer 1, forward direction"
+            paths.append(plot_gates(gates, out / f"gates-{k}.png", step_labels=pieces, title=title))
+            attention = getattr(model, "last_attention", None)
+            paths.append(
+                _write_html(
+                    out / f"gates-{k}.html",
+                    text,
+                    pieces,
+                    gates,
+                    label,
+                    p,
+                    self.labels,
+                    attention[0].cpu() if attention is not None else None,
+                )
+            )
+        return paths
+
+
+def _write_html(path, text, pieces, gates, label, probs, labels, attention) -> Path:
+    """A self-contained page: each token shaded by the mean of each gate over the units."""
+    rows = []
+    series = {
+        "input gate i (mean over units)": gates["i"].mean(1),
+        "forget gate f": gates["f"].mean(1),
+        "output gate o": gates["o"].mean(1),
+        "cell change |c_t - c_{t-1}|": torch.diff(
+            gates["c"], dim=0, prepend=torch.zeros_like(gates["c"][:1])
+        )
+        .abs()
+        .mean(1),
+    }
+    if attention is not None:
+        series["attention weight"] = attention
+    for name, values in series.items():
+        v = values.float()
+        scale = float(v.max()) if name.startswith(("cell", "attention")) else 1.0
+        cells = []
+        for piece, x in zip(pieces, v.tolist(), strict=True):
+            a = 0.0 if scale <= 0 else min(1.0, x / scale)
+            cells.append(
+                f'<span title="{html.escape(name)} = {x:.3f}" '
+                f'style="background: rgba(30,110,220,{a:.2f})">{html.escape(piece)}</span>'
+            )
+        rows.append(f"<tr><th>{html.escape(name)}</th><td>{' '.join(cells)}</td></tr>")
+    prob_text = ", ".join(
+        f"{html.escape(lab)} {float(q):.3f}" for lab, q in zip(labels, probs, strict=True)
+    )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lstmkit inspect: {html.escape(text[:60])}</title>
+<style>body{{font-family:sans-serif;margin:2em}} th{{text-align:right;padding-right:1em;
+font-weight:normal;color:#555;white-space:nowrap}} td span{{padding:2px 3px;border-radius:3px;
+line-height:2}} table{{border-collapse:collapse}} td,th{{padding:6px}}</style></head><body>
+<h2>{html.escape(label)}</h2><p>{prob_text}</p><p><i>{html.escape(text)}</i></p>
+<table>{"".join(rows)}</table>
+<p>Darker = larger; gates are averaged over the units of layer 1, forward direction
+(0 to 1); the cell change and attention are scaled to their maximum. Hover for values.</p>
+</body></html>
+"""
+    atomic_write_text(path, page)
+    return Path(path)

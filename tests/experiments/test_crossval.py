@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from lstmkit.cli.main import cli_main
+from lstmkit.experiments.crossval import cross_validate, format_summary, summarise
+from lstmkit.tasks.sentiment import SentimentConfig, SentimentModelConfig, SentimentTask
+from lstmkit.train.config import TrainConfig
+from tests.tasks.test_sentiment import write_reviews
+
+
+def test_summarise_gives_mean_and_sample_std():
+    s = summarise([{"accuracy": 0.7}, {"accuracy": 0.8}, {"accuracy": 0.9}])
+    assert s["accuracy"]["mean"] == pytest.approx(0.8)
+    assert s["accuracy"]["std"] == pytest.approx(0.1)
+    assert (s["accuracy"]["min"], s["accuracy"]["max"]) == (0.7, 0.9)
+
+
+def test_cross_validation_trains_every_fold_and_resumes(tmp_path):
+    data = write_reviews(tmp_path / "r.csv", n=60)
+    cfg = SentimentConfig(train=str(data), text_column="review", cv=3)
+    model_cfg = SentimentModelConfig(hidden_size=8, embedding_dim=8)
+    tcfg = TrainConfig(
+        steps=10, batch_size=16, eval_every=5, out=str(tmp_path / "cv"), progress=False, threads=1
+    )
+    seen = []
+    summary = cross_validate(
+        SentimentTask, cfg, model_cfg, tcfg, on_fold=lambda k, r: seen.append(k)
+    )
+    assert seen == [0, 1, 2]
+    saved = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert saved["folds"] == 3 and len(saved["runs"]) == 3
+    accs = [r["test"]["accuracy"] for r in saved["runs"]]
+    assert saved["test"]["accuracy"]["mean"] == pytest.approx(sum(accs) / 3)
+    assert "3-fold cross-validation" in format_summary(summary)
+    # --resume keeps finished folds (their results are read back, not retrained)
+    stamp = (tmp_path / "cv" / "fold-1" / "results.json").stat().st_mtime_ns
+    from dataclasses import replace
+
+    cross_validate(SentimentTask, cfg, model_cfg, replace(tcfg, resume=True))
+    assert (tmp_path / "cv" / "fold-1" / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_cv_runs_all_folds_and_fold_runs_one(tmp_path, capsys):
+    data = write_reviews(tmp_path / "r.csv", n=40)
+    common = [
+        "train",
+        "sentiment",
+        "--train",
+        str(data),
+        "--text-column",
+        "review",
+        "--cv",
+        "2",
+        "--hidden-size",
+        "8",
+        "--embedding-dim",
+        "8",
+        "--steps",
+        "4",
+        "--eval-every",
+        "4",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    assert cli_main([*common, "--out", str(tmp_path / "all")]) == 0
+    assert "2-fold cross-validation" in capsys.readouterr().out
+    assert (tmp_path / "all" / "cv.json").exists()
+    assert cli_main([*common, "--fold", "1", "--out", str(tmp_path / "one")]) == 0
+    assert (tmp_path / "one" / "results.json").exists()
+    assert cli_main([*common, "--fold", "2", "--out", str(tmp_path / "bad")]) == 2
+    assert "--fold must be in 0..1" in capsys.readouterr().err

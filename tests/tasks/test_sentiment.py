@@ -1,0 +1,214 @@
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.tasks.sentiment import (
+    SentimentConfig,
+    SentimentModelConfig,
+    SentimentTask,
+    TextClassifier,
+    macro_f1,
+)
+from lstmkit.train.config import TrainConfig
+from lstmkit.train.inference import load_trained
+from lstmkit.train.trainer import train
+from lstmkit.utils.errors import UserError
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rt-polarity"
+GOOD = ["great", "superb", "moving", "fine", "brilliant", "lovely"]
+BAD = ["awful", "dull", "boring", "bad", "weak", "tedious"]
+FILLER = ["the", "film", "plot", "a", "was", "cast", "story", "and"]
+
+
+def write_reviews(path: Path, n: int = 400, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["review,label"]
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        words = list(rng.choice(FILLER, size=rng.integers(3, 9)))
+        words.insert(rng.integers(0, len(words)), rng.choice(GOOD if label == "pos" else BAD))
+        lines.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def small_model(**kw):
+    return SentimentModelConfig(hidden_size=16, embedding_dim=16, **kw)
+
+
+def test_macro_f1_matches_hand_computation():
+    conf = np.array([[5, 1], [3, 1]])  # rows true, columns predicted
+    f_neg = 2 * 5 / (2 * 5 + 1 + 3)
+    f_pos = 2 * 1 / (2 * 1 + 3 + 1)
+    assert macro_f1(conf) == pytest.approx((f_neg + f_pos) / 2)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_does_not_change_the_prediction(pooling, bidirectional):
+    torch.manual_seed(0)
+    model = TextClassifier(small_model(pooling=pooling, bidirectional=bidirectional), 30, 3)
+    model.eval()
+    short = [5, 6, 7]
+    tokens, lengths = SentimentTask.collate([short, [4] * 9])
+    alone = model(*SentimentTask.collate([short]))
+    batched = model(tokens, lengths)
+    torch.testing.assert_close(batched[0], alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_last_pooling_takes_forward_end_and_backward_start():
+    torch.manual_seed(0)
+    model = TextClassifier(small_model(pooling="last"), 30, 2).eval()
+    tokens, lengths = SentimentTask.collate([[5, 6, 7], [4] * 6])
+    y = model.encode(tokens, lengths)
+    h = model.encoder.hidden_size
+    full = y[0, :3]
+    expected = torch.cat([full[2, :h], full[0, h:]])
+    torch.testing.assert_close(model.head(expected), model(tokens, lengths)[0])
+
+
+def test_trains_predicts_and_inspects_end_to_end(tmp_path):
+    data = write_reviews(tmp_path / "reviews.csv")
+    cfg = SentimentConfig(train=str(data), text_column="review")
+    task = SentimentTask(cfg, small_model(pooling="attention"))
+    tcfg = TrainConfig(
+        steps=150,
+        batch_size=32,
+        lr=1e-2,
+        eval_every=50,
+        out=str(tmp_path / "run"),
+        progress=False,
+        threads=1,
+    )
+    result = train(task, tcfg)
+    assert result.test["accuracy"] >= 0.9
+    assert 0.9 <= result.test["macro_f1"] <= 1.0
+    events = [json.loads(x) for x in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    data_event = next(e for e in events if e["event"] == "data")
+    assert (
+        data_event["train_examples"] + data_event["valid_examples"] + data_event["test_examples"]
+        == 400
+    )
+    assert any("tok_per_s" in e for e in events if e["event"] == "train")
+
+    task2, model, _ = load_trained(tmp_path / "run", torch.device("cpu"))
+    assert task2.labels == ["neg", "pos"]
+    with torch.no_grad():
+        out = task2.predict(model, ["the plot was superb", "a dull boring film"], "cpu")
+    assert [o["label"] for o in out] == ["pos", "neg"]
+    assert sum(out[0]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    paths = task2.inspect(model, ["the cast was lovely"], tmp_path / "insp", "cpu")
+    assert [p.suffix for p in paths] == [".png", ".html"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = paths[1].read_text()
+    assert "lovely" in page and "attention weight" in page and "<script" not in page
+
+
+def test_confusion_matrix_counts_every_example(tmp_path):
+    data = write_reviews(tmp_path / "r.csv", n=100)
+    task = SentimentTask(SentimentConfig(train=str(data), text_column="review"), small_model())
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    conf = task.confusion(model, "test", "cpu")
+    assert conf.shape == (2, 2) and conf.sum() == len(task.splits()["test"].ids)
+
+
+def test_splits_are_disjoint_and_cv_folds_cover_the_data(tmp_path):
+    data = write_reviews(tmp_path / "r.csv", n=50)
+    base = SentimentConfig(train=str(data), text_column="review", cv=5)
+    seen = []
+    for fold in range(5):
+        t = SentimentTask(replace(base, fold=fold), small_model())
+        raw = t._raw_splits()
+        texts = [set(zip(raw[s].texts, range(len(raw[s])), strict=True)) for s in raw]
+        assert sum(len(raw[s]) for s in raw) == 50
+        seen.append(len(raw["test"]))
+        assert all(len(x) for x in texts)
+    assert sum(seen) == 50
+
+
+def test_pretrained_vectors_fill_the_embedding(tmp_path):
+    data = write_reviews(tmp_path / "r.csv", n=60)
+    (tmp_path / "vec.txt").write_text("2 4\ngreat 1 2 3 4\nunseenword 0 0 0 0\n")
+    cfg = SentimentConfig(
+        train=str(data),
+        text_column="review",
+        embeddings=str(tmp_path / "vec.txt"),
+        freeze_embeddings=True,
+    )
+    task = SentimentTask(cfg, SentimentModelConfig(hidden_size=8, embedding_dim=4))
+    model = task.build_model()
+    row = model.embedding.weight[task.tokenizer.stoi["great"]]
+    assert row.tolist() == [1, 2, 3, 4] and not model.embedding.weight.requires_grad
+    assert task.report["pretrained_vectors"].startswith("1 of")
+    bad = SentimentTask(cfg, SentimentModelConfig(hidden_size=8, embedding_dim=5))
+    with pytest.raises(UserError, match="--embedding-dim 4"):
+        bad.build_model()
+
+
+def test_bad_input_errors(tmp_path):
+    one = tmp_path / "one.csv"
+    one.write_text(
+        "text,label\na,pos\nb,pos\nc,pos\nd,pos\ne,pos\nf,pos\ng,pos\nh,pos\ni,pos\nj,pos\n"
+    )
+    with pytest.raises(UserError, match="only one label"):
+        SentimentTask(SentimentConfig(train=str(one)), small_model()).build_model()
+    with pytest.raises(UserError, match="--train is required"):
+        SentimentTask(SentimentConfig(), small_model()).build_model()
+    with pytest.raises(UserError, match="--cv must be"):
+        SentimentTask(SentimentConfig(train=str(one), cv=1), small_model())
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n\n")
+    with pytest.raises(UserError, match="no examples"):
+        SentimentTask(SentimentConfig(train=str(empty)), small_model()).splits()
+    data = write_reviews(tmp_path / "r.csv", n=40)
+    test = tmp_path / "t.csv"
+    test.write_text("review,label\nfine film,neutral\n")
+    cfg = SentimentConfig(train=str(data), test=str(test), text_column="review")
+    with pytest.raises(UserError, match=r"t.csv: label\(s\) 'neutral' in the test set never"):
+        SentimentTask(cfg, small_model()).splits()
+
+
+def test_long_texts_are_cut_and_counted(tmp_path):
+    data = write_reviews(tmp_path / "r.csv", n=40)
+    cfg = SentimentConfig(train=str(data), text_column="review", max_tokens=4)
+    task = SentimentTask(cfg, small_model())
+    splits = task.splits()
+    assert max(len(x) for s in splits.values() for x in s.ids) == 4
+    assert task.data_report()["truncated"] > 0
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data/rt-polarity absent")
+def test_rt_polarity_slice_trains_above_chance(tmp_path):
+    files = f"{DATA / 'rt-polarity.pos'},{DATA / 'rt-polarity.neg'}"
+    cfg = SentimentConfig(
+        train=files, encoding="latin-1", cv=10, fold=3, tokenizer="bpe", vocab_size=2000
+    )
+    model_cfg = SentimentModelConfig(
+        hidden_size=32, embedding_dim=32, embedding_dropout=0.0, classifier_dropout=0.0
+    )
+    task = SentimentTask(cfg, model_cfg)
+    assert len(task.splits()["test"].ids) in (1066, 1067)
+    tcfg = TrainConfig(
+        steps=100,
+        batch_size=50,
+        lr=1e-2,
+        eval_every=100,
+        log_every=25,
+        out=str(tmp_path / "r"),
+        progress=False,
+        threads=1,
+    )
+    result = train(task, tcfg)
+    losses = [e["loss"] for e in result.history if e["event"] == "train"]
+    assert losses[-1] < losses[0] - 0.02, losses  # it learns from the real sentences
+    assert 0 <= result.test["accuracy"] <= 1
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "r").rename(moved)
+    task2, model, _ = load_trained(moved, torch.device("cpu"))
+    (pred,) = task2.predict(model, ["an utterly charming and hilarious film"], "cpu")
+    assert pred["label"] in ("pos", "neg")
