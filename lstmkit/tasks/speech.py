@@ -444,8 +444,13 @@ class SpeechTask(Task):
     def audio_features(self, path: str) -> np.ndarray:
         return audio.features(audio.load_audio(path, self.cfg.sample_rate), self.cfg.spec)
 
-    def _input_batch(self, path: str, device: torch.device) -> SpeechBatch:
-        f = self.audio_features(path)
+    def _input_batch(self, path: str, device: torch.device, raw: list | None = None):
+        """A batch of one recording; ``raw`` receives its log-mel frames before normalisation."""
+        wave = audio.load_audio(path, self.cfg.sample_rate)
+        logmel = audio.log_mel(wave, self.cfg.spec)
+        if raw is not None:
+            raw.append(logmel)
+        f = audio.normalize(logmel)
         return SpeechBatch(
             torch.from_numpy(f)[None].to(device),
             torch.tensor([f.shape[0]], device=device),
@@ -483,13 +488,17 @@ class SpeechTask(Task):
         k = self.model_cfg.subsample
         paths = []
         for n, path in enumerate(inputs):
-            batch = self._input_batch(path, device)
+            raw: list[np.ndarray] = []
+            batch = self._input_batch(path, device, raw)
             with torch.no_grad(), record_gates(model) as rec:
                 title, marks = self.describe_audio(model, batch)
             trace = rec[0, 0]  # first layer, forward direction: the closest to the spectrogram
             gates = {g: getattr(trace, g)[0].cpu() for g in ("i", "f", "o", "c")}
             T = gates["i"].shape[0]
-            spectrogram = batch.feats[0, ::k][:T].cpu()  # one frame per model step
+            # the log-mel spectrogram at the model's frame rate: the mean of each k frames
+            logmel = raw[0]
+            logmel = np.pad(logmel, ((0, (-len(logmel)) % k), (0, 0)), mode="edge")
+            spectrogram = logmel.reshape(-1, k, logmel.shape[1]).mean(1)[:T]
             name = Path(path).stem
             out_path = plot_gates(
                 gates,
@@ -497,8 +506,8 @@ class SpeechTask(Task):
                 inputs=spectrogram,
                 input_labels=[f"{hz:.0f} Hz" for hz in mel_centers(self.cfg.spec)],
                 marks=[m for m in marks if 0 <= m < T],
-                title=f"{Path(path).name}: {title} (log-mel, then layer 1 forward gates; "
-                f"{self.cfg.hop_ms * k:g} ms per step)",
+                title=f"{Path(path).name}: {title}\ninputs: log-mel spectrogram; below: "
+                f"gates of layer 1, forward direction; {self.cfg.hop_ms * k:g} ms per step",
             )
             paths.append(out_path)
         return paths
