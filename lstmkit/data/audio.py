@@ -11,9 +11,15 @@ the mel scale ``mel(f) = 1127 ln(1 + f / 700)`` between 0 Hz and the Nyquist fre
     E_t(m)    = sum_k H_m(k) |X_t(k)|^2                           m = 1 .. M
     logmel_tm = ln max(E_t(m), eps)
 
-and per-utterance normalisation (each bin to zero mean and unit variance over the frames)::
+and per-utterance normalisation, ``bins`` (each bin to zero mean and unit variance over the
+frames, cepstral mean and variance normalisation)::
 
     z_tm = (logmel_tm - mean_t logmel_tm) / (std_t logmel_tm + 1e-5)
+
+or ``utterance`` (one mean and standard deviation over all frames and bins, which keeps the
+shape of the average spectrum: for short isolated words it carries much of the word)::
+
+    z_tm = (logmel_tm - mean_{t,m} logmel_tm) / (std_{t,m} logmel_tm + 1e-5)
 
 Data sets come as a folder per label (``root/yes/*.wav``: spoken-word classification, as in
 keyword spotting) or as JSONL manifests, one utterance per line, with the keys of NeMo and other
@@ -34,6 +40,7 @@ import numpy as np
 
 from lstmkit.utils.errors import UserError
 
+NORMALIZATIONS = ("bins", "utterance")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
 
 
@@ -88,14 +95,20 @@ def resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """How audio becomes log-mel frames: sample rate, window and hop in ms, number of bins."""
+    """How audio becomes log-mel frames: sample rate, window and hop in ms, number of bins,
+    and the normalisation (``bins`` or ``utterance``, see :func:`normalize`)."""
 
     sample_rate: int = 16000
     n_mels: int = 40
     win_ms: float = 25.0
     hop_ms: float = 10.0
+    normalize: str = "bins"
 
     def check(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(
+                f"--normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"
+            )
         if self.sample_rate < 1000:
             raise UserError(f"--sample-rate must be at least 1000 Hz, got {self.sample_rate}")
         if self.hop_ms <= 0 or self.win_ms <= 0:
@@ -155,16 +168,18 @@ def log_mel(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return np.stack([fbank.get_frame(t) for t in range(n)]).astype(np.float32)
 
 
-def normalize(feats: np.ndarray) -> np.ndarray:
-    """Per-utterance normalisation: every bin to zero mean and unit variance over time."""
-    mean = feats.mean(axis=0, keepdims=True)
-    std = feats.std(axis=0, keepdims=True)
+def normalize(feats: np.ndarray, mode: str = "bins") -> np.ndarray:
+    """Per-utterance normalisation of ``(T, M)`` frames: ``bins`` gives every bin zero mean and
+    unit variance over time, ``utterance`` the whole utterance (one mean and one std)."""
+    axis = 0 if mode == "bins" else None
+    mean = feats.mean(axis=axis, keepdims=True)
+    std = feats.std(axis=axis, keepdims=True)
     return ((feats - mean) / (std + 1e-5)).astype(np.float32)
 
 
 def features(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Normalised log-mel frames of a wave: :func:`normalize` of :func:`log_mel`."""
-    return normalize(log_mel(wave, spec))
+    return normalize(log_mel(wave, spec), spec.normalize)
 
 
 # ---------------------------------------------------------------------------------------------

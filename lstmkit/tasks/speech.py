@@ -81,6 +81,14 @@ class _SpeechConfig:
     time_width: int = field(
         default=10, metadata=_help("SpecAugment: longest time mask (frames, <= 1/5 of utterance)")
     )
+    normalize: str = field(
+        default="bins",
+        metadata=_help(
+            "per-utterance normalisation: bins (each bin over time) or utterance (one mean and "
+            "std, keeps the spectral shape)",
+            choices=audio.NORMALIZATIONS,
+        ),
+    )
     noise_snr: float = field(
         default=0.0,
         metadata=_help(
@@ -90,7 +98,9 @@ class _SpeechConfig:
 
     @property
     def spec(self) -> audio.FeatureSpec:
-        return audio.FeatureSpec(self.sample_rate, self.n_mels, self.win_ms, self.hop_ms)
+        return audio.FeatureSpec(
+            self.sample_rate, self.n_mels, self.win_ms, self.hop_ms, self.normalize
+        )
 
 
 def _recurrent_field(name: str, default: object):
@@ -450,7 +460,7 @@ class SpeechTask(Task):
         logmel = audio.log_mel(wave, self.cfg.spec)
         if raw is not None:
             raw.append(logmel)
-        f = audio.normalize(logmel)
+        f = audio.normalize(logmel, self.cfg.normalize)
         return SpeechBatch(
             torch.from_numpy(f)[None].to(device),
             torch.tensor([f.shape[0]], device=device),

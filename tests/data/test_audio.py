@@ -86,10 +86,17 @@ def test_short_wave_gives_one_frame():
 
 
 def test_normalize_per_utterance():
-    x = np.random.default_rng(1).normal(3.0, 2.0, size=(50, 8)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x = (rng.normal(3.0, 2.0, size=(50, 8)) + np.arange(8)).astype(np.float32)
     z = audio.normalize(x)
     np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+    # one mean and std for the whole utterance: the bins keep their differences
+    u = audio.normalize(x, "utterance")
+    assert abs(u.mean()) < 1e-5 and u.std() == pytest.approx(1, abs=1e-3)
+    np.testing.assert_allclose(np.diff(u.mean(0)), np.diff(x.mean(0)) / x.std(), rtol=1e-4)
+    with pytest.raises(UserError, match="--normalize must be one of bins, utterance"):
+        FeatureSpec(normalize="cmvn").check()
 
 
 # ---------------------------------------------------------------------------------------------
