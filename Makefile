@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-backends bench-gpu results-longlag clean
+.PHONY: demo test lint format bench bench-backends bench-gpu bench-lm results-longlag clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench-backends: $(BIN)/.installed
 # GPU speed table (issue 7): Triton kernels vs cuDNN vs a PyTorch loop; needs CUDA.
 bench-gpu: $(BIN)/.installed
 	$(BIN)/python bench/gpu.py
+
+# Language-model training throughput: `lstmkit train lm` vs a hand-written torch.nn.LSTM loop
+# (1 thread, about 10 minutes on this machine); the table of docs/BENCHMARKS.md.
+bench-lm: $(BIN)/.installed
+	$(BIN)/python bench/lm_throughput.py --out docs/lm-throughput.json
 
 # Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
 results-longlag: $(BIN)/.installed
