@@ -239,7 +239,7 @@ class LanguageModelTask(Task):
     """
 
     name = "lm"
-    summary = "language model on text files (char or word), with text generation"
+    summary = "text files as a character or word language model (then lstmkit generate)"
     Config = LMConfig
     ModelConfig = LMModelConfig
     metric = "loss"

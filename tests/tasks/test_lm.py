@@ -146,6 +146,16 @@ def test_awd_options_and_any_variant_train(text_file):
         make_task(text_file, model=replace(cfg, bidirectional=True)).build_model()
 
 
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_baseline_cells_carry_their_state(text_file, cell):
+    task = make_task(text_file, model=LMModelConfig(cell=cell, hidden_size=8, num_layers=1))
+    model = task.build_model()
+    for step in range(2):
+        task.loss(model, task.train_batch(step, 0, 2, 0, 1)).backward()
+    assert task._carry[0] == 1 and isinstance(task._carry[1], torch.Tensor)
+    assert not task._carry[1].requires_grad
+
+
 def test_generation_is_seeded_and_top_k_1_is_argmax(text_file):
     task = make_task(text_file)
     model = task.build_model()
