@@ -33,7 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from lstmkit.data.embeddings import read_vectors
 from lstmkit.data.sampling import epoch_batch, rank_slice
 from lstmkit.data.text import FORMATS, LabelledText, check_encoding, read_labelled
-from lstmkit.data.tokenize import KINDS, PAD, TextTokenizer, fit_tokenizer
+from lstmkit.data.tokenize import KINDS, PAD, UNK, TextTokenizer, fit_tokenizer
 from lstmkit.nn import LSTM, record_gates
 from lstmkit.tasks.base import Task, chunks, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
@@ -113,6 +113,14 @@ SentimentModelConfig = make_dataclass(
             field(default=0.3, metadata=_help("dropout on the embedded tokens")),
         ),
         (
+            "word_dropout",
+            float,
+            field(
+                default=0.0,
+                metadata=_help("in training, replace each token by <unk> with this probability"),
+            ),
+        ),
+        (
             "classifier_dropout",
             float,
             field(default=0.5, metadata=_help("dropout before the classifier")),
@@ -135,6 +143,9 @@ class TextClassifier(nn.Module):
         recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
+        if not 0 <= cfg.word_dropout < 1:
+            raise UserError(f"--word-dropout must be in [0, 1), got {cfg.word_dropout}")
+        self.word_dropout = cfg.word_dropout
         self.encoder = build_encoder(RecurrentConfig(**recurrent), cfg.embedding_dim)
         size = encoder_output_size(self.encoder)
         self.pooling = cfg.pooling
@@ -148,6 +159,9 @@ class TextClassifier(nn.Module):
 
     def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """Encoder outputs ``(B, T, D*H)``; zero at padded steps."""
+        if self.training and self.word_dropout:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+            tokens = tokens.masked_fill(drop & (tokens != PAD), UNK)
         x = self.embedding_dropout(self.embedding(tokens))
         if self.encoder.bidirectional:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -335,7 +349,7 @@ class SentimentTask(Task):
                 if self.cfg.max_tokens:
                     truncated += sum(len(x) > self.cfg.max_tokens for x in ids)
                     ids = [x[: self.cfg.max_tokens] for x in ids]
-                ids = [x or [PAD + 1] for x in ids]  # text of unknown characters only: one <unk>
+                ids = [x or [UNK] for x in ids]  # text of unknown characters only: one <unk>
                 labels = np.array([index[label] for label in d.labels], dtype=np.int64)
                 self._splits[name] = _Split(ids, labels, d.source)
             self.report.update(
@@ -447,7 +461,7 @@ class SentimentTask(Task):
         ids = self.tokenizer.encode_batch(texts)
         if self.cfg.max_tokens:
             ids = [x[: self.cfg.max_tokens] for x in ids]
-        return [x or [PAD + 1] for x in ids]
+        return [x or [UNK] for x in ids]
 
     def predict(self, model, inputs, device) -> list[dict]:
         probs = torch.softmax(self.logits(model, self._encode_inputs(inputs), device), -1)

@@ -212,3 +212,21 @@ def test_rt_polarity_slice_trains_above_chance(tmp_path):
     task2, model, _ = load_trained(moved, torch.device("cpu"))
     (pred,) = task2.predict(model, ["an utterly charming and hilarious film"], "cpu")
     assert pred["label"] in ("pos", "neg")
+
+
+def test_word_dropout_replaces_tokens_with_unk_only_in_training():
+    from lstmkit.data.tokenize import UNK
+
+    torch.manual_seed(0)
+    model = TextClassifier(small_model(word_dropout=0.5), 30, 2)
+    seen = []
+    model.embedding.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    tokens, lengths = SentimentTask.collate([[5] * 200, [6] * 3])
+    model.train()(tokens, lengths)
+    dropped = (seen[-1][0] == UNK).float().mean()
+    assert 0.4 < dropped < 0.6
+    assert (seen[-1][1, 3:] == 0).all()  # padding stays padding
+    model.eval()(tokens, lengths)
+    assert (seen[-1] == tokens).all()
+    with pytest.raises(UserError, match="--word-dropout"):
+        TextClassifier(small_model(word_dropout=1.0), 30, 2)
