@@ -21,6 +21,7 @@ import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,6 +44,7 @@ from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_
 from lstmkit.utils.errors import UserError
 
 TOKENIZERS = ("char", "word", "bpe")
+INSPECT_MAX = 200
 ON_UNKNOWN = ("error", "unk", "drop")
 
 
@@ -511,6 +513,42 @@ class LanguageModelTask(Task):
             total, count = stream_nll(model, ids, 1, self.cfg.seq_len, device)
             out.append({"text": text, **self.metrics(total, count)})
         return out
+
+    def inspect(self, model, inputs, out, device):
+        """One PNG per input: the gates and cell state of the top LSTM layer over the text's
+        tokens (the first ``INSPECT_MAX`` tokens; the rest are left out and counted)."""
+        from lstmkit.nn import LSTM, record_gates
+        from lstmkit.viz import plot_gates
+
+        if not isinstance(model.encoder, LSTM):
+            raise UserError(
+                f"inspect needs an LSTM model (this one is --cell {self.model_cfg.cell})"
+            )
+        paths = []
+        for k, text in enumerate(inputs or self.examples()[:1]):
+            ids = self.encode_prompt(text, "unk")
+            if not ids:
+                raise UserError(f"inspect: input {k + 1} is empty")
+            if len(ids) > INSPECT_MAX:
+                _note(
+                    f"inspect: input {k + 1} has {len(ids)} tokens; plotting the first "
+                    f"{INSPECT_MAX}"
+                )
+                ids = ids[:INSPECT_MAX]
+            with torch.no_grad(), record_gates(model) as rec:
+                model(torch.tensor([ids], device=device), None)
+            trace = rec[model.encoder.num_layers - 1, 0]
+            gates = {g: getattr(trace, g)[0].cpu() for g in ("i", "f", "o", "c")}
+            labels = [self.piece(i).strip() or repr(self.piece(i))[1:-1] for i in ids]
+            paths.append(
+                plot_gates(
+                    gates,
+                    Path(out) / f"gates-{k + 1}.png",
+                    step_labels=labels,
+                    title=f"lm: top layer ({model.encoder.num_layers}) over {len(ids)} tokens",
+                )
+            )
+        return paths
 
     def examples(self) -> list[str]:
         return ["ROMEO:\nWhat light through yonder window breaks?"]

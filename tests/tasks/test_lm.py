@@ -245,3 +245,15 @@ def test_predict_scores_texts(text_file):
     ids = np.asarray(task.encode_prompt("Speak, speak."))
     total, count = stream_nll(model, ids, 1, 8, torch.device("cpu"))
     assert r["loss"] == pytest.approx(total / count) and r["tokens"] == count
+
+
+def test_inspect_plots_the_top_layer(text_file, tmp_path, monkeypatch):
+    import lstmkit.tasks.lm as lm
+
+    monkeypatch.setattr(lm, "INSPECT_MAX", 10)
+    task = make_task(text_file, model=LMModelConfig(hidden_size=6, num_layers=2))
+    (png,) = task.inspect(task.build_model().eval(), ["Speak, speak."], tmp_path, "cpu")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gru = make_task(text_file, model=LMModelConfig(cell="gru", hidden_size=6, num_layers=1))
+    with pytest.raises(UserError, match="inspect needs an LSTM"):
+        gru.inspect(gru.build_model(), [], tmp_path, "cpu")
