@@ -348,13 +348,15 @@ class LanguageModelTask(Task):
         return splits
 
     def data_report(self) -> dict:
-        """Characters, lines, empty lines, tokens and ``<unk>`` per split, vocabulary size."""
+        """Characters, lines and empty lines of the files read (``train_files_*`` for the
+        --train files, before the validation and test text is cut off them), tokens and
+        ``<unk>`` per split, vocabulary size."""
         self._load()
         out: dict = {}
         for split in ("train", "valid", "test"):
             for key, value in self._data_stats.get(split, {}).items():
                 if key != "files":
-                    out[f"{split}_{key}"] = value
+                    out[f"{split}_files_{key}"] = value
         for key in ("tokens", "unk"):
             for split, n in self._data_stats.get(key, {}).items():
                 out[f"{split}_{key}"] = n

@@ -49,6 +49,10 @@ def test_vocabulary_round_trips_through_checkpoint_state(text_file):
     stats = meta["task_state"]["data"]
     assert stats["tokens"]["train"] + stats["tokens"]["valid"] == len(TEXT)
     assert stats["train"]["empty_lines"] == TEXT.count("\n\n")
+    report = task.data_report()  # what the trainer logs: nothing dropped unseen
+    assert report["train_files_empty_lines"] == TEXT.count("\n\n")
+    assert report["train_tokens"] + report["valid_tokens"] == len(TEXT)
+    assert report["vocab"] == len(task.tokenizer)
 
 
 def test_loss_is_cross_entropy_of_the_next_token(text_file):
