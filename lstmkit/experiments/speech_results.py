@@ -124,22 +124,27 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def rtf(args: argparse.Namespace) -> None:
-    """Real-time factor of ``lstmkit transcribe`` on the files of a manifest (one thread)."""
+    """Real-time factor of ``lstmkit transcribe`` on the files of a manifest (one thread), and
+    the WER and CER of those transcripts."""
     import torch
 
     from lstmkit.data.audio import read_manifest
+    from lstmkit.tasks.speech import error_rates, normalize_text
     from lstmkit.train.inference import load_trained
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     task, model, _ = load_trained(args.run, device)
-    paths = [u.path for u in read_manifest(args.manifest)][: args.limit]
+    utts = read_manifest(args.manifest)[: args.limit]
+    paths = [u.path for u in utts]
     with torch.no_grad():
         task.transcribe(model, paths[:2], device, args.decoder)  # warm-up
         t0 = time.perf_counter()
         results = task.transcribe(model, paths, device, args.decoder, args.beam_size)
         wall = time.perf_counter() - t0
     seconds = sum(r["seconds"] for r in results)
+    refs = [normalize_text(u.text, task.cfg.lowercase) for u in utts]
+    rates = error_rates(refs, [r["text"] for r in results])
     print(
         json.dumps(
             {
@@ -148,6 +153,8 @@ def rtf(args: argparse.Namespace) -> None:
                 "compute_s": round(wall, 3),
                 "audio_s_per_compute_s": round(seconds / wall, 1),
                 "decoder": args.decoder,
+                "beam_size": args.beam_size if args.decoder == "beam" else 1,
+                **{k: round(v, 5) for k, v in rates.items()},
                 "threads": args.threads,
             }
         )
@@ -170,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("manifest")
     r.add_argument("--decoder", default="greedy", choices=("greedy", "beam"))
     r.add_argument("--beam-size", type=int, default=8)
-    r.add_argument("--limit", type=int, default=200)
+    r.add_argument("--limit", type=int, default=100000)
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(fn=rtf)
     args = parser.parse_args(argv)
