@@ -199,6 +199,14 @@ def add_noise(
     return (wave + rng.normal(0.0, sigma, size=wave.shape)).astype(np.float32)
 
 
+def change_speed(wave: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """``wave`` played ``factor`` times faster (tempo and pitch together, the speed
+    perturbation of Ko et al. 2015): resampled as if recorded at ``factor * sample_rate``."""
+    if factor <= 0:
+        raise ValueError(f"speed factor must be > 0, got {factor}")
+    return resample(wave, round(sample_rate * factor), sample_rate).astype(np.float32)
+
+
 def spec_augment(
     feats: np.ndarray,
     rng: np.random.Generator,

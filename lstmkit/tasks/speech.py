@@ -89,6 +89,12 @@ class _SpeechConfig:
             choices=audio.NORMALIZATIONS,
         ),
     )
+    speed_perturb: float = field(
+        default=0.0,
+        metadata=_help(
+            "change the speed of training audio by a factor drawn from [1 - x, 1 + x]; 0: none"
+        ),
+    )
     noise_snr: float = field(
         default=0.0,
         metadata=_help(
@@ -378,6 +384,8 @@ class SpeechTask(Task):
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0")
         if cfg.noise_snr < 0:
             raise UserError(f"--noise-snr must be >= 0 dB, got {cfg.noise_snr}")
+        if not 0 <= cfg.speed_perturb < 1:
+            raise UserError(f"--speed-perturb must be in [0, 1), got {cfg.speed_perturb}")
         if model_cfg.subsample < 1:
             raise UserError(f"--subsample must be >= 1, got {model_cfg.subsample}")
         if state is None:  # a new run (a checkpoint's task has a state, and needs no data)
@@ -394,7 +402,7 @@ class SpeechTask(Task):
     def split(self, name: str) -> _Split:
         if name not in self._splits:
             spec = self.cfg.spec
-            keep = name == "train" and self.cfg.noise_snr > 0
+            keep = name == "train" and (self.cfg.noise_snr > 0 or self.cfg.speed_perturb > 0)
             if name in ("train", "valid") and not self.cfg.valid:
                 if not self.cfg.train:
                     raise UserError(f"task {self.name!r}: no --train data to read")
@@ -419,8 +427,14 @@ class SpeechTask(Task):
         """Training features of utterance ``k``, augmented with draws of (seed, step, position)."""
         train, cfg = self.split("train"), self.cfg
         rng = _augment_rng(seed, step, position)
-        if cfg.noise_snr > 0:
-            f = audio.features(audio.add_noise(train.wave(k), rng, cfg.noise_snr), cfg.spec)
+        if cfg.noise_snr > 0 or cfg.speed_perturb > 0:
+            wave = train.wave(k)
+            if cfg.speed_perturb > 0:
+                factor = rng.uniform(1 - cfg.speed_perturb, 1 + cfg.speed_perturb)
+                wave = audio.change_speed(wave, cfg.sample_rate, factor)
+            if cfg.noise_snr > 0:
+                wave = audio.add_noise(wave, rng, cfg.noise_snr)
+            f = audio.features(wave, cfg.spec)
         else:
             f = train.feats[k]
         return audio.spec_augment(

@@ -180,6 +180,12 @@ def test_add_noise_reaches_the_requested_snr():
     assert snr == pytest.approx(10.0, abs=0.3)
 
 
+def test_change_speed_scales_frequency_and_length():
+    fast = audio.change_speed(_sine(400, 16000, 1.0), 16000, 1.1)
+    assert abs(len(fast) - 16000 / 1.1) <= 1
+    assert abs(_peak_hz(fast, 16000) - 440) < 3
+
+
 def test_spec_augment_masks_bands_and_spans():
     feats = np.ones((100, 40), np.float32)
     rng = np.random.default_rng(3)

@@ -192,7 +192,8 @@ def test_training_batches_are_a_function_of_seed_and_step(tmp_path):
 
 def test_ctc_task_trains_and_transcribes(tmp_path):
     manifest = _tone_sequences(tmp_path / "seq", 24)
-    task = AsrCtcTask(CtcConfig(train=str(manifest), noise_snr=20, **FAST), TINY_CTC)
+    cfg = CtcConfig(train=str(manifest), noise_snr=20, speed_perturb=0.1, **FAST)
+    task = AsrCtcTask(cfg, TINY_CTC)
     assert task.chars == " ab"
     cfg = TrainConfig(steps=6, batch_size=8, eval_every=6, progress=False, out=str(tmp_path / "r"))
     result = train(task, cfg)
@@ -213,6 +214,8 @@ def test_task_errors(tmp_path):
     with pytest.raises(UserError, match="--train: .*nope not found"):
         AsrCtcTask(CtcConfig(train=str(tmp_path / "nope")), TINY_CTC)
     folder = _tone_folder(tmp_path / "tones", n=3)
+    with pytest.raises(UserError, match=r"--speed-perturb must be in \[0, 1\), got 1.5"):
+        SpokenWordsTask(WordsConfig(train=str(folder), speed_perturb=1.5), TINY_WORDS)
     with pytest.raises(UserError, match="--n-mels must be between"):
         SpokenWordsTask(WordsConfig(train=str(folder), sample_rate=8000, n_mels=500), TINY_WORDS)
     other = tmp_path / "other"
