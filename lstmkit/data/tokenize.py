@@ -70,6 +70,10 @@ class TextTokenizer:
         sep = " " if self.kind == "word" else ""
         return sep.join(self.itos[i] for i in ids)
 
+    def token(self, i: int) -> str:
+        """The string of token id ``i`` (a BPE piece keeps its ``▁`` word marker)."""
+        return self._bpe.id_to_token(int(i)) if self.kind == "bpe" else self.itos[int(i)]
+
     def __len__(self) -> int:
         return self._bpe.get_vocab_size() if self.kind == "bpe" else len(self.itos)
 

@@ -497,8 +497,7 @@ class SentimentTask(Task):
         out = Path(out)
         for k, text in enumerate(inputs, 1):
             ids = self._encode_inputs([text])[0]
-            pieces = [
-                self.tokenizer.itos[i]
+            pieces = [self.tokenizer.token(i) for i in ids]
                 if self.tokenizer.kind != "bpe"
                 else self.tokenizer._bpe.id_to_token(i)
                 for i in ids
