@@ -498,10 +498,6 @@ class SentimentTask(Task):
         for k, text in enumerate(inputs, 1):
             ids = self._encode_inputs([text])[0]
             pieces = [self.tokenizer.token(i) for i in ids]
-                if self.tokenizer.kind != "bpe"
-                else self.tokenizer._bpe.id_to_token(i)
-                for i in ids
-            ]
             tokens, lengths = self.collate([ids])
             with torch.no_grad(), record_gates(model) as rec:
                 p = torch.softmax(model(tokens.to(device), lengths.to(device))[0].float(), -1)
