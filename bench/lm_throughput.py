@@ -13,7 +13,9 @@ AdamW, gradient clipping at 1.0 and the hidden state carried across steps:
 
 Each measurement drops ``--warmup`` steps, then times ``--steps`` steps. The two are measured
 in alternating order, ``--repeats`` times per size, with one torch thread, and the table gives
-the median tokens per second of each and their ratio. Results go to ``--out`` as JSON.
+the median tokens per second of each and their ratio, by the wall clock and by the process's
+CPU time (the steadier figure on a shared, busy machine: a process that waits for a core
+is not charged). Results go to ``--out`` as JSON.
 
     .venv/bin/python bench/lm_throughput.py [--sizes 384x2,512x1] [--repeats 3] [--out PATH]
 """
@@ -43,13 +45,15 @@ DATA = ROOT.parent / "shared/data/tinyshakespeare/input.txt"
 
 
 def lstmkit_train(text: Path, H: int, L: int, E: int, B: int, T: int, warm: int, steps: int):
-    """Tokens per second of ``lstmkit train lm`` over ``steps`` steps after ``warm``."""
+    """Tokens per wall-clock and per CPU second of ``lstmkit train lm`` over ``steps`` steps
+    after ``warm`` (``--max-cpu-time`` far away makes the log carry the CPU time)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         args = ["train", "lm", "--train", str(text), "--valid-fraction", "0.002"]
         args += ["--hidden-size", str(H), "--num-layers", str(L), "--embed-size", str(E)]
         args += ["--batch-size", str(B), "--seq-len", str(T), "--steps", str(warm + steps)]
         args += ["--eval-every", str(10**6), "--log-every", "1", "--lr", "2e-3"]
+        args += ["--max-cpu-time", str(10**9)]
         args += ["--threads", "1", "--no-progress", "--device", "cpu", "--out", str(out)]
         with open(os.devnull, "w") as null, redirect_stdout(null), redirect_stderr(null):
             status = cli_main(args)
@@ -59,7 +63,8 @@ def lstmkit_train(text: Path, H: int, L: int, E: int, B: int, T: int, warm: int,
     timed = events[warm:]
     tokens = B * T * len(timed)
     seconds = sum(B * T / e["tok_per_s"] for e in timed)
-    return tokens / seconds
+    cpu = events[-1]["cpu_time"] - events[warm - 1]["cpu_time"]
+    return tokens / seconds, tokens / cpu
 
 
 class PlainLM(nn.Module):
@@ -75,15 +80,16 @@ class PlainLM(nn.Module):
 
 
 def torch_loop(ids: torch.Tensor, V: int, H: int, L: int, E: int, B: int, T: int, warm, steps):
-    """Tokens per second of a hand-written truncated-BPTT loop around ``torch.nn.LSTM``."""
+    """Tokens per wall-clock and per CPU second of a hand-written truncated-BPTT loop around
+    ``torch.nn.LSTM``."""
     model = PlainLM(V, E, H, L)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     length = (len(ids) - 1) // B
     starts = torch.arange(B)[:, None] * length
-    state, t0 = None, 0.0
+    state, t0, c0 = None, 0.0, 0.0
     for step in range(warm + steps):
         if step == warm:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         pos = starts + (step * T) % (length - T) + torch.arange(T)[None]
         x, y = ids[pos], ids[pos + 1]
         logits, state = model(x, state)
@@ -93,7 +99,8 @@ def torch_loop(ids: torch.Tensor, V: int, H: int, L: int, E: int, B: int, T: int
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         state = tuple(s.detach() for s in state)
-    return B * T * steps / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return B * T * steps / wall, B * T * steps / cpu
 
 
 def machine() -> dict:
@@ -140,17 +147,24 @@ def main(argv: list[str] | None = None) -> int:
     for size in a.sizes.split(","):
         H, L = (int(v) for v in size.lower().split("x"))
         runs: dict[str, list[float]] = {"lstmkit train": [], "torch loop": []}
+        cpu_runs: dict[str, list[float]] = {"lstmkit train": [], "torch loop": []}
         for r in range(a.repeats):
             order = list(runs) if r % 2 == 0 else list(runs)[::-1]
             for name in order:
                 torch.manual_seed(r)
                 if name == "lstmkit train":
-                    v = lstmkit_train(text, H, L, E, B, T, a.warmup, a.steps)
+                    v, c = lstmkit_train(text, H, L, E, B, T, a.warmup, a.steps)
                 else:
-                    v = torch_loop(ids, V, H, L, E, B, T, a.warmup, a.steps)
+                    v, c = torch_loop(ids, V, H, L, E, B, T, a.warmup, a.steps)
                 runs[name].append(v)
-                print(f"  {size} {name}: {v:,.0f} tok/s", file=sys.stderr, flush=True)
+                cpu_runs[name].append(c)
+                print(
+                    f"  {size} {name}: {v:,.0f} tok/s, {c:,.0f} tok per CPU s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         med = {k: statistics.median(v) for k, v in runs.items()}
+        cpu_med = {k: statistics.median(v) for k, v in cpu_runs.items()}
         rows.append(
             {
                 "hidden_size": H,
@@ -160,19 +174,24 @@ def main(argv: list[str] | None = None) -> int:
                 "seq_len": T,
                 "vocab": V,
                 "tok_per_s": runs,
+                "tok_per_cpu_s": cpu_runs,
                 "median": med,
+                "median_cpu": cpu_med,
                 "ratio": med["lstmkit train"] / med["torch loop"],
+                "ratio_cpu": cpu_med["lstmkit train"] / cpu_med["torch loop"],
             }
         )
     info["load_avg_end"] = os.getloadavg()
     print(f"\nLM training throughput, 1 thread, B={B}, T={T}, E={E}, V={V} (median of {a.repeats})")
-    print(f"{'size':>8} {'lstmkit train':>14} {'torch loop':>11} {'ratio':>6}")
+    print("tokens per second (wall clock) | tokens per CPU second")
+    head = f"{'lstmkit train':>14} {'torch loop':>11} {'ratio':>6}"
+    print(f"{'size':>8} {head} | {head}")
     for row in rows:
-        m = row["median"]
+        m, c = row["median"], row["median_cpu"]
+        wall = f"{m['lstmkit train']:>14,.0f} {m['torch loop']:>11,.0f} {row['ratio']:>6.2f}"
+        cpu = f"{c['lstmkit train']:>14,.0f} {c['torch loop']:>11,.0f} {row['ratio_cpu']:>6.2f}"
         size = f"{row['hidden_size']}x{row['num_layers']}"
-        print(
-            f"{size:>8} {m['lstmkit train']:>14,.0f} {m['torch loop']:>11,.0f} {row['ratio']:>6.2f}"
-        )
+        print(f"{size:>8} {wall} | {cpu}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": info, "args": vars(a), "rows": rows}, indent=1) + "\n")
