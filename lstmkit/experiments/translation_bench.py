@@ -5,8 +5,8 @@
 Translates the first ``--sentences`` lines of the checkpoint's test source file (or ``--input``)
 once per setting after a short warm-up, and prints a Markdown table with sentences and output
 tokens per second (wall clock, and sentences per second of this process's CPU time, which is
-steadier on a shared machine) and the BLEU of those sentences (so that speed is never bought with quality
-unseen). Wall-clock time on whatever else the machine is doing: say so when reporting.
+steadier on a shared machine) and the BLEU of those sentences (so that speed is never bought
+with quality unseen). Wall-clock time on whatever else the machine is doing: say so when reporting.
 """
 
 from __future__ import annotations
