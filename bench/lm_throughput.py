@@ -17,7 +17,7 @@ the median tokens per second of each and their ratio, by the wall clock and by t
 CPU time (the steadier figure on a shared, busy machine: a process that waits for a core
 is not charged). Results go to ``--out`` as JSON.
 
-    .venv/bin/python bench/lm_throughput.py [--sizes 384x2,512x1] [--repeats 3] [--out PATH]
+    .venv/bin/python bench/lm_throughput.py [--sizes 384x2,256x1] [--repeats 5] [--out PATH]
 """
 
 from __future__ import annotations
@@ -124,13 +124,13 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="384x2,512x1", help="HIDDENxLAYERS, comma-separated")
+    p.add_argument("--sizes", default="384x2,256x1", help="HIDDENxLAYERS, comma-separated")
     p.add_argument("--embed-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--text", default=str(DATA), help="training text (tinyshakespeare)")
     p.add_argument("--out", default="bench-out/lm_throughput.json")
     a = p.parse_args(argv)
