@@ -16,7 +16,8 @@ under ``--out`` (default ``runs/speech-data``, outside the repository's tracked 
 The manifests point at the recordings in place: no data is copied.
 
 ``python -m lstmkit.experiments.speech_results rtf RUN MANIFEST`` measures the real-time factor
-of transcription (audio seconds per second of compute, features and decoding included).
+of transcription (audio seconds per second of compute, features and decoding included), and
+``ensemble MANIFEST RUN...`` the accuracy of spoken-words runs and of their mean probabilities.
 """
 
 from __future__ import annotations
@@ -161,6 +162,36 @@ def rtf(args: argparse.Namespace) -> None:
     )
 
 
+def ensemble(args: argparse.Namespace) -> None:
+    """Accuracy of spoken-words runs and of their ensemble (mean of the class probabilities)
+    on the recordings of a manifest."""
+    import torch
+
+    from lstmkit.data.audio import read_manifest
+    from lstmkit.train.inference import load_trained
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    utts = read_manifest(args.manifest, key="label")
+    loaded = [load_trained(run, device)[:2] for run in args.runs]
+    labels = loaded[0][0].labels
+    if any(task.name != "spoken-words" or task.labels != labels for task, _ in loaded):
+        raise UserError("ensemble: give spoken-words runs with the same labels")
+    truth = torch.tensor([labels.index(u.text) for u in utts])
+    total, out = 0, {}
+    with torch.no_grad():
+        for run, (task, model) in zip(args.runs, loaded, strict=True):
+            probs = []
+            for u in utts:
+                b = task._input_batch(u.path, device)
+                probs.append(model(b.feats, b.lengths)[0].softmax(-1))
+            p = torch.stack(probs)
+            out[run] = round(float((p.argmax(-1) == truth).float().mean()), 5)
+            total = total + p
+    out["ensemble"] = round(float((total.argmax(-1) == truth).float().mean()), 5)
+    print(json.dumps({"manifest": args.manifest, "files": len(utts), "accuracy": out}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--limit", type=int, default=100000)
     r.add_argument("--threads", type=int, default=1)
     r.set_defaults(fn=rtf)
+    e = sub.add_parser("ensemble", help="accuracy of spoken-words runs and of their ensemble")
+    e.add_argument("manifest")
+    e.add_argument("runs", nargs="+")
+    e.add_argument("--threads", type=int, default=1)
+    e.set_defaults(fn=ensemble)
     args = parser.parse_args(argv)
     try:
         args.fn(args)
