@@ -443,15 +443,25 @@ class LanguageModelTask(Task):
         return ids
 
     def start_ids(self, prompt_ids: list[int]) -> list[int]:
-        """What generation conditions on: the prompt, or a line end when it is empty."""
-        if prompt_ids:
-            return prompt_ids
+        """What generation conditions on: a line end, then the prompt.
+
+        The model was trained on streams whose state is almost always warm (it is reset only
+        at pass starts), so a bare zero state is a situation it has hardly seen: from one,
+        "ROMEO:" continued greedily as "SLABELT:" on tinyshakespeare, and after a line end as
+        a new line of verse. So the prompt is read as the start of a line of the text.
+        """
         tok = self.tokenizer
         if tok.kind == "word":
-            return [EOS]
-        if "\n" in tok.stoi:
-            return [tok.stoi["\n"]]
-        raise UserError("--prompt: give a prompt (this vocabulary has no line end to start from)")
+            line_end: int | None = EOS
+        else:
+            line_end = tok.stoi.get("\n")
+        if line_end is None:
+            if prompt_ids:
+                return prompt_ids
+            raise UserError("--prompt: give a prompt (this vocabulary has no line end)")
+        if prompt_ids[:1] == [line_end]:
+            return prompt_ids
+        return [line_end, *prompt_ids]
 
     def echo(self, prompt: str) -> str:
         """The prompt as printed before the generated text (words get a separating space)."""

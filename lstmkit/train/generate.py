@@ -27,7 +27,8 @@ class GenerateConfig:
         )
     )
     prompt: str = field(
-        default="", metadata=_help("text to continue (empty: start after a line end)")
+        default="",
+        metadata=_help("text to continue, read as the start of a line (empty: a new line)"),
     )
     length: int = field(default=500, metadata=_help("tokens to generate"))
     temperature: float = field(

@@ -170,7 +170,7 @@ def test_generation_is_seeded_and_top_k_1_is_argmax(text_file):
     greedy = list(task.generate(model, prompt, 20, temperature=0))
     assert list(task.generate(model, prompt, 20, top_k=1, seed=9)) == greedy
     # greedy by hand: argmax of the logits after each token
-    ids, expected = list(prompt), []
+    ids, expected = task.start_ids(prompt), []
     with torch.no_grad():
         for _ in range(5):
             logits = model(torch.tensor([ids]))[0][0, -1]
@@ -188,7 +188,9 @@ def test_prompt_outside_the_vocabulary(text_file, capsys):
     assert task.encode_prompt("caféZ", "drop") == task.encode_prompt("caf")
     assert task.encode_prompt("Z", "unk") == [1]
     assert "1 prompt token(s) not in the vocabulary read as <unk>" in capsys.readouterr().err
-    assert task.start_ids([]) == [task.tokenizer.stoi["\n"]]  # empty prompt: after a line end
+    nl = task.tokenizer.stoi["\n"]
+    assert task.start_ids([]) == [nl]  # generation starts after a line end
+    assert task.start_ids([7, 8]) == [nl, 7, 8] and task.start_ids([nl, 7]) == [nl, 7]
 
 
 def test_word_level_model(text_file):
