@@ -118,7 +118,7 @@ def _run_cross_validation(task_cls, cfg, model_cfg, train_cfg) -> int:
 
     task_cls(cfg, model_cfg)  # option errors before any training
     summary = cross_validate(task_cls, cfg, model_cfg, train_cfg, on_fold=on_fold)
-    console.print(format_summary(summary))
+    console.print(format_summary(summary), markup=False)  # "[min, max]" is not rich markup
     return 0
 
 

@@ -81,6 +81,6 @@ def format_summary(summary: dict) -> str:
         if not math.isnan(s["mean"]):
             lines.append(f"  {name}: {f(s['mean'])} ± {std} [{f(s['min'])}, {f(s['max'])}]")
     lines.append(
-        f"  training time {summary['train_time_s']:.0f} s, wall {summary['wall_time_s']:.0f} s"
+        f"  training time of the {summary['folds']} folds: {summary['train_time_s']:.0f} s"
     )
     return "\n".join(lines)

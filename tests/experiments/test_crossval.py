@@ -65,7 +65,8 @@ def test_cli_cv_runs_all_folds_and_fold_runs_one(tmp_path, capsys):
         "1",
     ]
     assert cli_main([*common, "--out", str(tmp_path / "all")]) == 0
-    assert "2-fold cross-validation" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2-fold cross-validation" in printed and "[min, max]" in printed
     assert (tmp_path / "all" / "cv.json").exists()
     assert cli_main([*common, "--fold", "1", "--out", str(tmp_path / "one")]) == 0
     assert (tmp_path / "one" / "results.json").exists()
