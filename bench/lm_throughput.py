@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstmkit.bench import machine_info
 from lstmkit.cli.main import cli_main
 from lstmkit.train.trainer import read_jsonl
 
@@ -104,20 +105,9 @@ def torch_loop(ids: torch.Tensor, V: int, H: int, L: int, E: int, B: int, T: int
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
+        **machine_info(),
         "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
         "load_avg_start": os.getloadavg(),
     }
 
