@@ -18,10 +18,7 @@ from pathlib import Path
 import torch
 
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+from lstmkit.utils.meta import help_meta as _help
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ from lstmkit.data.text import check_encoding, read_lines
 from lstmkit.train.config import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
+from lstmkit.utils.meta import help_meta as _help
 
 
 @dataclass(frozen=True)

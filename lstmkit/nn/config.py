@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+from lstmkit.utils.meta import help_meta as _help
 
 
 @dataclass(frozen=True)

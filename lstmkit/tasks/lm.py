@@ -42,14 +42,11 @@ from lstmkit.data.tokenize import BOS, EOS, PAD, UNK, TextTokenizer, fit_tokeniz
 from lstmkit.tasks.base import Task, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.meta import help_meta as _help
 
 TOKENIZERS = ("char", "word", "bpe")
 INSPECT_MAX = 200
 ON_UNKNOWN = ("error", "unk", "drop")
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
 
 
 # ----------------------------------------------------------------------------- regularisers

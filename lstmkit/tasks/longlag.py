@@ -24,13 +24,10 @@ from lstmkit.nn import LSTM, record_gates
 from lstmkit.tasks.base import Task, chunks, register
 from lstmkit.tasks.models import RecurrentConfig, SequenceModel
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.meta import help_meta as _help
 
 _VALID_SEED, _TEST_SEED = 1_000_003, 2_000_029
 _EVAL_BATCH = 500
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
 
 
 def _generator(seed: int) -> torch.Generator:

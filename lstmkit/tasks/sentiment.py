@@ -39,12 +39,9 @@ from lstmkit.tasks.base import Task, chunks, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
+from lstmkit.utils.meta import help_meta as _help
 
 POOLING = ("last", "mean", "max", "attention")
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,11 @@ from lstmkit.nn import LSTM, record_gates
 from lstmkit.tasks.base import Task, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.meta import help_meta as _help
 
 POOLINGS = ("mean", "max", "last")
 DECODERS = ("greedy", "beam")
 _EVAL_BATCH = 64
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,13 +35,10 @@ from lstmkit.tasks.seq2seq import (
     label_smoothed_loss,
 )
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.meta import help_meta as _help
 
 TOKENIZERS = ("bpe", "word", "char")
 SPLITS = {"train": "train_prefix", "valid": "valid_prefix", "test": "test_prefix"}
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from lstmkit.train.config import DEVICES
 from lstmkit.train.inference import load_trained
 from lstmkit.utils.errors import UserError
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
+from lstmkit.utils.meta import help_meta as _help
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from lstmkit.train.checkpoint import Checkpoint, load_checkpoint, load_weights
 from lstmkit.train.config import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
+from lstmkit.utils.meta import help_meta as _help
 
 
 def load_trained(
@@ -30,10 +31,6 @@ def load_trained(
     model = task.build_model()
     load_weights(model, ckpt.weights, ckpt.path)
     return task, model.to(device).eval(), ckpt
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,7 @@ from lstmkit.train.config import DEVICES
 from lstmkit.train.inference import load_trained
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
-
-
-def _help(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
+from lstmkit.utils.meta import help_meta as _help
 
 
 @dataclass(frozen=True)
