@@ -15,7 +15,7 @@ import traceback
 
 import click
 
-from lstmkit.cli.options import SectionedCommand, build, check_unique, options_for
+from lstmkit.cli.options import SectionedCommand, SectionOption, build, check_unique, options_for
 from lstmkit.utils.errors import UserError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -145,12 +145,29 @@ def train() -> None:
 
 
 def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> click.Command:
-    def callback(**values):
+    """A command that builds ``cfg_cls`` from its options and calls ``run`` with it; every such
+    command also takes ``--threads`` (the CPU threads torch may use), as training does."""
+
+    def callback(threads: int, **values):
+        if threads < 0:
+            raise UserError(f"--threads must be >= 0, got {threads}")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         return run(build(cfg_cls, values))
 
+    threads = SectionOption(
+        ["--threads", "threads"],
+        type=int,
+        default=0,
+        show_default=True,
+        help="CPU threads for torch; 0 lets torch choose (all cores)",
+        section="Options",
+    )
     return SectionedCommand(
         name,
-        params=options_for(cfg_cls, "Options"),
+        params=[*options_for(cfg_cls, "Options"), threads],
         callback=callback,
         help=help_text,
         short_help=short_help,

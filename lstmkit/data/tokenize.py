@@ -4,7 +4,9 @@ Three kinds, one interface (:class:`TextTokenizer`):
 
 - ``word``: a regular expression splits words, numbers and single punctuation marks
   (``\\w+(?:'\\w+)*|[^\\w\\s]``); optional lower-casing; a vocabulary of the words seen at least
-  ``min_count`` times, the ``max_size`` most frequent, the rest mapped to ``<unk>``.
+  ``min_count`` times, the ``max_size`` most frequent, the rest mapped to ``<unk>``. With
+  ``contractions``, English clitics are split off as in the Penn Treebank (``doesn't`` ->
+  ``does n't``, ``it's`` -> ``it 's``), so negations share one token.
 - ``char``: one token per character (Unicode code point), same vocabulary rules.
 - ``bpe``: byte-pair encoding trained on the training text with HF ``tokenizers`` (whitespace
   kept as the ``▁`` marker, so decoding gives back the text exactly).
@@ -25,15 +27,27 @@ KINDS = ("word", "char", "bpe")
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 PAD, UNK, BOS, EOS = range(4)
 WORD_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+# Penn Treebank clitics: "n't" and "'s", "'re", "'ll", ... become tokens of their own
+_CLITIC = r"(?:n't|'(?:s|re|ve|ll|d|m))\b"
+CLITIC_RE = re.compile(rf"\w+?(?={_CLITIC})|{_CLITIC}|\w+(?:'\w+)*|[^\w\s]", re.IGNORECASE)
 
 
 class TextTokenizer:
     """Text to ids and back. Build with :func:`fit_tokenizer` or :meth:`from_state`."""
 
-    def __init__(self, kind: str, lowercase: bool, tokens: list[str] | None = None, bpe=None):
+    def __init__(
+        self,
+        kind: str,
+        lowercase: bool,
+        tokens: list[str] | None = None,
+        bpe=None,
+        contractions: bool = False,
+    ):
         if kind not in KINDS:
             raise UserError(f"--tokenizer must be one of {', '.join(KINDS)}, got {kind!r}")
-        self.kind, self.lowercase = kind, lowercase
+        if contractions and kind != "word":
+            raise UserError(f"splitting contractions needs --tokenizer word, got {kind!r}")
+        self.kind, self.lowercase, self.contractions = kind, lowercase, contractions
         self.itos = list(tokens) if tokens is not None else list(SPECIALS)
         self.stoi = {t: i for i, t in enumerate(self.itos)}
         self._bpe = bpe
@@ -44,7 +58,7 @@ class TextTokenizer:
         if self.lowercase:
             text = text.lower()
         if self.kind == "word":
-            return WORD_RE.findall(text)
+            return (CLITIC_RE if self.contractions else WORD_RE).findall(text)
         if self.kind == "char":
             return list(text)
         return self._bpe.encode(text, add_special_tokens=False).tokens
@@ -80,6 +94,8 @@ class TextTokenizer:
     # ----- checkpoints
     def state(self) -> dict:
         out = {"kind": self.kind, "lowercase": self.lowercase}
+        if self.contractions:
+            out["contractions"] = True
         if self.kind == "bpe":
             out["bpe"] = self._bpe.to_str()
         else:
@@ -94,7 +110,8 @@ class TextTokenizer:
                 from tokenizers import Tokenizer
 
                 return cls(kind, lowercase, bpe=Tokenizer.from_str(state["bpe"]))
-            return cls(kind, lowercase, tokens=list(state["tokens"]))
+            contractions = bool(state.get("contractions", False))
+            return cls(kind, lowercase, tokens=list(state["tokens"]), contractions=contractions)
         except (KeyError, TypeError, ValueError, Exception) as e:
             if isinstance(e, UserError):
                 raise
@@ -109,6 +126,7 @@ def fit_tokenizer(
     min_count: int = 1,
     max_size: int = 0,
     vocab_size: int = 8000,
+    contractions: bool = False,
 ) -> TextTokenizer:
     """A tokenizer fitted on ``texts`` (``max_size`` 0: no limit; ``vocab_size``: BPE only)."""
     if min_count < 1:
@@ -117,14 +135,15 @@ def fit_tokenizer(
         raise UserError(f"--max-vocab must be >= 0, got {max_size}")
     if kind == "bpe":
         return _fit_bpe(texts, lowercase, vocab_size)
-    tok = TextTokenizer(kind, lowercase)
+    tok = TextTokenizer(kind, lowercase, contractions=contractions)
     counts = Counter(t for text in texts for t in tok.split(text))
     # most frequent first; ties in first-seen order would depend on the data order, so by token
     ranked = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
     ranked = [t for t in ranked if t not in tok.stoi]
     if max_size:
         ranked = ranked[: max(0, max_size - len(SPECIALS))]
-    return TextTokenizer(kind, lowercase, tokens=list(SPECIALS) + ranked)
+    tokens = list(SPECIALS) + ranked
+    return TextTokenizer(kind, lowercase, tokens=tokens, contractions=contractions)
 
 
 def _fit_bpe(texts: Iterable[str], lowercase: bool, vocab_size: int) -> TextTokenizer:

@@ -80,6 +80,10 @@ class SentimentConfig:
     )
     tokenizer: str = field(default="word", metadata=_help("token unit", choices=KINDS))
     lowercase: bool = field(default=True, metadata=_help("lower-case the text"))
+    split_contractions: bool = field(
+        default=False,
+        metadata=_help("word tokens: split clitics as the Penn Treebank (doesn't -> does n't)"),
+    )
     min_count: int = field(
         default=1, metadata=_help("word/char tokens seen fewer times become <unk>")
     )
@@ -327,6 +331,7 @@ class SentimentTask(Task):
             min_count=c.min_count,
             max_size=c.max_vocab,
             vocab_size=c.vocab_size,
+            contractions=c.split_contractions,
         )
 
     def splits(self) -> dict[str, _Split]:

@@ -85,6 +85,25 @@ def test_evaluate(trained, capsys):
     assert "mse" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict", "inspect", "generate", "transcribe"])
+def test_use_commands_take_threads(command, capsys):
+    assert cli_main([command, "--help"]) == 0
+    assert "--threads" in capsys.readouterr().out
+    assert cli_main([command, "x", "--threads", "-1"]) == 2
+    assert "--threads must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_evaluate_threads_sets_torch_threads(trained, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert cli_main(["evaluate", str(trained), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_predict_arguments_and_files(trained, tmp_path, capsys):
     assert cli_main(["predict", str(trained), "0.5* 0.1 0.2 0.3* 0.4"]) == 0
     row = json.loads(capsys.readouterr().out)

@@ -54,3 +54,23 @@ def test_damaged_state_is_a_user_error():
         TextTokenizer.from_state({"kind": "bpe", "lowercase": False, "bpe": "{not json"})
     with pytest.raises(UserError, match="--tokenizer"):
         TextTokenizer.from_state({"kind": "morse", "lowercase": False, "tokens": []})
+
+
+def test_contractions_split_as_in_the_penn_treebank():
+    tok = fit_tokenizer(["It's not bad, it doesn't bore; we're sure I'd go."], contractions=True)
+    assert tok.split("It's good, doesn't it? can't won't we're I'm they've you'll he'd") == [
+        "it", "'s", "good", ",", "does", "n't", "it", "?", "ca", "n't", "wo", "n't",
+        "we", "'re", "i", "'m", "they", "'ve", "you", "'ll", "he", "'d",
+    ]  # fmt: skip
+    # other apostrophes stay inside words or are punctuation of their own
+    assert tok.split("o'brien said 'hello'") == ["o'brien", "said", "'", "hello", "'"]
+    assert "n't" in tok.stoi and "doesn't" not in tok.stoi
+    back = roundtrip(tok)
+    assert back.contractions and back.encode("isn't it") == tok.encode("isn't it")
+    cased = fit_tokenizer(TEXTS, lowercase=False, contractions=True)
+    assert cased.split("DON'T") == ["DO", "N'T"]
+    # older checkpoints have no "contractions" key: they keep whole words
+    old = TextTokenizer.from_state({"kind": "word", "lowercase": True, "tokens": ["<pad>"]})
+    assert old.split("isn't") == ["isn't"]
+    with pytest.raises(UserError, match="--tokenizer word"):
+        fit_tokenizer(TEXTS, "char", contractions=True)

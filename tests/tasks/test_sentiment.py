@@ -230,3 +230,14 @@ def test_word_dropout_replaces_tokens_with_unk_only_in_training():
     assert (seen[-1] == tokens).all()
     with pytest.raises(UserError, match="--word-dropout"):
         TextClassifier(small_model(word_dropout=1.0), 30, 2)
+
+
+def test_split_contractions_reaches_the_tokenizer_and_the_checkpoint_state(tmp_path):
+    data = tmp_path / "r.csv"
+    data.write_text("text,label\n" + "it isn't good,neg\nit's good,pos\n" * 10)
+    cfg = SentimentConfig(train=str(data), split_contractions=True)
+    task = SentimentTask(cfg, small_model())
+    task.build_model()
+    assert "n't" in task.tokenizer.stoi and "isn't" not in task.tokenizer.stoi
+    state = json.loads(json.dumps(task.tokenizer.state()))
+    assert state["contractions"] is True
