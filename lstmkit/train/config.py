@@ -29,6 +29,13 @@ class TrainConfig:
         metadata=_help("learning-rate schedule after warm-up", choices=SCHEDULES),
     )
     warmup_steps: int = field(default=0, metadata=_help("linear warm-up steps from 0 to --lr"))
+    ema: float = field(
+        default=0.0,
+        metadata=_help(
+            "keep an exponential moving average of the weights with this decay per step (e.g. "
+            "0.999) and evaluate, save best/ and predict with it; 0: off"
+        ),
+    )
     min_lr_ratio: float = field(
         default=0.1, metadata=_help("final learning rate of cosine/linear, as a share of --lr")
     )

@@ -10,6 +10,10 @@ An output folder holds::
     train.jsonl       one JSON object per line: {"event": "train"|"valid"|"test"|..., ...}
     last/             the latest checkpoint, with optimiser and RNG state (for --resume)
     best/             the checkpoint with the best validation metric (for evaluate/predict)
+
+With ``--ema`` (:mod:`lstmkit.train.ema`) validation and ``best/`` use the moving average of the
+weights; ``last/model.safetensors`` keeps the raw training weights and its trainer state the
+average, so a resumed run continues both.
     results.json      final validation and test metrics of best/
 
 Reproducibility: the model is initialised from ``seed``, training batch ``k`` is a function of
@@ -42,6 +46,7 @@ from lstmkit.train.checkpoint import (
     save_checkpoint,
 )
 from lstmkit.train.config import TrainConfig
+from lstmkit.train.ema import WeightAverage
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
 
@@ -111,6 +116,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("warmup_steps", "patience", "save_every", "threads"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise UserError(f"--ema must be in [0, 1) (0: off), got {cfg.ema}")
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise UserError(f"--amp must be none, bf16 or fp16, got {cfg.amp!r}")
     lr_at(0, cfg)  # validates the schedule name
@@ -299,6 +306,7 @@ class _Run:
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.state = TrainState()
+        self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         if cfg.resume:
             ckpt = load_checkpoint(out, trainer=True, prefer="last")
             _check_same_run(task, ckpt.meta, out)
@@ -307,6 +315,8 @@ class _Run:
             # a finished run can be extended (more --steps, a longer --max-time)
             self.state = replace(TrainState(**ckpt.trainer_meta["state"]), stop_reason="")
             _set_rng(ckpt.trainer_tensors)
+            if self.ema:
+                self.ema.load(ckpt.trainer_tensors, ckpt.trainer_meta.get("ema_updates", 0))
             if world.is_main:
                 _truncate_log(out / "train.jsonl", self.state.step)
         elif world.is_main:
@@ -351,6 +361,8 @@ class _Run:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
         self.scaler.step(self.opt)
         self.scaler.update()
+        if self.ema:
+            self.ema.update()
         state.step += 1
         state.sequences += cfg.batch_size
         return loss.item(), tokens
@@ -410,10 +422,14 @@ class _Run:
         # Every process evaluates the whole validation set, so that all take the same decision.
         task, cfg, state = self.task, self.cfg, self.state
         self.model.eval()
-        with torch.no_grad(), _autocast(cfg, self.device):
+        with self._averaged(), torch.no_grad(), _autocast(cfg, self.device):
             metrics = task.evaluate(self.model, "valid", self.device)
+            improved = _better(task, metrics[task.metric], state.best)
+            # with --ema, best/ holds the averaged weights: the ones just evaluated
+            weights = self.model.state_dict()
+            if self.ema and improved:
+                weights = {k: v.detach().clone() for k, v in weights.items()}
         self.valid = metrics
-        improved = _better(task, metrics[task.metric], state.best)
         if improved:
             state.best, state.best_step, state.bad_evals = metrics[task.metric], state.step, 0
         else:
@@ -431,19 +447,26 @@ class _Run:
             )
         if self.world.is_main and improved:
             meta = _checkpoint_meta(task, cfg, state, metrics)
-            save_checkpoint(self.out / "best", self.model.state_dict(), meta)
+            save_checkpoint(self.out / "best", weights, meta)
         self.save_last()
+
+    def _averaged(self):
+        return self.ema.applied() if self.ema else nullcontext()
 
     def save_last(self) -> None:
         if not self.world.is_main:
             return
         tensors, opt_meta = optimizer_to_tensors(self.opt)
+        trainer_meta = {"state": asdict(self.state), "optimizer": opt_meta}
+        if self.ema:
+            tensors |= self.ema.tensors()
+            trainer_meta["ema_updates"] = self.ema.updates
         save_checkpoint(
             self.out / "last",
             self.model.state_dict(),
             _checkpoint_meta(self.task, self.cfg, self.state, self.valid),
             {**tensors, **_rng_tensors()},
-            {"state": asdict(self.state), "optimizer": opt_meta},
+            trainer_meta,
         )
 
     def finish(self) -> TrainResult:
