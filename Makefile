@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-backends bench-gpu bench-lm results-longlag clean
+.PHONY: demo test lint format bench bench-backends bench-gpu bench-lm bench-packed results-longlag clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-gpu: $(BIN)/.installed
 
 # Language-model training throughput: `lstmkit train lm` vs a hand-written torch.nn.LSTM loop
 # (1 thread, about 10 minutes on this machine); the table of docs/BENCHMARKS.md.
+bench-packed: $(BIN)/.installed
+	$(BIN)/python bench/packed.py --repeats 9 --out docs/bench-packed.json
+
 bench-lm: $(BIN)/.installed
 	$(BIN)/python bench/lm_throughput.py --out docs/lm-throughput.json
 

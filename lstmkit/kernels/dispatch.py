@@ -107,14 +107,21 @@ _TABLE: dict[str, Callable[[], RecurrenceFn]] = {
 }
 
 
-def vanilla_uses_torch(device: torch.device, dtype: torch.dtype, proj_size: int) -> bool:
+def vanilla_uses_torch(
+    device: torch.device, dtype: torch.dtype, proj_size: int, packed: bool = False
+) -> bool:
     """For ``backend="auto"`` and vanilla math: run PyTorch's own LSTM, or our recurrence?
 
-    PyTorch's CPU LSTM has no oneDNN path with a projection (it warns and loops over ATen ops);
-    there the fused kernel is 2-7 times faster (docs/BENCHMARKS.md), so it takes over.
+    On CPU the fused kernel takes over where PyTorch leaves its oneDNN path:
+
+    - with a projection (PyTorch warns and loops over ATen ops): 2-7 times faster;
+    - on a ``PackedSequence``: PyTorch's packed CPU LSTM trains at about half the speed of its
+      padded one, the fused kernel at the padded speed; a training step of the speech and
+      translation encoders takes 0.5-0.85 of PyTorch's time, inference the same
+      (``bench/packed.py``, docs/BENCHMARKS.md).
     """
     return not (
-        proj_size > 0
+        (proj_size > 0 or packed)
         and device.type == "cpu"
         and dtype in CPU_DTYPES
         and cpu_recurrence.is_available()

@@ -316,7 +316,7 @@ class LSTM(nn.LSTM):
         if isinstance(data, Tensor) and torch.is_autocast_enabled(data.device.type):
             w = self.weight_ih_l0
             recording = self._gate_recorder is not None or return_gates
-            if recording or not self._runs_on_torch(w):
+            if recording or not self._runs_on_torch(w, isinstance(input, PackedSequence)):
                 # Our recurrences keep one dtype throughout: under autocast they run in the
                 # weights' dtype, while the layers around them keep autocast's precision.
                 # (torch's own path casts for cuDNN itself.)
@@ -336,7 +336,7 @@ class LSTM(nn.LSTM):
         x, batch_sizes, sorted_idx, unsorted_idx, is_batched = self._check_input(input)
         hx = self._check_hx(hx, x, batch_sizes, is_batched)
         w_hh = self._dropped_weight_hh()
-        if recorder is None and self._runs_on_torch(x):
+        if recorder is None and self._runs_on_torch(x, batch_sizes is not None):
             result = self._torch_forward(input, hx, w_hh)
         else:
             result = self._forward_recurrence(
@@ -376,12 +376,12 @@ class LSTM(nn.LSTM):
         finally:
             self._flat_weights = flat
 
-    def _runs_on_torch(self, x: Tensor) -> bool:
+    def _runs_on_torch(self, x: Tensor, packed: bool) -> bool:
         if self.backend == "torch":
             return True
         if self.backend != "auto" or not variants_are_vanilla(self):
             return False
-        return dispatch.vanilla_uses_torch(x.device, x.dtype, self.proj_size)
+        return dispatch.vanilla_uses_torch(x.device, x.dtype, self.proj_size, packed)
 
     def _check_input(self, input):
         w = self.weight_ih_l0

@@ -263,6 +263,38 @@ def test_auto_routes_cpu_projection_to_fused_kernel(monkeypatch):
     assert used == []
 
 
+def test_auto_routes_cpu_packed_input_to_fused_kernel(monkeypatch):
+    """torch's packed CPU LSTM trains at half its padded speed; auto uses our kernel there."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from lstmkit.kernels import dispatch
+    from lstmkit.kernels.cpu import recurrence as cpu_recurrence
+
+    if not cpu_recurrence.is_available():
+        pytest.skip(f"fused CPU kernel unavailable: {cpu_recurrence.build_error()}")
+    used = []
+    real = dispatch.recurrence
+    monkeypatch.setattr(dispatch, "recurrence", lambda b: used.append(b) or real(b))
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(4, 6, 2, bidirectional=True)
+    m = lstmkit.LSTM(4, 6, 2, bidirectional=True)
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    packed = pack_padded_sequence(x, torch.tensor([5, 2, 4]), enforce_sorted=False)
+    out, (h, c) = m(packed)
+    out_ref, (h_ref, c_ref) = ref(packed)
+    assert used == ["cpu"]
+    torch.testing.assert_close(out.data, out_ref.data, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h, h_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(c, c_ref, atol=1e-6, rtol=0)
+    grad = torch.autograd.grad(pad_packed_sequence(out)[0].sum(), x, retain_graph=True)[0]
+    grad_ref = torch.autograd.grad(pad_packed_sequence(out_ref)[0].sum(), x)[0]
+    torch.testing.assert_close(grad, grad_ref, atol=1e-6, rtol=0)
+    used.clear()
+    m(x)  # padded input: torch's own oneDNN kernel
+    assert used == []
+
+
 variant_configs = st.fixed_dictionaries(
     {
         "num_layers": st.integers(1, 3),
