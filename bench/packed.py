@@ -23,7 +23,7 @@ import json
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,7 +95,7 @@ def bench_case(case: Case, train: bool, packed: bool, repeats: int) -> list[dict
     expected = runs["torch.nn.LSTM"]()
     for name, run in runs.items():
         got = run()
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=lambda s: name + s)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=lambda s, n=name: n + s)
         run()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs)
