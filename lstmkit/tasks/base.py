@@ -134,6 +134,16 @@ class Task(abc.ABC):
         figure of the log; 0 where the task does not count tokens."""
         return 0
 
+    def carried_tensors(self) -> dict[str, Tensor]:
+        """Tensors the task carries from one training step to the next (a language model's
+        recurrent state): saved with the resumable checkpoint, so that ``--resume`` continues
+        exactly where the run stopped. Most tasks carry nothing."""
+        return {}
+
+    def load_carried_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Restore what :meth:`carried_tensors` returned (on ``--resume``)."""
+        return None
+
     def solved(self, metrics: dict[str, float]) -> bool:
         """The paper's success criterion on validation metrics, where the task has one."""
         return False

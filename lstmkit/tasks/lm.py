@@ -233,8 +233,9 @@ class LanguageModelTask(Task):
     Example: lstmkit train lm --train ../shared/data/tinyshakespeare/input.txt --threads 1
 
     Validation text: --valid files, or the last --valid-fraction of the training text (nanoGPT's
-    90/10 split by default). The carried state is not saved in checkpoints: a resumed run and
-    every new pass over the data start from a zero state.
+    90/10 split by default). The carried state is saved with the resumable checkpoint, so a
+    resumed run continues it (in one process; under DDP a resumed run restarts it from zero);
+    every new pass over the data starts from a zero state.
     """
 
     name = "lm"
@@ -382,9 +383,34 @@ class LanguageModelTask(Task):
         state = None
         if self._carry is not None and batch.chunk > 0 and self._carry[0] == batch.step - 1:
             state = self._carry[1]
+            device = batch.inputs.device  # a state restored on resume is on the CPU
+            state = (
+                state.to(device)
+                if isinstance(state, Tensor)
+                else tuple(s.to(device) for s in state)
+            )
         logits, new_state = model(batch.inputs, state)
         self._carry = (batch.step, detach_state(new_state))
         return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+
+    def carried_tensors(self) -> dict[str, Tensor]:
+        if self._carry is None:
+            return {}
+        step, state = self._carry
+        parts = [state] if isinstance(state, Tensor) else list(state)
+        return {
+            "lm_step": torch.tensor([step]),
+            **{f"lm_state.{i}": p for i, p in enumerate(parts)},
+        }
+
+    def load_carried_tensors(self, tensors: dict[str, Tensor]) -> None:
+        if "lm_step" not in tensors:  # a checkpoint of an older version, or of step 0
+            return
+        # cloned: a tensor read from the file may be laid out (aligned) otherwise than torch's
+        # own, and the matrix kernels can round differently on it
+        parts = [tensors[f"lm_state.{i}"].clone() for i in range(len(tensors) - 1)]
+        state = parts[0] if len(parts) == 1 else tuple(parts)
+        self._carry = (int(tensors["lm_step"].item()), state)
 
     def evaluate(self, model, split, device):
         ids = self._load()[split]

@@ -50,6 +50,9 @@ from lstmkit.train.ema import WeightAverage
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
 
+CARRIED = "task."
+"""Prefix of the task's carried tensors in the trainer checkpoint."""
+
 
 @dataclass
 class TrainState:
@@ -317,6 +320,11 @@ class _Run:
             _set_rng(ckpt.trainer_tensors)
             if self.ema:
                 self.ema.load(ckpt.trainer_tensors, ckpt.trainer_meta.get("ema_updates", 0))
+            if not world.distributed:
+                n = len(CARRIED)
+                task.load_carried_tensors(
+                    {k[n:]: v for k, v in ckpt.trainer_tensors.items() if k.startswith(CARRIED)}
+                )
             if world.is_main:
                 _truncate_log(out / "train.jsonl", self.state.step)
         elif world.is_main:
@@ -461,6 +469,8 @@ class _Run:
         if self.ema:
             tensors |= self.ema.tensors()
             trainer_meta["ema_updates"] = self.ema.updates
+        if not self.world.distributed:  # (each process carries its own; not saved under DDP)
+            tensors |= {CARRIED + k: v for k, v in self.task.carried_tensors().items()}
         save_checkpoint(
             self.out / "last",
             self.model.state_dict(),

@@ -263,3 +263,28 @@ def test_inspect_plots_the_top_layer(text_file, tmp_path, monkeypatch):
     gru = make_task(text_file, model=LMModelConfig(cell="gru", hidden_size=6, num_layers=1))
     with pytest.raises(UserError, match="inspect needs an LSTM"):
         gru.inspect(gru.build_model(), [], tmp_path, "cpu")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_resumed_run_ends_at_the_same_weights(text_file, tmp_path, cell):
+    """The carried state is saved with last/: stopping and resuming changes nothing."""
+    from lstmkit.train.checkpoint import load_checkpoint
+    from lstmkit.train.config import TrainConfig
+    from lstmkit.train.trainer import train
+
+    def run(out, steps, resume=False):
+        task = make_task(text_file, model=LMModelConfig(cell=cell, hidden_size=8, num_layers=2))
+        cfg = TrainConfig(
+            steps=steps, batch_size=2, eval_every=5, lr=1e-2, device="cpu", progress=False,
+            threads=1, out=str(out), resume=resume,
+        )  # fmt: skip
+        train(task, cfg)
+
+    run(tmp_path / "whole", 10)
+    run(tmp_path / "split", 5)
+    run(tmp_path / "split", 10, resume=True)
+    whole = load_checkpoint(tmp_path / "whole" / "last")
+    split = load_checkpoint(tmp_path / "split" / "last")
+    assert whole.meta["step"] == split.meta["step"] == 10
+    for k, v in whole.weights.items():
+        assert torch.equal(v, split.weights[k]), k
