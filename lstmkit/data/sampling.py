@@ -45,8 +45,15 @@ def epoch_batch(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
 
 
 def rank_slice(indices: Sequence[int] | np.ndarray, rank: int, world: int) -> np.ndarray:
-    """Process ``rank``'s contiguous share of a global batch (shares differ by at most one)."""
+    """Process ``rank``'s contiguous share of a global batch (shares differ by at most one).
+
+    A batch with fewer examples than processes (a long sentence alone under a token budget)
+    gives each process one example, repeating some: every process of a data-parallel step must
+    run forward and backward, and an empty share would fail.
+    """
     indices = np.asarray(indices)
+    if 0 < len(indices) < world:
+        return indices[[rank % len(indices)]]
     bounds = np.linspace(0, len(indices), world + 1).round().astype(int)
     return indices[bounds[rank] : bounds[rank + 1]]
 

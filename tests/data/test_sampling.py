@@ -26,6 +26,12 @@ def test_rank_slices_concatenate_to_the_batch():
     assert [len(p) for p in parts] == [3, 4, 3]
 
 
+def test_a_batch_smaller_than_the_world_leaves_no_process_empty():
+    assert [rank_slice([7], r, 2).tolist() for r in range(2)] == [[7], [7]]
+    assert [rank_slice([1, 2, 3], r, 4).tolist() for r in range(4)] == [[1], [2], [3], [1]]
+    assert [rank_slice([1, 2], r, 2).tolist() for r in range(2)] == [[1], [2]]
+
+
 def test_bucket_batches_cover_each_epoch_within_the_token_budget():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 40, size=500)
