@@ -61,7 +61,13 @@ def _write_split(folder: Path, splits: dict[str, list[dict]]) -> None:
 
 
 def _connected(
-    rows: list[dict], n: int, rng: np.random.Generator, out: Path, tag: str
+    rows: list[dict],
+    n: int,
+    rng: np.random.Generator,
+    out: Path,
+    tag: str,
+    min_digits: int = 2,
+    edge: tuple[float, float] = (0.05, 0.3),
 ) -> list[Utterance]:
     by_speaker: dict[str, list[dict]] = {}
     for r in rows:
@@ -73,15 +79,16 @@ def _connected(
 
     for k in range(n):
         pool = by_speaker[speakers[int(rng.integers(len(speakers)))]]
-        picks = [pool[int(j)] for j in rng.integers(0, len(pool), size=int(rng.integers(2, 8)))]
-        parts = [np.zeros(int(rng.uniform(0.05, 0.3) * FSDD_RATE), np.float32)]
+        size = int(rng.integers(min_digits, 8))
+        picks = [pool[int(j)] for j in rng.integers(0, len(pool), size=size)]
+        parts = [np.zeros(int(rng.uniform(*edge) * FSDD_RATE), np.float32)]
         for j, r in enumerate(picks):
             if r["path"] not in cache:
                 cache[r["path"]] = load_audio(r["path"], FSDD_RATE)
             if j:
                 parts.append(np.zeros(int(rng.uniform(0.1, 0.5) * FSDD_RATE), np.float32))
             parts.append(cache[r["path"]])
-        parts.append(np.zeros(int(rng.uniform(0.05, 0.3) * FSDD_RATE), np.float32))
+        parts.append(np.zeros(int(rng.uniform(*edge) * FSDD_RATE), np.float32))
         wave = np.concatenate(parts)
         # a faint noise floor, so that the silences are not digital zeros
         wave = wave + rng.normal(0, 3e-4, size=wave.shape).astype(np.float32)
@@ -112,16 +119,29 @@ def prepare(args: argparse.Namespace) -> None:
         )
     rng = np.random.default_rng(args.seed)
     digits = out / "digits"
+    edge = _edge(args.edge_silence)
     for name, part, n in (
         ("train", train, args.n_train),
         ("valid", valid, args.n_valid),
         ("test", test, args.n_test),
     ):
-        write_manifest(digits / f"{name}.jsonl", _connected(part, n, rng, digits, name))
+        # (the options shape the training sequences only; valid and test stay 2-7 digits)
+        kw = {"min_digits": args.train_min_digits, "edge": edge} if name == "train" else {}
+        write_manifest(digits / f"{name}.jsonl", _connected(part, n, rng, digits, name, **kw))
     print(
         f"wrote manifests under {out} ({len(rows)} FSDD recordings; connected digits: "
         f"{args.n_train} train, {args.n_valid} valid, {args.n_test} test sequences)"
     )
+
+
+def _edge(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--edge-silence must be MIN,MAX in seconds, got {text!r}") from None
+    if not 0 <= lo <= hi:
+        raise UserError(f"--edge-silence needs 0 <= MIN <= MAX, got {text!r}")
+    return lo, hi
 
 
 def rtf(args: argparse.Namespace) -> None:
@@ -202,6 +222,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-valid", type=int, default=200)
     p.add_argument("--n-test", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-min-digits",
+        type=int,
+        default=2,
+        choices=range(1, 8),
+        help="fewest digits of a training sequence (1 adds isolated words)",
+    )
+    p.add_argument(
+        "--edge-silence",
+        default="0.05,0.3",
+        help="MIN,MAX seconds of silence before and after a training sequence",
+    )
     p.set_defaults(fn=prepare)
     r = sub.add_parser("rtf", help="real-time factor of transcription on CPU")
     r.add_argument("run")

@@ -81,3 +81,21 @@ def test_prepare_names_a_missing_manifest(tmp_path, capsys):
     assert "MANIFEST.tsv not found" in capsys.readouterr().out
     with pytest.raises(UserError):
         speech_results.read_fsdd(tmp_path)
+
+
+def test_isolated_words_and_edge_silence_shape_only_the_training_sequences(tmp_path, capsys):
+    fsdd = _fake_fsdd(tmp_path / "fsdd")
+    out = tmp_path / "data"
+    args = ["prepare", "--fsdd", str(fsdd), "--out", str(out), "--n-train", "40"]
+    args += ["--n-valid", "20", "--n-test", "20", "--train-min-digits", "1"]
+    assert speech_results.main([*args, "--edge-silence", "0,0"]) == 0
+    train = _read(out / "digits" / "train.jsonl")
+    sizes = [len(e["text"].split()) for e in train]
+    assert min(sizes) == 1 and max(sizes) <= 7
+    for e in train:
+        if len(e["text"].split()) == 1:  # no silence around a lone word: just the 0.1 s digit
+            assert e["duration"] == pytest.approx(0.1)
+    for split in ("valid", "test"):
+        assert min(len(e["text"].split()) for e in _read(out / "digits" / f"{split}.jsonl")) >= 2
+    assert speech_results.main([*args, "--edge-silence", "0.3"]) == 2
+    assert "--edge-silence must be MIN,MAX" in capsys.readouterr().out
