@@ -12,6 +12,8 @@ under ``--out`` (default ``runs/speech-data``, outside the repository's tracked 
   of 2-7 recordings of one speaker joined with random silences (0.1-0.5 s between digits,
   0.05-0.3 s at the ends), transcripts such as ``"seven two four"``. Training sequences use
   training recordings (10-49) only, validation 5-9, test 0-4 (the official test recordings).
+  ``--train-min-digits 1`` and ``--edge-silence`` change the training sequences only.
+  ``digits/isolated-test.jsonl``: the 300 official test recordings alone, transcribed as words.
 
 The manifests point at the recordings in place: no data is copied.
 
@@ -128,10 +130,20 @@ def prepare(args: argparse.Namespace) -> None:
         # (the options shape the training sequences only; valid and test stay 2-7 digits)
         kw = {"min_digits": args.train_min_digits, "edge": edge} if name == "train" else {}
         write_manifest(digits / f"{name}.jsonl", _connected(part, n, rng, digits, name, **kw))
+    write_isolated(digits / "isolated-test.jsonl", test)
     print(
         f"wrote manifests under {out} ({len(rows)} FSDD recordings; connected digits: "
         f"{args.n_train} train, {args.n_valid} valid, {args.n_test} test sequences)"
     )
+
+
+def write_isolated(path: Path, rows: list[dict]) -> None:
+    """A transcription manifest of single recordings (``"text": "seven"``), to measure how a CTC
+    model trained on connected digits does on isolated words."""
+    words = [
+        Utterance(r["path"], DIGIT_WORDS[int(r["digit"])], round(r["duration"], 4)) for r in rows
+    ]
+    write_manifest(path, words)
 
 
 def _edge(text: str) -> tuple[float, float]:

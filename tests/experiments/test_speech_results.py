@@ -65,6 +65,12 @@ def test_prepare_writes_the_splits(tmp_path):
         for e in seqs:
             # built only from the recordings of its own part
             assert np.abs(sf.read(e["audio_filepath"])[0]).max() == pytest.approx(level, abs=0.01)
+    isolated = _read(out / "digits" / "isolated-test.jsonl")
+    assert len(isolated) == 12 and {e["text"] for e in isolated} == {"zero", "one", "two"}
+    assert all(
+        e["text"] == ("zero", "one", "two")[int(Path(e["audio_filepath"]).name[0])]
+        for e in isolated
+    )
     for e in _read(out / "digits" / "train.jsonl"):
         words = e["text"].split()
         assert 2 <= len(words) <= 7 and set(words) <= {"zero", "one", "two"}
