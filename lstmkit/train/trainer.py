@@ -10,11 +10,11 @@ An output folder holds::
     train.jsonl       one JSON object per line: {"event": "train"|"valid"|"test"|..., ...}
     last/             the latest checkpoint, with optimiser and RNG state (for --resume)
     best/             the checkpoint with the best validation metric (for evaluate/predict)
+    results.json      final validation and test metrics of best/
 
 With ``--ema`` (:mod:`lstmkit.train.ema`) validation and ``best/`` use the moving average of the
 weights; ``last/model.safetensors`` keeps the raw training weights and its trainer state the
 average, so a resumed run continues both.
-    results.json      final validation and test metrics of best/
 
 Reproducibility: the model is initialised from ``seed``, training batch ``k`` is a function of
 ``(seed, k)``, and the RNG state is saved with every checkpoint, so on CPU an interrupted run
