@@ -13,7 +13,8 @@ under ``--out`` (default ``runs/speech-data``, outside the repository's tracked 
   0.05-0.3 s at the ends), transcripts such as ``"seven two four"``. Training sequences use
   training recordings (10-49) only, validation 5-9, test 0-4 (the official test recordings).
   ``--train-min-digits 1`` and ``--edge-silence`` change the training sequences only.
-  ``digits/isolated-test.jsonl``: the 300 official test recordings alone, transcribed as words.
+  ``digits/isolated-test.jsonl``: the 300 official test recordings alone, transcribed as words;
+  ``digits/padded-isolated-test.jsonl``: the same with 0.2 s of silence on each side.
 
 The manifests point at the recordings in place: no data is copied.
 
@@ -131,6 +132,7 @@ def prepare(args: argparse.Namespace) -> None:
         kw = {"min_digits": args.train_min_digits, "edge": edge} if name == "train" else {}
         write_manifest(digits / f"{name}.jsonl", _connected(part, n, rng, digits, name, **kw))
     write_isolated(digits / "isolated-test.jsonl", test)
+    write_padded(digits, test, rng)
     print(
         f"wrote manifests under {out} ({len(rows)} FSDD recordings; connected digits: "
         f"{args.n_train} train, {args.n_valid} valid, {args.n_test} test sequences)"
@@ -144,6 +146,24 @@ def write_isolated(path: Path, rows: list[dict]) -> None:
         Utterance(r["path"], DIGIT_WORDS[int(r["digit"])], round(r["duration"], 4)) for r in rows
     ]
     write_manifest(path, words)
+
+
+def write_padded(folder: Path, rows: list[dict], rng: np.random.Generator, pad: float = 0.2):
+    """The same words with ``pad`` seconds of silence (the connected digits' noise floor) added
+    on each side: ``folder/padded-isolated-test.jsonl`` and ``folder/audio/padded-*.flac``."""
+    import soundfile as sf
+
+    utts = []
+    for k, r in enumerate(rows):
+        zeros = np.zeros(int(pad * FSDD_RATE), np.float32)
+        wave = np.concatenate([zeros, load_audio(r["path"], FSDD_RATE), zeros])
+        wave = wave + rng.normal(0, 3e-4, size=wave.shape).astype(np.float32)
+        path = folder / "audio" / f"padded-{k:04d}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.clip(wave, -1, 1), FSDD_RATE, subtype="PCM_16")
+        word = DIGIT_WORDS[int(r["digit"])]
+        utts.append(Utterance(str(path.resolve()), word, round(len(wave) / FSDD_RATE, 4)))
+    write_manifest(folder / "padded-isolated-test.jsonl", utts)
 
 
 def _edge(text: str) -> tuple[float, float]:

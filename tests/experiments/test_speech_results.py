@@ -67,6 +67,9 @@ def test_prepare_writes_the_splits(tmp_path):
             assert np.abs(sf.read(e["audio_filepath"])[0]).max() == pytest.approx(level, abs=0.01)
     isolated = _read(out / "digits" / "isolated-test.jsonl")
     assert len(isolated) == 12 and {e["text"] for e in isolated} == {"zero", "one", "two"}
+    padded = _read(out / "digits" / "padded-isolated-test.jsonl")
+    assert [e["text"] for e in padded] == [e["text"] for e in isolated]
+    assert all(e["duration"] == pytest.approx(0.5, abs=1e-3) for e in padded)  # 0.2 + 0.1 + 0.2
     assert all(
         e["text"] == ("zero", "one", "two")[int(Path(e["audio_filepath"]).name[0])]
         for e in isolated
