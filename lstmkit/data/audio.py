@@ -21,6 +21,12 @@ shape of the average spectrum: for short isolated words it carries much of the w
 
     z_tm = (logmel_tm - mean_{t,m} logmel_tm) / (std_{t,m} logmel_tm + 1e-5)
 
+or ``global`` (each bin with the mean and standard deviation of that bin over every frame of the
+training set, saved with the model: Kaldi's and ESPnet's global CMVN). Unlike the two
+per-utterance modes it does not depend on how much silence surrounds the speech::
+
+    z_tm = (logmel_tm - mu_m) / (sigma_m + 1e-5)
+
 Data sets come as a folder per label (``root/yes/*.wav``: spoken-word classification, as in
 keyword spotting) or as JSONL manifests, one utterance per line, with the keys of NeMo and other
 speech toolkits: ``{"audio_filepath": "a.wav", "text": "seven two", "duration": 1.2}``
@@ -40,7 +46,7 @@ import numpy as np
 
 from lstmkit.utils.errors import UserError
 
-NORMALIZATIONS = ("bins", "utterance")
+NORMALIZATIONS = ("bins", "utterance", "global")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
 
 
@@ -168,18 +174,37 @@ def log_mel(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return np.stack([fbank.get_frame(t) for t in range(n)]).astype(np.float32)
 
 
-def normalize(feats: np.ndarray, mode: str = "bins") -> np.ndarray:
-    """Per-utterance normalisation of ``(T, M)`` frames: ``bins`` gives every bin zero mean and
-    unit variance over time, ``utterance`` the whole utterance (one mean and one std)."""
-    axis = 0 if mode == "bins" else None
-    mean = feats.mean(axis=axis, keepdims=True)
-    std = feats.std(axis=axis, keepdims=True)
+def normalize(
+    feats: np.ndarray, mode: str = "bins", stats: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """Normalisation of ``(T, M)`` frames: ``bins`` gives every bin zero mean and unit variance
+    over time, ``utterance`` the whole utterance (one mean and one std), ``global`` every bin the
+    training set's ``stats = (mean, std)`` (see :func:`global_stats`)."""
+    if mode == "global":
+        if stats is None:
+            raise ValueError("global normalisation needs the training set's (mean, std)")
+        mean, std = stats
+    else:
+        axis = 0 if mode == "bins" else None
+        mean = feats.mean(axis=axis, keepdims=True)
+        std = feats.std(axis=axis, keepdims=True)
     return ((feats - mean) / (std + 1e-5)).astype(np.float32)
 
 
-def features(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def global_stats(logmels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation over every frame of ``logmels`` (float64 sums)."""
+    n = sum(f.shape[0] for f in logmels)
+    total = sum(f.sum(0, dtype=np.float64) for f in logmels)
+    mean = total / n
+    var = sum(((f - mean) ** 2).sum(0) for f in logmels) / n
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def features(
+    wave: np.ndarray, spec: FeatureSpec, stats: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Normalised log-mel frames of a wave: :func:`normalize` of :func:`log_mel`."""
-    return normalize(log_mel(wave, spec), spec.normalize)
+    return normalize(log_mel(wave, spec), spec.normalize, stats)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -81,8 +81,9 @@ class _SpeechConfig:
     normalize: str = field(
         default="bins",
         metadata=_help(
-            "per-utterance normalisation: bins (each bin over time) or utterance (one mean and "
-            "std, keeps the spectral shape)",
+            "feature normalisation: bins (each bin over the utterance), utterance (one mean and "
+            "std per utterance, keeps the spectral shape) or global (each bin with the training "
+            "set's mean and std, saved with the model; independent of surrounding silence)",
             choices=audio.NORMALIZATIONS,
         ),
     )
@@ -330,10 +331,15 @@ def _collate(feats: list[np.ndarray], targets: list[list[int]]) -> SpeechBatch:
 class _Split:
     """The utterances of one split and, once asked for, their features (or waves)."""
 
-    def __init__(self, utterances: list[audio.Utterance], spec: audio.FeatureSpec, keep_waves):
+    def __init__(
+        self, utterances: list[audio.Utterance], spec: audio.FeatureSpec, keep_waves, task
+    ):
         self.utterances, self.spec, self.keep_waves = utterances, spec, keep_waves
+        self._task = task
         self._feats: list[np.ndarray] | None = None
         self._waves: list[np.ndarray] | None = None
+        self.logmels: list[np.ndarray] | None = None  # un-normalised; the training set's, while
+        # the global statistics are computed from them
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -342,7 +348,9 @@ class _Split:
         if self._feats is not None:
             return
         waves = [audio.load_audio(u.path, self.spec.sample_rate) for u in self.utterances]
-        self._feats = [audio.features(w, self.spec) for w in waves]
+        self.logmels = [audio.log_mel(w, self.spec) for w in waves]
+        self._feats = [self._task.normalize_features(f) for f in self.logmels]
+        self.logmels = None
         if self.keep_waves:
             self._waves = waves
 
@@ -394,6 +402,14 @@ class SpeechTask(Task):
                     raise UserError(f"--{name}: {p} not found")
         self._splits: dict[str, _Split] = {}
         self._buckets: dict[int, BucketBatches] = {}
+        self._stats: tuple[np.ndarray, np.ndarray] | None = None
+        if state and "feature_mean" in state:
+            self._stats = (
+                np.asarray(state["feature_mean"], np.float32),
+                np.asarray(state["feature_std"], np.float32),
+            )
+        elif state and cfg.normalize == "global":
+            raise UserError("checkpoint: --normalize global but no feature statistics saved")
 
     # ----- data
     def split(self, name: str) -> _Split:
@@ -414,8 +430,34 @@ class SpeechTask(Task):
                 if not path:
                     raise UserError(f"task {self.name!r}: no --{name} data given")
                 utts = audio.read_dataset(path, key=self.key)
-            self._splits[name] = _Split(self.filter(utts, name), spec, keep)
+            self._splits[name] = _Split(self.filter(utts, name), spec, keep, self)
         return self._splits[name]
+
+    # ----- features
+    def feature_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training set's per-bin log-mel mean and std (``--normalize global``)."""
+        if self._stats is None:
+            train = self.split("train")
+            if train.logmels is None:  # read the training audio (it asks back for the stats)
+                waves = [audio.load_audio(u.path, self.cfg.sample_rate) for u in train.utterances]
+                train.logmels = [audio.log_mel(w, self.cfg.spec) for w in waves]
+            self._stats = audio.global_stats(train.logmels)
+        return self._stats
+
+    def normalize_features(self, logmel: np.ndarray) -> np.ndarray:
+        """Normalised frames of ``(T, n_mels)`` log-mel frames, as ``--normalize`` says."""
+        stats = self.feature_stats() if self.cfg.normalize == "global" else None
+        return audio.normalize(logmel, self.cfg.normalize, stats)
+
+    def features(self, wave: np.ndarray) -> np.ndarray:
+        return self.normalize_features(audio.log_mel(wave, self.cfg.spec))
+
+    def stats_state(self) -> dict:
+        """The global statistics for the checkpoint (nothing for per-utterance modes)."""
+        if self.cfg.normalize != "global":
+            return {}
+        mean, std = self.feature_stats()
+        return {"feature_mean": mean.tolist(), "feature_std": std.tolist()}
 
     def filter(self, utterances: list[audio.Utterance], split: str) -> list[audio.Utterance]:
         return utterances
@@ -431,7 +473,7 @@ class SpeechTask(Task):
                 wave = audio.change_speed(wave, cfg.sample_rate, factor)
             if cfg.noise_snr > 0:
                 wave = audio.add_noise(wave, rng, cfg.noise_snr)
-            f = audio.features(wave, cfg.spec)
+            f = self.features(wave)
         else:
             f = train.feats[k]
         return audio.spec_augment(
@@ -463,7 +505,7 @@ class SpeechTask(Task):
             yield idx, _collate(feats, [self.target(s.utterances[int(k)]) for k in idx])
 
     def audio_features(self, path: str) -> np.ndarray:
-        return audio.features(audio.load_audio(path, self.cfg.sample_rate), self.cfg.spec)
+        return self.features(audio.load_audio(path, self.cfg.sample_rate))
 
     def _input_batch(self, path: str, device: torch.device, raw: list | None = None):
         """A batch of one recording; ``raw`` receives its log-mel frames before normalisation."""
@@ -471,7 +513,7 @@ class SpeechTask(Task):
         logmel = audio.log_mel(wave, self.cfg.spec)
         if raw is not None:
             raw.append(logmel)
-        f = audio.normalize(logmel, self.cfg.normalize)
+        f = self.normalize_features(logmel)
         return SpeechBatch(
             torch.from_numpy(f)[None].to(device),
             torch.tensor([f.shape[0]], device=device),
@@ -572,7 +614,7 @@ class SpokenWordsTask(SpeechTask):
         return self._labels
 
     def state(self) -> dict:
-        return {"labels": self.labels}
+        return {"labels": self.labels, **self.stats_state()}
 
     def filter(self, utterances, split):
         if split != "train":
@@ -667,7 +709,7 @@ class AsrCtcTask(SpeechTask):
         return self._chars
 
     def state(self) -> dict:
-        return {"chars": self.chars}
+        return {"chars": self.chars, **self.stats_state()}
 
     def filter(self, utterances, split):
         out = []
@@ -744,7 +786,7 @@ class AsrCtcTask(SpeechTask):
         for path in paths:
             t0 = time.perf_counter()
             wave = audio.load_audio(path, self.cfg.sample_rate)
-            f = torch.from_numpy(audio.features(wave, self.cfg.spec))[None].to(device)
+            f = torch.from_numpy(self.features(wave))[None].to(device)
             log_probs, lengths = model(f, torch.tensor([f.shape[1]], device=device))
             text = self.decode(log_probs[0], int(lengths[0]), decoder, beam_size)
             out.append(

@@ -95,8 +95,25 @@ def test_normalize_per_utterance():
     u = audio.normalize(x, "utterance")
     assert abs(u.mean()) < 1e-5 and u.std() == pytest.approx(1, abs=1e-3)
     np.testing.assert_allclose(np.diff(u.mean(0)), np.diff(x.mean(0)) / x.std(), rtol=1e-4)
-    with pytest.raises(UserError, match="--normalize must be one of bins, utterance"):
+    with pytest.raises(UserError, match="--normalize must be one of bins, utterance, global"):
         FeatureSpec(normalize="cmvn").check()
+
+
+def test_global_normalisation_uses_the_training_set_statistics():
+    rng = np.random.default_rng(2)
+    feats = [rng.normal(size=(n, 4)).astype(np.float32) * 3 + 5 for n in (7, 30, 12)]
+    mean, std = audio.global_stats(feats)
+    every = np.concatenate(feats)
+    np.testing.assert_allclose(mean, every.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std, every.std(0), rtol=1e-5)
+    z = np.concatenate([audio.normalize(f, "global", (mean, std)) for f in feats])
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+    # unlike the per-utterance modes, a frame's value does not depend on its neighbours
+    one = audio.normalize(feats[0], "global", (mean, std))
+    np.testing.assert_array_equal(audio.normalize(feats[0][:3], "global", (mean, std)), one[:3])
+    with pytest.raises(ValueError, match="training set"):
+        audio.normalize(feats[0], "global")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,6 +208,33 @@ def test_ctc_task_trains_and_transcribes(tmp_path):
         assert r["seconds"] == pytest.approx(sf.info(r["input"]).duration, abs=1e-3)
 
 
+def test_global_normalisation_is_saved_and_does_not_depend_on_silence(tmp_path):
+    manifest = _tone_sequences(tmp_path / "seq", 12)
+    cfg = CtcConfig(train=str(manifest), normalize="global", **FAST)
+    task = AsrCtcTask(cfg, TINY_CTC)
+    train_files = [u.path for u in task.split("train").utterances]
+    logmels = [audio.log_mel(audio.load_audio(p, 8000), cfg.spec) for p in train_files]
+    mean, std = audio.global_stats(logmels)  # the statistics of the training split only
+    np.testing.assert_allclose(task.feature_stats()[0], mean, rtol=1e-6)
+    np.testing.assert_allclose(
+        task.split("train").feats[0], (logmels[0] - mean) / (std + 1e-5), atol=1e-5
+    )
+    # rebuilt from the checkpoint state: same features without reading the training data
+    state = json.loads(json.dumps(task.state()))
+    again = AsrCtcTask(CtcConfig(normalize="global", **FAST), TINY_CTC, state)
+    wave = audio.load_audio(train_files[0], 8000)
+    np.testing.assert_allclose(again.features(wave), task.features(wave), atol=1e-6)
+    # padding with silence leaves the speech frames as they were (per-bin mode changes them)
+    hop = cfg.spec.hop
+    padded = np.concatenate([np.zeros(hop * 20, np.float32), wave])
+    np.testing.assert_allclose(again.features(padded)[20:25], again.features(wave)[:5], atol=1e-4)
+    bins = AsrCtcTask(CtcConfig(train=str(manifest), **FAST), TINY_CTC)
+    assert not np.allclose(bins.features(padded)[20:25], bins.features(wave)[:5], atol=1e-2)
+    del state["feature_mean"]
+    with pytest.raises(UserError, match="no feature statistics"):
+        AsrCtcTask(CtcConfig(normalize="global", **FAST), TINY_CTC, state)
+
+
 def test_task_errors(tmp_path):
     with pytest.raises(UserError, match="needs --train"):
         SpokenWordsTask(WordsConfig(), TINY_WORDS)
