@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
-from lstmkit.bench import machine_info, write_json_atomic
+from lstmkit.bench import interleaved_times, machine_info, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -97,15 +95,7 @@ def bench_case(case: Case, train: bool, packed: bool, repeats: int) -> list[dict
         got = run()
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=lambda s, n=name: n + s)
         run()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs)
-    rng = random.Random(0)
-    for _ in range(repeats):
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            runs[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+    times = interleaved_times(runs, repeats)
     base = statistics.median(times["torch.nn.LSTM"])
     mode = ("train step" if train else "inference") + (", packed" if packed else ", padded")
     return [

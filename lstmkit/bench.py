@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,24 @@ def _runner(module: torch.nn.Module, shape: Shape, x: torch.Tensor):
     return run
 
 
+def interleaved_times(
+    runs: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, list[float]]:
+    """Milliseconds of each candidate over ``repeats`` rounds; every round runs all candidates
+    once, in a new shuffled order (seeded), so that drift and after-effects hit them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    rng = random.Random(0)
+    for _ in range(repeats):
+        # a new order each round, so that no candidate always follows the same neighbour
+        rng.shuffle(order)
+        for name in order:
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def bench_shape(shape: Shape, variants: list[str], repeats: int, extra_python: bool) -> list[Row]:
     torch.manual_seed(0)
     x = torch.randn(shape.T, shape.B, shape.I)
@@ -117,16 +136,7 @@ def bench_shape(shape: Shape, variants: list[str], repeats: int, extra_python: b
     for run in runs.values():  # warm up: builds the kernel, allocator pools
         run()
         run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    order = list(runs)
-    rng = random.Random(0)
-    for _ in range(repeats):
-        # a new order each round, so that no candidate always follows the same neighbour
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            runs[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+    times = interleaved_times(runs, repeats)
     base = statistics.median(times["torch.nn.LSTM"])
     idx = SHAPES.index(shape) if shape in SHAPES else -1
     rows = []

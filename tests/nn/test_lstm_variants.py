@@ -242,8 +242,9 @@ def test_cuda_variant_matches_cpu():
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, atol=1e-5, rtol=0)
 
 
-def test_auto_routes_cpu_projection_to_fused_kernel(monkeypatch):
-    """torch's CPU LSTM has no oneDNN path with proj_size; auto uses our kernel there."""
+@pytest.fixture
+def recurrences_used(monkeypatch):
+    """The backends whose recurrence lstmkit runs, in order (needs the fused CPU kernel)."""
     from lstmkit.kernels import dispatch
     from lstmkit.kernels.cpu import recurrence as cpu_recurrence
 
@@ -252,6 +253,12 @@ def test_auto_routes_cpu_projection_to_fused_kernel(monkeypatch):
     used = []
     real = dispatch.recurrence
     monkeypatch.setattr(dispatch, "recurrence", lambda b: used.append(b) or real(b))
+    return used
+
+
+def test_auto_routes_cpu_projection_to_fused_kernel(recurrences_used):
+    """torch's CPU LSTM has no oneDNN path with proj_size; auto uses our kernel there."""
+    used = recurrences_used
     ref = torch.nn.LSTM(4, 6, proj_size=2)
     m = lstmkit.LSTM(4, 6, proj_size=2)
     m.load_state_dict(ref.state_dict())
@@ -263,18 +270,11 @@ def test_auto_routes_cpu_projection_to_fused_kernel(monkeypatch):
     assert used == []
 
 
-def test_auto_routes_cpu_packed_input_to_fused_kernel(monkeypatch):
+def test_auto_routes_cpu_packed_input_to_fused_kernel(recurrences_used):
     """torch's packed CPU LSTM trains at half its padded speed; auto uses our kernel there."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from lstmkit.kernels import dispatch
-    from lstmkit.kernels.cpu import recurrence as cpu_recurrence
-
-    if not cpu_recurrence.is_available():
-        pytest.skip(f"fused CPU kernel unavailable: {cpu_recurrence.build_error()}")
-    used = []
-    real = dispatch.recurrence
-    monkeypatch.setattr(dispatch, "recurrence", lambda b: used.append(b) or real(b))
+    used = recurrences_used
     torch.manual_seed(0)
     ref = torch.nn.LSTM(4, 6, 2, bidirectional=True)
     m = lstmkit.LSTM(4, 6, 2, bidirectional=True)
