@@ -78,8 +78,6 @@ def _connected(
     speakers = sorted(by_speaker)
     cache: dict[str, np.ndarray] = {}
     utts = []
-    import soundfile as sf
-
     for k in range(n):
         pool = by_speaker[speakers[int(rng.integers(len(speakers)))]]
         size = int(rng.integers(min_digits, 8))
@@ -92,15 +90,21 @@ def _connected(
                 parts.append(np.zeros(int(rng.uniform(0.1, 0.5) * FSDD_RATE), np.float32))
             parts.append(cache[r["path"]])
         parts.append(np.zeros(int(rng.uniform(*edge) * FSDD_RATE), np.float32))
-        wave = np.concatenate(parts)
-        # a faint noise floor, so that the silences are not digital zeros
-        wave = wave + rng.normal(0, 3e-4, size=wave.shape).astype(np.float32)
         path = out / "audio" / f"{tag}-{k:05d}.flac"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.clip(wave, -1, 1), FSDD_RATE, subtype="PCM_16")
         text = " ".join(DIGIT_WORDS[int(r["digit"])] for r in picks)
-        utts.append(Utterance(str(path.resolve()), text, round(len(wave) / FSDD_RATE, 4)))
+        utts.append(_write_flac(path, np.concatenate(parts), rng, text))
     return utts
+
+
+def _write_flac(path: Path, wave: np.ndarray, rng: np.random.Generator, text: str) -> Utterance:
+    """Write ``wave`` with a faint noise floor (so that silences are not digital zeros) as
+    16-bit FLAC at FSDD's rate; its manifest entry."""
+    import soundfile as sf
+
+    wave = wave + rng.normal(0, 3e-4, size=wave.shape).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(wave, -1, 1), FSDD_RATE, subtype="PCM_16")
+    return Utterance(str(path.resolve()), text, round(len(wave) / FSDD_RATE, 4))
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -151,18 +155,12 @@ def write_isolated(path: Path, rows: list[dict]) -> None:
 def write_padded(folder: Path, rows: list[dict], rng: np.random.Generator, pad: float = 0.2):
     """The same words with ``pad`` seconds of silence (the connected digits' noise floor) added
     on each side: ``folder/padded-isolated-test.jsonl`` and ``folder/audio/padded-*.flac``."""
-    import soundfile as sf
-
+    zeros = np.zeros(int(pad * FSDD_RATE), np.float32)
     utts = []
     for k, r in enumerate(rows):
-        zeros = np.zeros(int(pad * FSDD_RATE), np.float32)
         wave = np.concatenate([zeros, load_audio(r["path"], FSDD_RATE), zeros])
-        wave = wave + rng.normal(0, 3e-4, size=wave.shape).astype(np.float32)
         path = folder / "audio" / f"padded-{k:04d}.flac"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.clip(wave, -1, 1), FSDD_RATE, subtype="PCM_16")
-        word = DIGIT_WORDS[int(r["digit"])]
-        utts.append(Utterance(str(path.resolve()), word, round(len(wave) / FSDD_RATE, 4)))
+        utts.append(_write_flac(path, wave, rng, DIGIT_WORDS[int(r["digit"])]))
     write_manifest(folder / "padded-isolated-test.jsonl", utts)
 
 

@@ -347,12 +347,16 @@ class _Split:
     def _load(self) -> None:
         if self._feats is not None:
             return
-        waves = [audio.load_audio(u.path, self.spec.sample_rate) for u in self.utterances]
-        self.logmels = [audio.log_mel(w, self.spec) for w in waves]
+        waves, self.logmels = self.read()  # (the task may take its global statistics from them)
         self._feats = [self._task.normalize_features(f) for f in self.logmels]
         self.logmels = None
         if self.keep_waves:
             self._waves = waves
+
+    def read(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The waves and their un-normalised log-mel frames, read from the files."""
+        waves = [audio.load_audio(u.path, self.spec.sample_rate) for u in self.utterances]
+        return waves, [audio.log_mel(w, self.spec) for w in waves]
 
     @property
     def feats(self) -> list[np.ndarray]:
@@ -438,10 +442,9 @@ class SpeechTask(Task):
         """The training set's per-bin log-mel mean and std (``--normalize global``)."""
         if self._stats is None:
             train = self.split("train")
-            if train.logmels is None:  # read the training audio (it asks back for the stats)
-                waves = [audio.load_audio(u.path, self.cfg.sample_rate) for u in train.utterances]
-                train.logmels = [audio.log_mel(w, self.cfg.spec) for w in waves]
-            self._stats = audio.global_stats(train.logmels)
+            # while the training split loads, it hands over its log-mels; otherwise read them
+            logmels = train.logmels if train.logmels is not None else train.read()[1]
+            self._stats = audio.global_stats(logmels)
         return self._stats
 
     def normalize_features(self, logmel: np.ndarray) -> np.ndarray:
