@@ -49,6 +49,7 @@ from lstmkit.train.config import TrainConfig
 from lstmkit.train.ema import WeightAverage
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
+from lstmkit.utils.malloc import malloc_state
 
 CARRIED = "task."
 """Prefix of the task's carried tensors in the trainer checkpoint."""
@@ -336,7 +337,12 @@ class _Run:
             )
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.log = JsonlLog(out / "train.jsonl" if world.is_main else None)
-        self.log.write("resume" if cfg.resume else "start", step=self.state.step, world=world.size)
+        self.log.write(
+            "resume" if cfg.resume else "start",
+            step=self.state.step,
+            world=world.size,
+            malloc=malloc_state(),
+        )
         self.data_report = task.data_report()
         if self.data_report:
             self.log.write("data", **self.data_report)

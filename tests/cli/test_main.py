@@ -1,6 +1,7 @@
 """The lstmkit command: every subcommand on a tiny run, and one error line for bad input."""
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,21 @@ TINY += ["--device", "cpu", "--n-valid", "50", "--n-test", "50"]
 def test_version(capsys):
     assert cli_main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == lstmkit.__version__
+
+
+def test_the_command_sets_the_allocator(monkeypatch):
+    from lstmkit.utils.malloc import ENV, malloc_state
+
+    monkeypatch.setenv(ENV, "system")  # the opt-out: the command asks and leaves it alone
+    assert cli_main(["--version"]) == 0
+    assert malloc_state() == f"system ({ENV}=system)"
+    for name in (ENV, "LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli_main(["--version"]) == 0
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert malloc_state().startswith("glibc tuned")
+    else:
+        assert malloc_state() == "system (not glibc)"
 
 
 def test_help_documents_every_option(capsys):

@@ -17,6 +17,7 @@ from lstmkit.train.checkpoint import load_checkpoint
 from lstmkit.train.config import TrainConfig
 from lstmkit.train.trainer import check_config, lr_at, read_jsonl, train
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.malloc import malloc_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +76,7 @@ def test_outputs_and_log(tmp_path):
     events = read_jsonl(out / "train.jsonl")
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-2:] == ["stop", "test"]
+    assert events[0]["malloc"] == malloc_state()  # how the C allocator was set, for the record
     assert kinds.count("valid") == 4  # steps 10, 20, 30, 40
     train_steps = [e["step"] for e in events if e["event"] == "train"]
     assert train_steps == [20, 40]  # log_every 20
