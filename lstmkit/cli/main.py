@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import traceback
+from dataclasses import fields
 
 import click
 
@@ -149,7 +150,10 @@ def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> 
     """A command that builds ``cfg_cls`` from its options and calls ``run`` with it; every such
     command also takes ``--threads`` (the CPU threads torch may use), as training does."""
 
-    def callback(threads: int, **values):
+    own = "threads" in {f.name for f in fields(cfg_cls)}  # the config takes it itself
+
+    def callback(**values):
+        threads = values["threads"] if own else values.pop("threads")
         if threads < 0:
             raise UserError(f"--threads must be >= 0, got {threads}")
         if threads:
@@ -168,7 +172,7 @@ def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> 
     )
     return SectionedCommand(
         name,
-        params=[*options_for(cfg_cls, "Options"), threads],
+        params=[*options_for(cfg_cls, "Options"), *([] if own else [threads])],
         callback=callback,
         help=help_text,
         short_help=short_help,

@@ -298,6 +298,20 @@ def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
     return run.finish()
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device):
+    """AdamW over ``model``'s parameters, with torch's fused kernel on CPU and CUDA.
+
+    The fused kernel updates every parameter tensor in one call instead of torch's default
+    loop of a dozen small ops per tensor: an AdamW step over the 1.9 M parameters of the
+    384 x 2 character model took 2.5 ms instead of 20 ms on one CPU thread, over the 6.9 M of
+    the sentiment BiLSTM 9 ms instead of 72 ms (docs/BENCHMARKS.md). Same update rule.
+    """
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
+    )
+
+
 class _Run:
     """One training run: the model, its optimiser, the counters and the log."""
 
@@ -306,9 +320,7 @@ class _Run:
         self.on_log = on_log if world.is_main else None
         torch.manual_seed(cfg.seed)
         self.model = task.build_model().to(device)
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
+        self.opt = make_optimizer(self.model, cfg, device)
         self.state = TrainState()
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         if cfg.resume:
@@ -316,6 +328,8 @@ class _Run:
             _check_same_run(task, ckpt.meta, out)
             load_weights(self.model, ckpt.weights, ckpt.path)
             optimizer_from_tensors(self.opt, ckpt.trainer_tensors, ckpt.trainer_meta["optimizer"])
+            for group in self.opt.param_groups:  # this version's kernel, whatever saved it
+                group["fused"], group["foreach"] = self.opt.defaults["fused"], None
             # a finished run can be extended (more --steps, a longer --max-time)
             self.state = replace(TrainState(**ckpt.trainer_meta["state"]), stop_reason="")
             _set_rng(ckpt.trainer_tensors)

@@ -213,3 +213,24 @@ def test_debug_shows_the_traceback(tmp_path):
     debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, env=env)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert "checkpoint not found" in debug.stderr
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_no_command_declares_an_option_twice():
+    from lstmkit.cli.main import cli
+
+    seen = 0
+    for path, cmd in _commands(cli):
+        flags = [f for p in cmd.params for f in getattr(p, "opts", [])]
+        assert len(flags) == len(set(flags)), (path, sorted(f for f in flags if flags.count(f) > 1))
+        seen += 1
+    assert seen >= 6  # evaluate, predict, inspect, generate, translate, transcribe, ...

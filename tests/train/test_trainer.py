@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from lstmkit.tasks.longlag import AddingTask
 from lstmkit.train.checkpoint import load_checkpoint
 from lstmkit.train.config import TrainConfig
-from lstmkit.train.trainer import check_config, lr_at, read_jsonl, train
+from lstmkit.train.trainer import check_config, lr_at, make_optimizer, read_jsonl, train
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.malloc import malloc_state
 
@@ -224,3 +225,23 @@ def test_resume_extends_a_finished_run_and_refuses_other_options(tmp_path):
         train(_task(hidden=16), _cfg(tmp_path / "run", steps=60, resume=True))
     with pytest.raises(UserError, match=r"--seq-len 10 \(run\) vs 12 \(now\)"):
         train(_task(seq_len=12), _cfg(tmp_path / "run", steps=60, resume=True))
+
+
+def test_optimizer_is_fused_adamw_with_the_same_update():
+    torch.manual_seed(0)
+    model, plain = nn.Linear(5, 3), nn.Linear(5, 3)
+    plain.load_state_dict(model.state_dict())
+    cfg = TrainConfig(lr=0.05, weight_decay=0.01)
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
+    ref = torch.optim.AdamW(plain.parameters(), lr=0.05, weight_decay=0.01, foreach=False)
+    assert opt.defaults["fused"] is True
+    x = torch.randn(8, 5)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(5):
+        for m, o in ((model, opt), (plain, ref)):
+            o.zero_grad()
+            m(x).pow(2).sum().backward()
+            o.step()
+    for a, b, a0 in zip(model.parameters(), plain.parameters(), before, strict=True):
+        assert (a - a0).abs().min() > 1e-3  # every entry moved: 5 steps of lr 0.05
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
