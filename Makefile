@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-backends bench-gpu bench-lm bench-packed results-longlag clean
+.PHONY: demo test lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw results-longlag clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,13 +39,19 @@ bench-backends: $(BIN)/.installed
 bench-gpu: $(BIN)/.installed
 	$(BIN)/python bench/gpu.py
 
-# Language-model training throughput: `lstmkit train lm` vs a hand-written torch.nn.LSTM loop
-# (1 thread, about 10 minutes on this machine); the table of docs/BENCHMARKS.md.
+# Packed sequences on CPU: lstmkit's auto routing vs torch.nn.LSTM (docs/BENCHMARKS.md).
 bench-packed: $(BIN)/.installed
 	$(BIN)/python bench/packed.py --repeats 9 --out docs/bench-packed.json
 
+# Language-model training throughput: `lstmkit train lm` vs a hand-written torch.nn.LSTM loop,
+# each measurement a fresh process (1 thread, about 12 minutes); the table of docs/BENCHMARKS.md.
 bench-lm: $(BIN)/.installed
 	$(BIN)/python bench/lm_throughput.py --out docs/lm-throughput.json
+
+# One AdamW step: torch's default loop vs foreach vs fused (what the trainer uses), on two of
+# our models (about 10 seconds).
+bench-adamw: $(BIN)/.installed
+	$(BIN)/python bench/adamw.py --out docs/bench-adamw.json
 
 # Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
 results-longlag: $(BIN)/.installed

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", default=str(DATA), help="training text (tinyshakespeare)")
     p.add_argument("--out", default="bench-out/lm_throughput.json")

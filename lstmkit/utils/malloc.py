@@ -5,8 +5,8 @@ activations, the oneDNN workspace, gradients (tens of MB each for a 2-layer LSTM
 over 32 x 128 tokens). With its defaults, glibc's ``malloc`` serves blocks above a (dynamic,
 at most 32 MB) threshold with ``mmap`` and unmaps them on ``free``, and it trims the top of the
 heap back to the kernel; the next step maps the memory again and the kernel zeroes every page
-on first touch. That page-fault traffic showed as 12% system time and cost 7-22% of the
-training step of the tinyshakespeare language model (docs/BENCHMARKS.md).
+on first touch. That page-fault traffic showed as 12% system time and cost 14-19% of the
+training step of the tinyshakespeare language model (docs/BENCHMARKS.md, ``make bench-lm``).
 
 :func:`tune_malloc` keeps freed memory in the process for reuse, as jemalloc and tcmalloc do
 (which PyTorch's CPU tuning guide and its ``torch.backends.xeon.run_cpu`` launcher preload for
@@ -15,9 +15,10 @@ the same reason), through two ``mallopt`` calls:
 * ``M_MMAP_MAX = 0``: large blocks come from the heap, not from fresh mappings;
 * ``M_TRIM_THRESHOLD = 1 GiB``: the heap is not handed back to the kernel after each step.
 
-The price is memory: the process keeps its peak heap (about 1.2 times the default's peak
-resident size in that benchmark). The ``lstmkit`` command calls it at start; the library
-never does on import (a process-wide setting is the application's choice).
+The price is memory: the process keeps its peak heap (peak resident memory -3% to +11% in
+training runs of the language, sentiment and translation models). The ``lstmkit`` command
+calls it at start; the library never does on import (a process-wide setting is the
+application's choice).
 
 Left alone, and reported so: other platforms and C libraries, another allocator in
 ``LD_PRELOAD`` (jemalloc, tcmalloc, mimalloc), the user's own ``MALLOC_*_`` environment
