@@ -241,3 +241,24 @@ def test_split_contractions_reaches_the_tokenizer_and_the_checkpoint_state(tmp_p
     assert "n't" in task.tokenizer.stoi and "isn't" not in task.tokenizer.stoi
     state = json.loads(json.dumps(task.tokenizer.state()))
     assert state["contractions"] is True
+
+
+def test_clitics_split_by_default_for_words_only_and_old_checkpoints_keep_theirs(tmp_path):
+    data = tmp_path / "r.csv"
+    data.write_text("text,label\n" + "it isn't good,neg\nit's good,pos\n" * 10)
+    words = SentimentTask(SentimentConfig(train=str(data)), small_model())
+    words.build_model()
+    assert "n't" in words.tokenizer.stoi  # the default: clitics split
+    chars = SentimentTask(SentimentConfig(train=str(data), tokenizer="char"), small_model())
+    chars.build_model()  # no "needs --tokenizer word" error: char tokens ignore the default
+    assert "'" in chars.tokenizer.stoi
+    # a checkpoint written before the option existed: neither its task config nor its
+    # tokenizer state names it, and it must go on tokenising as it was trained
+    meta = {
+        **words.describe(),
+        "task_state": {**words.state(), "tokenizer": {**words.tokenizer.state(), "tokens": []}},
+    }
+    del meta["task_config"]["split_contractions"]
+    del meta["task_state"]["tokenizer"]["contractions"]
+    old = SentimentTask.from_checkpoint_meta(meta)
+    assert old.tokenizer.split("isn't") == ["isn't"]
