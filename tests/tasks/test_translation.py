@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import BOS, EOS, PAD
@@ -205,3 +206,27 @@ def test_translate_errors(trained, tmp_path, capsys):
     assert (
         cli_main(["translate", str(trained), "--input", str(latin), "--encoding", "latin-1"]) == 0
     )
+
+
+@needs_data
+def test_resumed_run_ends_at_the_same_weights(slice_dir, tmp_path):
+    """Bucketed batches, dropout and the optimiser all continue exactly after --resume."""
+    from lstmkit.train.checkpoint import load_checkpoint
+    from lstmkit.train.config import TrainConfig
+    from lstmkit.train.trainer import train
+
+    def run(out, steps, resume=False):
+        cfg = TrainConfig(
+            steps=steps, batch_size=16, eval_every=3, lr=5e-3, device="cpu", progress=False,
+            threads=1, out=str(out), resume=resume,
+        )  # fmt: skip
+        train(_task(slice_dir, valid_beam=1, select="loss"), cfg)
+
+    run(tmp_path / "whole", 6)
+    run(tmp_path / "split", 3)
+    run(tmp_path / "split", 6, resume=True)
+    whole = load_checkpoint(tmp_path / "whole" / "last")
+    split = load_checkpoint(tmp_path / "split" / "last")
+    assert whole.meta["step"] == split.meta["step"] == 6
+    for k, v in whole.weights.items():
+        assert torch.equal(v, split.weights[k]), k
