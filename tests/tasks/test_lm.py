@@ -19,6 +19,7 @@ from lstmkit.tasks.lm import (
     variational_dropout,
 )
 from lstmkit.utils.errors import UserError
+from tests.resume_check import assert_resume_is_exact
 
 TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -268,7 +269,6 @@ def test_inspect_plots_the_top_layer(text_file, tmp_path, monkeypatch):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_resumed_run_ends_at_the_same_weights(text_file, tmp_path, cell):
     """The carried state is saved with last/: stopping and resuming changes nothing."""
-    from lstmkit.train.checkpoint import load_checkpoint
     from lstmkit.train.config import TrainConfig
     from lstmkit.train.trainer import train
 
@@ -280,11 +280,4 @@ def test_resumed_run_ends_at_the_same_weights(text_file, tmp_path, cell):
         )  # fmt: skip
         train(task, cfg)
 
-    run(tmp_path / "whole", 10)
-    run(tmp_path / "split", 5)
-    run(tmp_path / "split", 10, resume=True)
-    whole = load_checkpoint(tmp_path / "whole" / "last")
-    split = load_checkpoint(tmp_path / "split" / "last")
-    assert whole.meta["step"] == split.meta["step"] == 10
-    for k, v in whole.weights.items():
-        assert torch.equal(v, split.weights[k]), k
+    assert_resume_is_exact(run, tmp_path, steps=10, stop=5)

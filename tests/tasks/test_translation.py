@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import BOS, EOS, PAD
 from lstmkit.tasks.seq2seq import Seq2SeqConfig
 from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch
 from lstmkit.utils.errors import UserError
+from tests.resume_check import assert_resume_is_exact
 
 MULTI30K = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "multi30k"
 needs_data = pytest.mark.skipif(
@@ -211,7 +211,6 @@ def test_translate_errors(trained, tmp_path, capsys):
 @needs_data
 def test_resumed_run_ends_at_the_same_weights(slice_dir, tmp_path):
     """Bucketed batches, dropout and the optimiser all continue exactly after --resume."""
-    from lstmkit.train.checkpoint import load_checkpoint
     from lstmkit.train.config import TrainConfig
     from lstmkit.train.trainer import train
 
@@ -222,11 +221,4 @@ def test_resumed_run_ends_at_the_same_weights(slice_dir, tmp_path):
         )  # fmt: skip
         train(_task(slice_dir, valid_beam=1, select="loss"), cfg)
 
-    run(tmp_path / "whole", 6)
-    run(tmp_path / "split", 3)
-    run(tmp_path / "split", 6, resume=True)
-    whole = load_checkpoint(tmp_path / "whole" / "last")
-    split = load_checkpoint(tmp_path / "split" / "last")
-    assert whole.meta["step"] == split.meta["step"] == 6
-    for k, v in whole.weights.items():
-        assert torch.equal(v, split.weights[k]), k
+    assert_resume_is_exact(run, tmp_path, steps=6, stop=3)
