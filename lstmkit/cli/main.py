@@ -384,8 +384,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     if debug:
         os.environ["LSTMKIT_DEBUG"] = "1"  # the processes that --nproc launches inherit it
         argv = [a for a in argv if a != "--debug"]
-    tune_malloc()  # keep freed memory for the next step: 14-19% less time per CPU step
     try:
+        tune_malloc()  # keep freed memory for the next step: 14-19% less time per CPU step
         status = cli.main(args=argv, prog_name="lstmkit", standalone_mode=False, obj={"argv": argv})
     except click.exceptions.Exit as e:
         return e.exit_code

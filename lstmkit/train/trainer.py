@@ -303,8 +303,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device):
 
     The fused kernel updates every parameter tensor in one call instead of torch's default
     loop of a dozen small ops per tensor: an AdamW step over the 1.9 M parameters of the
-    384 x 2 character model took 2.5 ms instead of 20 ms on one CPU thread, over the 6.9 M of
-    the sentiment BiLSTM 9 ms instead of 72 ms (docs/BENCHMARKS.md). Same update rule.
+    384 x 2 character model took 2.4 ms instead of 14 ms on one CPU thread, over the 5.6 M of
+    the MR sentiment BiLSTM 6.6 ms instead of 42 ms (``make bench-adamw``,
+    docs/BENCHMARKS.md). Same update rule.
     """
     fused = device.type in ("cpu", "cuda")
     return torch.optim.AdamW(

@@ -31,6 +31,8 @@ import ctypes
 import os
 import platform
 
+from lstmkit.utils.errors import UserError
+
 ENV = "LSTMKIT_MALLOC"
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_MAX = -4
@@ -50,7 +52,8 @@ _state = "system (not tuned)"
 def tune_malloc(environ: dict[str, str] | None = None) -> str:
     """Set glibc's allocator to keep freed memory (see the module docstring); returns what it
     did, as :func:`malloc_state` will report it: ``"glibc tuned (...)"`` or
-    ``"system (...)"`` with the reason it was left alone."""
+    ``"system (...)"`` with the reason it was left alone. An ``LSTMKIT_MALLOC`` other than
+    ``tuned`` or ``system`` is a :class:`UserError`."""
     global _state
     env = os.environ if environ is None else environ
     _state = _tune(env)
@@ -67,7 +70,7 @@ def _tune(env) -> str:
     if choice == "system":
         return f"system ({ENV}=system)"
     if choice not in ("", "tuned"):
-        return f"system ({ENV}={env[ENV]!r} not understood: 'tuned' or 'system')"
+        raise UserError(f"{ENV}={env[ENV]!r} is not understood: use 'tuned' or 'system'")
     preload = env.get("LD_PRELOAD", "")
     for name in _PRELOADED:
         if name in preload:

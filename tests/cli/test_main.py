@@ -21,9 +21,12 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == lstmkit.__version__
 
 
-def test_the_command_sets_the_allocator(monkeypatch):
+def test_the_command_sets_the_allocator(monkeypatch, capsys):
     from lstmkit.utils.malloc import ENV, malloc_state
 
+    monkeypatch.setenv(ENV, "sytem")  # a typo: one error line, status 2
+    assert cli_main(["--version"]) == 2
+    assert "LSTMKIT_MALLOC='sytem' is not understood" in capsys.readouterr().err
     monkeypatch.setenv(ENV, "system")  # the opt-out: the command asks and leaves it alone
     assert cli_main(["--version"]) == 0
     assert malloc_state() == f"system ({ENV}=system)"

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from lstmkit.utils.errors import UserError
 from lstmkit.utils.malloc import ENV, malloc_state, tune_malloc
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -20,7 +21,6 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     ("env", "reason"),
     [
         ({ENV: "system"}, f"{ENV}=system"),
-        ({ENV: "fast"}, "not understood"),
         ({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}, "jemalloc preloaded"),
         ({"LD_PRELOAD": "libtcmalloc_minimal.so.4"}, "tcmalloc preloaded"),
         ({"MALLOC_ARENA_MAX": "2"}, "the user's MALLOC_ARENA_MAX"),
@@ -31,6 +31,11 @@ def test_left_alone(env, reason):
     state = tune_malloc(env)
     assert state.startswith("system (") and reason in state
     assert malloc_state() == state
+
+
+def test_a_bad_setting_is_an_error_naming_it():
+    with pytest.raises(UserError, match="LSTMKIT_MALLOC='fast' is not understood"):
+        tune_malloc({ENV: "fast"})
 
 
 # Allocates and frees a 64 MB block, then reports glibc's counters (mallinfo2, glibc >= 2.33):
