@@ -439,10 +439,12 @@ class _Run:
                     state.stop_reason = state.stop_reason or (
                         f"CPU-time limit of {cfg.max_cpu_time:g} s"
                     )
+            t_pause = time.perf_counter()
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps or state.stop_reason:
                 self.validate()
             elif state.step % save_every == 0:
                 self.save_last()
+            window_t += time.perf_counter() - t_pause  # the speeds are of training steps only
         if not state.stop_reason:
             state.stop_reason = f"reached --steps {cfg.steps}"
         self.log.write("stop", step=state.step, reason=state.stop_reason)

@@ -245,3 +245,21 @@ def test_optimizer_is_fused_adamw_with_the_same_update():
     for a, b, a0 in zip(model.parameters(), plain.parameters(), before, strict=True):
         assert (a - a0).abs().min() > 1e-3  # every entry moved: 5 steps of lr 0.05
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_logged_speed_leaves_out_evaluation_time(tmp_path, monkeypatch):
+    import lstmkit.train.trainer as trainer
+
+    validate = trainer._Run.validate
+
+    def slow_validate(self):  # an evaluation of 0.5 s between two log windows
+        time.sleep(0.5)
+        validate(self)
+
+    monkeypatch.setattr(trainer._Run, "validate", slow_validate)
+    train(_task(), _cfg(tmp_path / "run", steps=12, eval_every=3, log_every=2, threads=1))
+    events = read_jsonl(tmp_path / "run" / "train.jsonl")
+    speeds = [e["seq_per_s"] for e in events if e["event"] == "train"]
+    # 2 steps of 16 tiny sequences take milliseconds: with a 0.5 s evaluation inside a window
+    # its speed would fall below 2 * 16 / 0.5 = 64 sequences per second
+    assert len(speeds) == 6 and min(speeds) > 200, speeds
