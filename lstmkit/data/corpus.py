@@ -16,6 +16,13 @@ line end, so that no word is cut in two).
 Token streams (:func:`encode_stream`): characters are tokens as they are, newlines included;
 words are the tokens of each line followed by the end-of-line token ``</s>``, and empty lines
 are skipped (and counted: ``empty_lines`` in the statistics, which the task prints and saves).
+Whitespace tokens (a pre-tokenized corpus) are the words of each line followed by ``<eos>``, an
+empty line included: that is how the word-level benchmarks count (the PyTorch
+``word_language_model`` and AWD-LSTM ``data.py``, whose counts are the published ones, e.g.
+WikiText-2's 2,088,628 training tokens), so the count is the same as :func:`count_words`.
+
+Words (:func:`count_words`): the unit of a word-level perplexity in the papers' convention, the
+whitespace-separated words of the text plus one end of line per line.
 
 TBPTT layout (:class:`StreamLayout`): the training stream is cut into ``B`` parallel streams of
 ``L`` tokens each; step ``k`` reads the ``T``-token chunk ``k mod n_chunks`` of every stream, so
@@ -102,9 +109,14 @@ def split_text(
 
 def encode_stream(tok: TextTokenizer, text: str) -> np.ndarray:
     """Token ids of ``text`` as one stream (int32); words get ``</s>`` at each line end and
-    empty lines give nothing."""
+    empty lines give nothing; whitespace tokens get ``<eos>`` at every line end."""
     if tok.kind == "char":
         ids = tok.encode(text)
+    elif tok.kind == "whitespace":
+        ids = []
+        for line in _lines(text):
+            ids.extend(tok.encode(line))
+            ids.append(EOS)
     else:
         ids = []
         lines = [line for line in text.split("\n") if line.strip()]
@@ -112,6 +124,20 @@ def encode_stream(tok: TextTokenizer, text: str) -> np.ndarray:
             ids.extend(line_ids)
             ids.append(EOS)
     return np.asarray(ids, dtype=np.int32)
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of ``text``; a final line end ends the last line (it starts no new one)."""
+    if not text:
+        return []
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
+def count_words(text: str) -> int:
+    """Words of ``text`` in the word-level benchmarks' convention: whitespace-separated words
+    plus one end of line (``<eos>``) per line, empty lines included."""
+    lines = _lines(text)
+    return sum(len(line.split()) for line in lines) + len(lines)
 
 
 def _pass_offset(seed: int, n_pass: int, seq_len: int) -> int:

@@ -7,12 +7,13 @@ import pytest
 
 from lstmkit.data.corpus import (
     StreamLayout,
+    count_words,
     encode_stream,
     parse_paths,
     read_corpus,
     split_text,
 )
-from lstmkit.data.tokenize import EOS, fit_tokenizer
+from lstmkit.data.tokenize import EOS, UNK, fit_tokenizer
 from lstmkit.utils.errors import UserError
 
 
@@ -65,6 +66,24 @@ def test_streams_char_round_trip_and_word_line_ends():
     ids = encode_stream(word, text).tolist()
     assert ids.count(EOS) == 2  # the empty line gives nothing
     assert word.decode(ids) == "Hi there . Bye !"
+
+
+# PTB/WikiText style: tokenized, rare words already <unk>, an empty line between paragraphs
+PRETOKENIZED = "mr. smith 's well-known <unk> is n't here\n\nthe <unk> 's firm said mr. jones\n"
+
+
+def test_whitespace_stream_counts_as_the_word_level_benchmarks():
+    tok = fit_tokenizer(PRETOKENIZED.split("\n"), "whitespace", lowercase=False)
+    ids = encode_stream(tok, PRETOKENIZED).tolist()
+    # 8 + 7 words and one <eos> per line, the empty line included (as the PyTorch
+    # word_language_model and AWD-LSTM data.py count, which gives WikiText-2's 2,088,628)
+    assert len(ids) == 8 + 7 + 3 and ids.count(EOS) == 3
+    assert ids[8:10] == [EOS, EOS] and ids.count(UNK) == 2
+    words = [tok.token(i) for i in ids]
+    assert words[:8] == PRETOKENIZED.split("\n")[0].split() and words[8] == "<eos>"
+    assert count_words(PRETOKENIZED) == len(ids)
+    assert encode_stream(tok, "").tolist() == [] and count_words("") == 0
+    assert count_words("no line end") == 4
 
 
 def _layout(n=1000, B=4, T=16):

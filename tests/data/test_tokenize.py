@@ -74,3 +74,52 @@ def test_contractions_split_as_in_the_penn_treebank():
     assert old.split("isn't") == ["isn't"]
     with pytest.raises(UserError, match="--tokenizer word"):
         fit_tokenizer(TEXTS, "char", contractions=True)
+
+
+# a pre-tokenized corpus in the PTB/WikiText style: rare words are already <unk>
+PRETOKENIZED = [
+    "mr. smith 's well-known <unk> is n't here",
+    "the <unk> 's firm said mr. jones",
+    "",
+    "well-known firm",
+]
+
+
+def test_whitespace_tokens_are_the_words_of_a_pretokenized_corpus():
+    tok = fit_tokenizer(PRETOKENIZED, "whitespace", lowercase=False)
+    words = [w for line in PRETOKENIZED for w in line.split()]
+    assert tok.split(PRETOKENIZED[0]) == PRETOKENIZED[0].split()
+    # the data's <unk> is the model's <unk>: no vocabulary entry of its own, encoded as UNK
+    types = set(words) - {"<unk>"}
+    assert sorted(tok.itos[4:]) == sorted(types) and len(tok) == 4 + len(types)
+    ids = tok.encode(PRETOKENIZED[1])
+    assert ids[1] == UNK and ids.count(UNK) == 1 and len(ids) == 7
+    assert tok.itos[3] == "<eos>"  # the end-of-line token, named as the benchmarks name it
+    assert tok.decode(tok.encode("mr. jones 's")) == "mr. jones 's"
+    back = roundtrip(tok)
+    assert back.kind == "whitespace" and back.encode(PRETOKENIZED[0]) == tok.encode(PRETOKENIZED[0])
+    # the regex word tokenizer cuts every one of these words in pieces
+    assert len(fit_tokenizer(PRETOKENIZED, "word").split(PRETOKENIZED[0])) == 14
+
+
+def test_another_unknown_token_of_the_data_is_the_models_unknown():
+    texts = ["a UNK b", "b UNK UNK c"]
+    tok = fit_tokenizer(texts, "whitespace", unk_token="UNK")
+    assert "UNK" not in tok.stoi and tok.encode("a UNK c") == [tok.stoi["a"], UNK, tok.stoi["c"]]
+    assert roundtrip(tok).encode("UNK") == [UNK]
+    plain = fit_tokenizer(texts, "whitespace")
+    assert "unk" in plain.stoi  # lower-cased and kept as a word when not named
+    # the regex word tokenizer keeps the named token whole instead of cutting it in three
+    word = fit_tokenizer(["the <unk> 's firm"], "word", unk_token="<unk>")
+    assert word.split("the <unk> 's firm") == ["the", "<unk>", "'", "s", "firm"]
+    assert word.encode("the <unk>") == [word.stoi["the"], UNK]
+    assert fit_tokenizer(["the <unk>"], "word").split("the <unk>") == ["the", "<", "unk", ">"]
+    with pytest.raises(UserError, match="--unk-token 'a b'"):
+        fit_tokenizer(texts, "whitespace", unk_token="a b")
+
+
+def test_whitespace_tokenizer_counts_words_and_lowercases():
+    tok = fit_tokenizer(["The Cat  sat\tdown"], "whitespace")
+    assert tok.split("The Cat  sat\tdown") == ["the", "cat", "sat", "down"]
+    with pytest.raises(UserError, match="--tokenizer must be one of word, char, bpe, whitespace"):
+        TextTokenizer("space", False)
