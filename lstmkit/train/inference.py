@@ -20,14 +20,25 @@ from lstmkit.utils.meta import help_meta as _help
 
 
 def load_trained(
-    path: str | os.PathLike, device: torch.device
+    path: str | os.PathLike, device: torch.device, *, allow_nonfinite: bool = False
 ) -> tuple[Task, nn.Module, Checkpoint]:
-    """The task, the model in eval mode on ``device``, and the checkpoint of ``path``."""
-    ckpt = load_checkpoint(path)
-    name = ckpt.meta.get("task")
-    if not isinstance(name, str):
-        raise UserError(f"{ckpt.path}/model.json names no task")
-    task = get_task(name).from_checkpoint_meta(ckpt.meta)
+    """The task, the model in eval mode on ``device``, and the checkpoint of ``path``.
+
+    The task is rebuilt from the checkpoint's configuration and its model checked against the
+    weight file's header (on the meta device) before any weight is read or allocated.
+    ``allow_nonfinite`` loads NaN or infinite weights (for debugging a diverged run)."""
+    rebuilt: list[Task] = []
+
+    def build(meta: dict) -> nn.Module:
+        name = meta.get("task")
+        if not isinstance(name, str):
+            raise UserError("names no task")
+        with torch.device("cpu"):  # the task's own tensors are real; only the model is meta
+            rebuilt.append(get_task(name).from_checkpoint_meta(meta))
+        return rebuilt[-1].build_model()
+
+    ckpt = load_checkpoint(path, build=build, allow_nonfinite=allow_nonfinite)
+    task = rebuilt[-1]
     model = task.build_model()
     load_weights(model, ckpt.weights, ckpt.path)
     return task, model.to(device).eval(), ckpt

@@ -91,7 +91,7 @@ def _damage(path, how):
 @pytest.mark.parametrize(
     "how, message",
     [
-        ("truncated weights", "SHA-256"),
+        ("truncated weights", "corrupted or truncated"),
         ("flipped byte", "SHA-256"),
         ("garbage json", "line 2"),
         ("foreign json", "not an lstmkit checkpoint"),
@@ -107,16 +107,6 @@ def test_damaged_checkpoints_give_one_clear_error(tmp_path, how, message):
         ck.load_checkpoint(tmp_path / "c")
     assert str(tmp_path / "c") in str(e.value)
     assert "\n" not in str(e.value)
-
-
-def test_truncated_weights_without_a_hash_are_caught_by_safetensors(tmp_path):
-    _save(tmp_path / "c")
-    meta = json.loads((tmp_path / "c" / ck.MODEL_META).read_text())
-    del meta["sha256"]
-    (tmp_path / "c" / ck.MODEL_META).write_text(json.dumps(meta))
-    _damage(tmp_path / "c", "truncated weights")
-    with pytest.raises(UserError, match="corrupted or truncated"):
-        ck.load_checkpoint(tmp_path / "c")
 
 
 def test_not_a_checkpoint(tmp_path):
