@@ -62,6 +62,7 @@ class LSTMCell(nn.LSTMCell):
         _checks.check_int("input_size", input_size, 1)
         _checks.check_int("hidden_size", hidden_size, 1)
         _checks.check_bool("bias", bias)
+        _checks.check_factory(device, dtype)
         _checks.check_rate("weight_drop", weight_drop)
         variant_kw = dict(
             layer_norm=layer_norm,
@@ -125,6 +126,8 @@ class LSTMCell(nn.LSTMCell):
 
     def forward(self, input: Tensor, hx=None, *, dropout_mask: Tensor | None = None):  # noqa: A002
         w = self.weight_ih
+        if torch.is_tensor(input):
+            _checks.check_device("input", input)
         x = _checks.check_tensor("input", input, w)
         if x.dim() not in (1, 2):
             raise ValueError(
@@ -145,8 +148,14 @@ class LSTMCell(nn.LSTMCell):
             for name, t in (("hx[0] (h)", hx[0]), ("hx[1] (c)", hx[1])):
                 _checks.check_tensor(name, t, w)
                 _checks.check_shape(name, t, expected)
-        if dropout_mask is not None and not self.recurrent_dropout:
-            raise ValueError("dropout_mask was given but recurrent_dropout is 0")
+        if dropout_mask is not None:
+            if not self.recurrent_dropout:
+                raise ValueError("dropout_mask was given but recurrent_dropout is 0")
+            _checks.check_tensor("dropout_mask", dropout_mask, w)
+            # Unbatched input takes (H,) or the (1, H) of recurrent_dropout_mask(1).
+            if is_batched or tuple(dropout_mask.shape) != (1, self.hidden_size):
+                expected = (B, self.hidden_size) if is_batched else (self.hidden_size,)
+                _checks.check_shape("dropout_mask", dropout_mask, expected)
         w_hh = self.weight_hh
         if self.weight_drop and self.training:
             w_hh = F.dropout(w_hh, self.weight_drop, True)

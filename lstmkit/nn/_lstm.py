@@ -51,10 +51,8 @@ def set_variant_options(
             "coupled=True (f = 1 - i) and forget_gate=False (f = 1) contradict each other; "
             "choose one"
         )
-    if not isinstance(forget_bias, (int, float)) or isinstance(forget_bias, bool):
-        raise TypeError(f"forget_bias must be a float, got {type(forget_bias).__name__}")
-    if not (isinstance(layer_norm_eps, float) and layer_norm_eps > 0):
-        raise ValueError(f"layer_norm_eps must be a positive float, got {layer_norm_eps!r}")
+    _checks.check_finite("forget_bias", forget_bias)
+    _checks.check_eps("layer_norm_eps", layer_norm_eps)
     if backend not in dispatch.BACKENDS:
         raise ValueError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
     if module is None:
@@ -152,6 +150,7 @@ class LSTM(nn.LSTM):
         _checks.check_int("input_size", input_size, 1)
         _checks.check_int("hidden_size", hidden_size, 1)
         _checks.check_int("num_layers", num_layers, 1)
+        _checks.check_factory(device, dtype)
         _checks.check_rate("weight_drop", weight_drop)
         _checks.check_int("proj_size", proj_size, 0)
         for name, v in (
@@ -313,6 +312,9 @@ class LSTM(nn.LSTM):
 
     def forward(self, input, hx=None, *, return_gates: bool = False):  # noqa: A002 (torch's name)
         data = input.data if isinstance(input, PackedSequence) else input
+        if isinstance(data, Tensor):
+            # Before asking autocast, which raises an internal error for the meta device.
+            _checks.check_device("input.data" if data is not input else "input", data)
         if isinstance(data, Tensor) and torch.is_autocast_enabled(data.device.type):
             w = self.weight_ih_l0
             recording = self._gate_recorder is not None or return_gates
@@ -392,7 +394,12 @@ class LSTM(nn.LSTM):
                     f"packed input.data must have shape (N, input_size={self.input_size}), "
                     f"got {tuple(data.shape)}"
                 )
-            return data, input.batch_sizes, input.sorted_indices, input.unsorted_indices, True
+            # torch's own unpacking trusts these: a bad packing corrupts the heap.
+            bs = _checks.check_batch_sizes(input.batch_sizes, data.shape[0])
+            _checks.check_sorting(
+                input.sorted_indices, input.unsorted_indices, int(bs[0]), data.device
+            )
+            return data, bs, input.sorted_indices, input.unsorted_indices, True
         x = _checks.check_tensor("input", input, w)
         if x.dim() not in (2, 3):
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from lstmkit.nn import _checks
 from lstmkit.utils.meta import help_meta as _help
 
 
@@ -50,6 +51,13 @@ class LSTMConfig:
         default="auto",
         metadata=_help("auto, torch (vanilla only), cpu, triton (CUDA), python or reference"),
     )
+
+    def __post_init__(self) -> None:
+        # The numbers no later check would catch: nan passes every comparison-free path.
+        for name in ("dropout", "zoneout_h", "zoneout_c", "recurrent_dropout", "weight_drop"):
+            _checks.check_rate(name, getattr(self, name))
+        _checks.check_finite("forget_bias", self.forget_bias)
+        _checks.check_eps("layer_norm_eps", self.layer_norm_eps)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
