@@ -2,11 +2,23 @@
 
 - :func:`read_lines`: the lines of a plain or gzipped text file in any encoding.
 - :func:`read_labelled`: labelled examples from CSV, TSV, JSONL, a folder per class (one file per
-  example), or one-example-per-line files per class.
+  example), one-example-per-line files per class, ``<label> <text>`` lines (Kim 2014's
+  sentence-classification files: TREC, SUBJ, ...), or fastText's ``__label__X text`` lines.
 
 Undecodable bytes are an error naming the file, the line and the byte offset, with a hint to
 pass the right ``--encoding`` (the movie-review polarity set, for one, is Latin-1). Empty
 examples are skipped and counted in :attr:`LabelledText.skipped`, never dropped silently.
+
+Every reader counts the lines (or files) it read besides the examples, and
+:meth:`LabelledText.summary` says where the difference went (a header, empty lines, lines
+inside quoted fields, malformed lines). Anything suspicious (a TSV line with the wrong number
+of fields, a CSV field running over several lines, a fastText line with several labels) is a
+warning naming the file and line, kept in :attr:`LabelledText.warnings` and issued as a
+:class:`DataWarning`.
+
+TSV is read as people write it: one example per line, fields split at tabs, no quoting (a
+``"`` is an ordinary character). ``quoting="csv"`` reads it with CSV quoting instead; CSV files
+always use it (``quoting="none"`` splits them at every comma).
 """
 
 from __future__ import annotations
@@ -16,12 +28,27 @@ import csv
 import gzip
 import json
 import os
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lstmkit.utils.errors import UserError
 
-FORMATS = ("auto", "csv", "tsv", "jsonl", "folders", "lines")
+FORMATS = ("auto", "csv", "tsv", "jsonl", "folders", "lines", "label-text", "fasttext")
+QUOTING = ("auto", "none", "csv")
+FASTTEXT_PREFIX = "__label__"
+FIELD_LIMIT = 10_000_000
+"""Longest CSV field, in characters (the csv module's own default is 131,072): long enough for
+a book-length example, short enough that an unclosed quote fails with a clear error instead
+of swallowing a large file."""
+MAX_WARNINGS = 5
+"""Warnings kept and issued per file; the rest are counted."""
+_SNIFF_LINES = 2000
+
+
+class DataWarning(UserWarning):
+    """Something in a data file that was probably not meant (it is read, and reported)."""
 
 
 def check_encoding(encoding: str) -> str:
@@ -78,13 +105,28 @@ def split_lines(text: str) -> list[str]:
 
 @dataclass
 class LabelledText:
-    """Examples and their labels as strings, in file order."""
+    """Examples and their labels as strings, in file order, with what reading them found."""
 
     texts: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     skipped: int = 0
     """Examples skipped because their text was empty (reported by the caller)."""
     source: str = ""
+    lines: int = 0
+    """Lines read (files, for ``folders``): compared with the examples in :meth:`summary`."""
+    unit: str = "lines"
+    header: int = 0
+    """Header lines."""
+    malformed: int = 0
+    """Lines skipped because they could not be one example (wrong number of fields...)."""
+    joined: int = 0
+    """Lines that continued a quoted CSV field of the line before (not examples of their own)."""
+    notes: list[str] = field(default_factory=list)
+    """What was chosen for the user (the format, the header, the columns)."""
+    warnings: list[str] = field(default_factory=list)
+    """The first :data:`MAX_WARNINGS` warnings per file, naming the file and line."""
+    warned: int = 0
+    """All warnings, including those not kept."""
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -96,13 +138,56 @@ class LabelledText:
         else:
             self.skipped += 1
 
+    def warn(self, message: str) -> None:
+        self.warned += 1
+        if self.warned <= MAX_WARNINGS:
+            self.warnings.append(message)
+            warnings.warn(message, DataWarning, stacklevel=2)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def extend(self, other: LabelledText) -> None:
+        self.texts += other.texts
+        self.labels += other.labels
+        for name in ("skipped", "lines", "header", "malformed", "joined", "warned"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.notes += other.notes
+        self.warnings += other.warnings
+
+    @property
+    def unaccounted(self) -> int:
+        """Lines neither an example nor explained (0 unless a reader miscounts)."""
+        return self.lines - len(self) - self.skipped - self.header - self.malformed - self.joined
+
+    def summary(self) -> str:
+        """``"824 examples from 1001 lines: 1 header, 176 inside quoted fields"``."""
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.header, "header"),
+                (self.skipped, "empty"),
+                (self.malformed, "malformed (skipped)"),
+                (self.joined, "inside multi-line quoted fields"),
+                (self.unaccounted, "unaccounted for"),
+            )
+            if n
+        ]
+        text = f"{len(self)} examples from {self.lines} {self.unit}"
+        if parts:
+            text += ": " + ", ".join(parts)
+        if self.warned:
+            text += f"; {self.warned} warning{'s' if self.warned > 1 else ''}"
+        return text
+
     def subset(self, idx) -> LabelledText:
         return LabelledText(
             [self.texts[i] for i in idx], [self.labels[i] for i in idx], 0, self.source
         )
 
 
-def guess_format(path: Path) -> str:
+def guess_format(path: Path, encoding: str = "utf-8") -> str:
+    """The format of ``path`` from its name, or for other files from its lines."""
     if path.is_dir():
         subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
         return "folders" if subdirs else "lines"
@@ -110,10 +195,30 @@ def guess_format(path: Path) -> str:
     for ext, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"), (".json", "jsonl")):
         if name.endswith(ext):
             return fmt
+    sniffed = sniff_format(split_lines(read_text(path, encoding))[:_SNIFF_LINES])
+    if sniffed:
+        return sniffed
     raise UserError(
-        f"{path}: cannot tell the format from the name; pass --format "
-        "(csv, tsv, jsonl, folders or lines)"
+        f"{path}: cannot tell the format from the name or the lines; pass --format "
+        "(csv, tsv, jsonl, folders, lines, label-text or fasttext)"
     )
+
+
+def sniff_format(lines: list[str]) -> str:
+    """``fasttext`` if every line starts with ``__label__``; ``label-text`` if the first words
+    of the lines are a few labels (at most 50, and at most a fifth of the lines); else ``""``."""
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return ""
+    if all(line.lstrip().startswith(FASTTEXT_PREFIX) for line in lines):
+        return "fasttext"
+    firsts = [line.split(None, 1) for line in lines]
+    if any(len(f) < 2 for f in firsts):
+        return ""
+    distinct = len({f[0] for f in firsts})
+    if distinct <= max(2, min(50, len(lines) // 5)):
+        return "label-text"
+    return ""
 
 
 def read_labelled(
@@ -123,16 +228,29 @@ def read_labelled(
     text_column: str = "text",
     label_column: str = "label",
     encoding: str = "utf-8",
+    header: bool = True,
+    quoting: str = "auto",
 ) -> LabelledText:
     """Labelled examples from ``path``.
 
-    ``csv``/``tsv``: a header row naming the columns; ``jsonl``: one object per line; both read
-    ``text_column`` and ``label_column``. ``folders``: ``path/LABEL/*`` with one example per
-    file. ``lines``: ``path/LABEL.EXT`` files (or ``path`` a folder of them) with one example per
-    line; ``path`` may also be a list of such files joined with commas.
+    ``csv``/``tsv``: a header row naming the columns, read ``text_column`` and
+    ``label_column``; with ``header=False`` the columns are 0-based numbers (``"0"``, ``"1"``),
+    or, left at ``text``/``label``, chosen from the data (the label: the column with the fewest
+    distinct values). A table whose first row does not name the default columns but looks like
+    data (its label occurs again below) is read as headerless, and the choice noted.
+    ``quoting``: ``auto`` (CSV quoting for CSV, none for TSV), ``none`` or ``csv``.
+    ``jsonl``: one object per line. ``folders``: ``path/LABEL/*`` with one example per file.
+    ``lines``: ``path/LABEL.EXT`` files (or ``path`` a folder of them) with one example per
+    line; ``path`` may also be a list of such files joined with commas. ``label-text``: one
+    ``LABEL TEXT`` per line (the label is the first word). ``fasttext``: ``__label__X TEXT``
+    per line; a line with several labels keeps the first (a warning says where).
+    ``auto`` tells the format from the extension, or from the lines of other files; the
+    choice is noted in :attr:`LabelledText.notes`.
     """
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if quoting not in QUOTING:
+        raise UserError(f"--quoting must be one of {', '.join(QUOTING)}, got {quoting!r}")
     files = [Path(p) for p in str(path).split(",")] if "," in str(path) else [Path(path)]
     for f in files:
         if not f.exists():
@@ -142,49 +260,193 @@ def read_labelled(
             raise UserError(f"{path}: a list of files is read as --format lines, not {fmt}")
         return _read_line_files(files, encoding, str(path))
     p = files[0]
-    fmt = guess_format(p) if fmt == "auto" else fmt
+    if fmt == "auto":
+        fmt = guess_format(p, encoding)
+        if not p.is_dir() and not p.name.removesuffix(".gz").lower().endswith(
+            (".csv", ".tsv", ".jsonl", ".json")
+        ):
+            chosen = f"{p}: read as --format {fmt} (from its lines)"
+        else:
+            chosen = ""
+    else:
+        chosen = ""
     if fmt in ("csv", "tsv"):
-        return _read_table(p, "," if fmt == "csv" else "\t", text_column, label_column, encoding)
-    if fmt == "jsonl":
-        return _read_jsonl(p, text_column, label_column, encoding)
-    if not p.is_dir() and fmt == "folders":
-        raise UserError(f"{p}: --format folders needs a folder with one subfolder per label")
-    if fmt == "folders":
-        return _read_folders(p, encoding)
-    line_files = sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p]
-    return _read_line_files(line_files, encoding, str(p))
+        quote = quoting if quoting != "auto" else ("csv" if fmt == "csv" else "none")
+        out = _read_table(
+            p, "," if fmt == "csv" else "\t", quote, text_column, label_column, encoding, header
+        )
+    elif fmt == "jsonl":
+        out = _read_jsonl(p, text_column, label_column, encoding)
+    elif fmt in ("label-text", "fasttext"):
+        if p.is_dir():
+            raise UserError(f"{p}: --format {fmt} reads a file, not a folder")
+        out = _read_labelled_lines(p, fmt, encoding)
+    elif fmt == "folders":
+        if not p.is_dir():
+            raise UserError(f"{p}: --format folders needs a folder with one subfolder per label")
+        out = _read_folders(p, encoding)
+    else:
+        line_files = sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p]
+        out = _read_line_files(line_files, encoding, str(p))
+    if chosen:
+        out.notes.insert(0, chosen)
+    return out
 
 
-def _read_table(path, delimiter, text_column, label_column, encoding) -> LabelledText:
+def _split_rows(path, lines, delimiter, quoting, kind):
+    """``(first line number, last line number, fields)`` per record. ``quoting="none"``: one
+    record per line, fields split at ``delimiter``; ``"csv"``: the csv module's quoting, with
+    :data:`FIELD_LIMIT` as its field size limit (a longer field is an error naming the line)."""
+    if quoting == "none":
+        for n, line in enumerate(lines, 1):
+            yield n, n, line.split(delimiter)
+        return
+    old = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        reader = csv.reader((line + "\n" for line in lines), delimiter=delimiter)
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                line = max(start, reader.line_num)
+                if "field larger than field limit" in str(e):
+                    raise UserError(
+                        f"{path}, line {start}: a field runs past {FIELD_LIMIT:,} characters "
+                        f"(to line {line}); an unclosed quote?"
+                        + (
+                            " TSV is read without quoting if you drop --quoting csv"
+                            if kind == "TSV"
+                            else ""
+                        )
+                    ) from None
+                raise UserError(f"{path}, line {line}: not valid CSV ({e})") from None
+            yield start, reader.line_num, row
+    finally:
+        csv.field_size_limit(old)
+
+
+def _is_index(column: str) -> bool:
+    return column.isdigit()
+
+
+def _read_table(
+    path, delimiter, quoting, text_column, label_column, encoding, header=True
+) -> LabelledText:
     lines = split_lines(read_text(path, encoding))
     if not lines:
         raise UserError(f"{path} is empty")
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = next(reader)
-    for col in (text_column, label_column):
-        if col not in header:
-            raise UserError(
-                f"{path}: no column {col!r} (columns: {', '.join(header)}); choose with "
-                "--text-column / --label-column"
+    out = LabelledText(source=str(path), lines=len(lines))
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    rows = list(_split_rows(path, lines, delimiter, quoting, kind))
+    defaults = (text_column, label_column) == ("text", "label")
+    numbered = _is_index(text_column) and _is_index(label_column)
+    if header and numbered and not {text_column, label_column} <= set(rows[0][2]):
+        header = False  # columns given by number, which no header names: there is no header
+    if header:
+        names = rows[0][2]
+        missing = [c for c in (text_column, label_column) if c not in names]
+        if missing and defaults and _looks_headerless(rows):
+            header = False
+            out.note(
+                f"{path}: the first line names no 'text'/'label' columns and looks like data: "
+                "read without a header (--no-header)"
             )
-    ti, li = header.index(text_column), header.index(label_column)
-    out = LabelledText(source=str(path))
-    for row in reader:
-        line = reader.line_num
+        elif missing:
+            raise UserError(
+                f"{path}: no column {missing[0]!r} (columns: {', '.join(names)}); choose with "
+                "--text-column / --label-column, or --no-header with column numbers"
+            )
+    if header:
+        ti, li = names.index(text_column), names.index(label_column)
+        width = len(names)
+        out.header = rows[0][1]
+        rows = rows[1:]
+    else:
+        ti, li = _headerless_columns(path, rows, text_column, label_column, out)
+        width = max(Counter(len(r[2]) for r in rows).most_common(1)[0][0], ti + 1, li + 1)
+    for start, end, row in rows:
+        out.joined += end - start
+        if end > start:
+            out.warn(
+                f"{path}, lines {start}-{end}: one {kind} record over {end - start + 1} lines (a "
+                "quoted field with line breaks)"
+                + ("; TSV is read without quoting unless --quoting csv" if kind == "TSV" else "")
+            )
         if not row or all(not c.strip() for c in row):
             out.skipped += 1
             continue
         if len(row) <= max(ti, li):
-            raise UserError(f"{path}, line {line}: {len(row)} fields, expected {len(header)}")
+            raise UserError(f"{path}, line {start}: {len(row)} fields, expected {width}")
+        if len(row) > width and any(c.strip() for c in row[width:]):
+            out.malformed += 1
+            sep = "tab" if kind == "TSV" else "comma"
+            out.warn(
+                f"{path}, line {start}: {len(row)} fields, expected {width} (a {sep} inside the "
+                "text?); line skipped"
+            )
+            continue
+        if len(row) < width:
+            out.warn(f"{path}, line {start}: {len(row)} fields, expected {width}")
         if not row[li].strip():
-            raise UserError(f"{path}, line {line}: empty label")
+            raise UserError(f"{path}, line {start}: empty label")
         out.add(row[ti], row[li].strip())
     return out
 
 
+def _looks_headerless(rows) -> bool:
+    """The first row's value in the likely label column occurs again in that column below."""
+    if len(rows) < 2:
+        return False
+    first, rest = rows[0][2], [r[2] for r in rows[1:_SNIFF_LINES]]
+    li = _label_column_guess(rows[:_SNIFF_LINES])
+    if li is None or li >= len(first):
+        return False
+    return any(len(r) > li and r[li].strip() == first[li].strip() for r in rest)
+
+
+def _label_column_guess(rows) -> int | None:
+    """The column with the fewest distinct values, among those every row has."""
+    width = min((len(r[2]) for r in rows if any(c.strip() for c in r[2])), default=0)
+    if width < 2:
+        return None
+    distinct = [len({r[2][k].strip() for r in rows if len(r[2]) > k}) for k in range(width)]
+    return min(range(width), key=lambda k: (distinct[k], -k))
+
+
+def _headerless_columns(path, rows, text_column, label_column, out) -> tuple[int, int]:
+    if _is_index(text_column) and _is_index(label_column):
+        ti, li = int(text_column), int(label_column)
+        if ti == li:
+            raise UserError(f"--text-column and --label-column are both column {ti}")
+        return ti, li
+    if (text_column, label_column) != ("text", "label"):
+        raise UserError(
+            f"{path}: without a header, give --text-column and --label-column as 0-based column "
+            f"numbers (got {text_column!r} and {label_column!r})"
+        )
+    sample = rows[:_SNIFF_LINES]
+    li = _label_column_guess(sample)
+    if li is None:
+        raise UserError(f"{path}: fewer than two columns; is the delimiter right (--format)?")
+    width = min(len(r[2]) for r in sample if any(c.strip() for c in r[2]))
+    lengths = [
+        sum(len(r[2][k]) for r in sample if len(r[2]) > k) if k != li else -1 for k in range(width)
+    ]
+    ti = max(range(width), key=lambda k: lengths[k])
+    out.note(
+        f"{path}: no header; text from column {ti}, labels from column {li} (0-based; the one with "
+        "the fewest distinct values); choose with --text-column / --label-column"
+    )
+    return ti, li
+
+
 def _read_jsonl(path, text_column, label_column, encoding) -> LabelledText:
-    out = LabelledText(source=str(path))
-    for n, line in enumerate(split_lines(read_text(path, encoding)), 1):
+    lines = split_lines(read_text(path, encoding))
+    out = LabelledText(source=str(path), lines=len(lines))
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             out.skipped += 1
             continue
@@ -207,10 +469,42 @@ def _read_jsonl(path, text_column, label_column, encoding) -> LabelledText:
     return out
 
 
+def _read_labelled_lines(path: Path, fmt: str, encoding: str) -> LabelledText:
+    lines = split_lines(read_text(path, encoding))
+    out = LabelledText(source=str(path), lines=len(lines))
+    several = 0
+    for n, line in enumerate(lines, 1):
+        words = line.split(None, 1)
+        if not words:
+            out.skipped += 1
+            continue
+        if fmt == "label-text":
+            out.add(words[1] if len(words) > 1 else "", words[0])
+            continue
+        labels, rest = [], line.split()
+        while rest and rest[0].startswith(FASTTEXT_PREFIX):
+            labels.append(rest.pop(0)[len(FASTTEXT_PREFIX) :])
+        if not labels or not labels[0]:
+            raise UserError(
+                f"{path}, line {n}: no {FASTTEXT_PREFIX}LABEL at the start (fastText format)"
+            )
+        if len(labels) > 1:
+            several += 1
+            out.warn(
+                f"{path}, line {n}: {len(labels)} labels ({', '.join(labels)}); kept the first, "
+                f"{labels[0]!r}"
+            )
+        out.add(" ".join(rest), labels[0])
+    if several:
+        out.note(f"{path}: {several} lines with several labels; each kept its first")
+    return out
+
+
 def _read_folders(path: Path, encoding: str) -> LabelledText:
-    out = LabelledText(source=str(path))
+    out = LabelledText(source=str(path), unit="files")
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(x for x in sub.iterdir() if x.is_file() and not x.name.startswith(".")):
+            out.lines += 1
             out.add(read_text(f, encoding).strip(), sub.name)
     return out
 
@@ -222,6 +516,8 @@ def _read_line_files(files: list[Path], encoding: str, source: str) -> LabelledT
         # rt-polarity.pos -> "pos"; neg.txt -> "neg"
         if f.name.removesuffix(".gz").endswith((".txt", ".text")):
             label = f.name.removesuffix(".gz").rsplit(".", 1)[0]
-        for line in read_lines(f, encoding):
+        lines = read_lines(f, encoding)
+        out.lines += len(lines)
+        for line in lines:
             out.add(line.strip(), label)
     return out

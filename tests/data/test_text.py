@@ -1,10 +1,11 @@
+import csv
 import gzip
 import json
 from pathlib import Path
 
 import pytest
 
-from lstmkit.data.text import read_labelled, read_lines, read_text
+from lstmkit.data.text import MAX_WARNINGS, DataWarning, read_labelled, read_lines, read_text
 from lstmkit.utils.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -96,3 +97,128 @@ def test_rt_polarity_is_latin1_with_10662_sentences():
         read_labelled(files)
     d = read_labelled(files, encoding="latin-1")
     assert len(d) == 10662 and d.labels.count("pos") == 5331
+
+
+def write_quoted_tsv(path: Path, n: int = 1000) -> Path:
+    """``n`` sentence<TAB>label lines (half per class) under a header; some sentences have a
+    ``"`` as people write them: ``a 12" record``, ``"quoted" words``, ``" an opening quote``."""
+    lines = ["text\tlabel"]
+    for k in range(n):
+        text = f"sentence {k} here"
+        if k % 7 == 0:
+            text = f'sentence {k}: a 12" record'
+        elif k % 5 == 0:
+            text = f'"quoted" sentence {k}'
+        elif k % 50 == 1:
+            text = f'" an opening quote, sentence {k}'
+        lines.append(f"{text}\t{'pos' if k % 2 else 'neg'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_tsv_quotes_are_ordinary_characters_and_every_line_is_an_example(tmp_path):
+    p = write_quoted_tsv(tmp_path / "d.tsv")
+    d = read_labelled(p)
+    assert len(d) == 1000 and d.labels.count("pos") == 500
+    assert d.texts[7] == 'sentence 7: a 12" record' and d.texts[5] == '"quoted" sentence 5'
+    assert d.texts[1] == '" an opening quote, sentence 1'
+    assert d.summary() == "1000 examples from 1001 lines: 1 header"
+    assert d.unaccounted == 0 and not d.warnings
+
+
+def test_tsv_with_csv_quoting_reports_the_swallowed_lines(tmp_path):
+    p = write_quoted_tsv(tmp_path / "d.tsv")
+    with pytest.warns(DataWarning, match=r"d.tsv, lines 3-\d+: one TSV record over \d+ lines"):
+        d = read_labelled(p, quoting="csv")
+    assert len(d) < 1000  # what the csv module makes of it: quoted fields over many lines
+    assert d.joined == 1000 - len(d) - d.malformed
+    assert d.unaccounted == 0
+    assert "inside multi-line quoted fields" in d.summary() and "warnings" in d.summary()
+    assert len(d.warnings) <= MAX_WARNINGS <= d.warned
+
+
+def test_a_tab_in_a_tsv_text_is_a_warning_naming_the_line(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_text("text\tlabel\ngood\tpos\nbad\tvery\tneg\nfine\tpos\n")
+    with pytest.warns(DataWarning, match=r"d.tsv, line 3: 3 fields, expected 2"):
+        d = read_labelled(p)
+    assert d.texts == ["good", "fine"] and d.malformed == 1
+    assert d.summary() == "2 examples from 4 lines: 1 header, 1 malformed (skipped); 1 warning"
+
+
+def test_csv_field_with_a_line_break_is_a_warning(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('text,label\n"two\nlines",pos\nplain,neg\n')
+    with pytest.warns(DataWarning, match=r"d.csv, lines 2-3: one CSV record over 2 lines"):
+        d = read_labelled(p)
+    assert d.texts == ["two\nlines", "plain"]
+    assert d.summary() == (
+        "2 examples from 4 lines: 1 header, 1 inside multi-line quoted fields; 1 warning"
+    )
+
+
+def test_csv_field_size_limit_is_set_and_its_error_names_file_and_line(tmp_path, monkeypatch):
+    import lstmkit.data.text as text_module
+
+    p = tmp_path / "d.csv"
+    long = "word " * 40_000  # 200,000 characters: over the csv module's default of 131,072
+    p.write_text(f'text,label\nshort,neg\n"{long}",pos\n')
+    assert read_labelled(p).texts[1] == long
+    assert csv.field_size_limit() == 131072  # restored: the limit is not left changed
+    monkeypatch.setattr(text_module, "FIELD_LIMIT", 1000)
+    with pytest.raises(UserError, match=r"d.csv, line 3: a field runs past 1,000 characters"):
+        read_labelled(p)
+    p.write_text('text,label\nok,pos\n"never closed,neg\n' + "more\n" * 300)
+    with pytest.raises(UserError, match=r"d.csv, line 3: .*unclosed quote"):
+        read_labelled(p)
+
+
+def test_label_text_lines_are_detected_and_read(tmp_path):
+    p = tmp_path / "TREC.train.all"
+    p.write_text("DESC how did serfdom develop ?\nENTY what films featured ?\n\nDESC why ?\n")
+    d = read_labelled(p)
+    assert d.labels == ["DESC", "ENTY", "DESC"] and d.texts[0] == "how did serfdom develop ?"
+    assert d.notes == [f"{p}: read as --format label-text (from its lines)"]
+    assert d.summary() == "3 examples from 4 lines: 1 empty"
+    explicit = read_labelled(tmp_path / "TREC.train.all", fmt="label-text")
+    assert explicit.texts == d.texts and not explicit.notes
+    (tmp_path / "subj.txt").write_text("1 smart and alert\n0 the movie begins\n" * 5)
+    assert read_labelled(tmp_path / "subj.txt").labels[:2] == ["1", "0"]
+
+
+def test_plain_sentences_are_not_mistaken_for_label_text(tmp_path):
+    p = tmp_path / "plain.txt"
+    p.write_text("".join(f"word{k} and more\n" for k in range(20)))
+    with pytest.raises(UserError, match="cannot tell the format.*label-text or fasttext"):
+        read_labelled(p)
+
+
+def test_fasttext_lines_keep_the_first_label_and_warn(tmp_path):
+    p = tmp_path / "train.ft"
+    p.write_text("__label__pos great film\n__label__neg __label__dull a bore\n__label__pos ok\n")
+    with pytest.warns(DataWarning, match=r"train.ft, line 2: 2 labels \(neg, dull\); kept"):
+        d = read_labelled(p)
+    assert d.labels == ["pos", "neg", "pos"] and d.texts == ["great film", "a bore", "ok"]
+    assert d.notes[0].endswith("read as --format fasttext (from its lines)")
+    (tmp_path / "bad.txt").write_text("__label__pos fine\nno label here\n")
+    with pytest.raises(UserError, match=r"bad.txt, line 2: no __label__LABEL"):
+        read_labelled(tmp_path / "bad.txt", fmt="fasttext")
+
+
+def test_tables_without_a_header(tmp_path):
+    p = tmp_path / "d.tsv"
+    p.write_text("pos\tgreat film\nneg\tdull\npos\tfine\nneg\tbad\n")
+    numbered = read_labelled(p, header=False, text_column="1", label_column="0")
+    assert numbered.texts == ["great film", "dull", "fine", "bad"] and not numbered.notes
+    assert numbered.summary() == "4 examples from 4 lines"
+    assert read_labelled(p, text_column="1", label_column="0").texts == numbered.texts
+    auto = read_labelled(p)  # the first line is data: its label occurs again below
+    assert auto.texts == numbered.texts and auto.labels == numbered.labels
+    assert "read without a header" in auto.notes[0]
+    assert "text from column 1, labels from column 0" in auto.notes[1]
+    guessed = read_labelled(p, header=False)
+    assert guessed.labels == numbered.labels and len(guessed.notes) == 1
+    (tmp_path / "e.csv").write_text("great film,1\ndull,0\n")
+    assert read_labelled(tmp_path / "e.csv", header=False).labels == ["1", "0"]
+    with pytest.raises(UserError, match="0-based column numbers"):
+        read_labelled(p, header=False, text_column="review")
