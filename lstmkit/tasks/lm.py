@@ -6,13 +6,29 @@ drop included) and reads out a distribution over the vocabulary, optionally with
 matrix tied to the embedding. Training uses truncated backpropagation through time: the hidden
 state is carried from one step to the next (see :mod:`lstmkit.data.corpus` for the layout).
 
-Metrics, with :math:`N` the number of predicted tokens of a split:
+Metrics, with :math:`N` the number of predicted tokens of a split and :math:`W` its number of
+predicted words in the word-level benchmarks' convention (whitespace-separated words plus one
+``<eos>`` per line, the first word of the split not predicted: :func:`lstmkit.data.corpus.
+count_words` minus 1):
 
 .. math::
     \\text{loss} = -\\frac{1}{N}\\sum_{t=1}^{N} \\ln p(x_t \\mid x_{<t}) \\quad
     \\text{(nats per token)}, \\qquad
     \\text{ppl} = e^{\\text{loss}}, \\qquad
+    \\text{word\\_ppl} = e^{N \\cdot \\text{loss} / W}, \\qquad
     \\text{bpc} = \\text{loss} / \\ln 2 \\quad \\text{(bits per character, character tokens)}.
+
+``ppl`` is per token, and what one token is depends on ``--tokenizer`` (the ``token`` entry of
+the metrics and of the data report says it). ``word_ppl`` is the same likelihood spread over the
+words, the number to put beside a paper's word-level perplexity; for ``whitespace`` tokens on a
+pre-tokenized corpus (PTB, WikiText) the tokens are those words and the two are equal. For the
+``word`` regex or ``bpe`` pieces, ``ppl`` is per piece and looks better than it is: the
+split-off pieces (``'`` ``s``, ``-``, ``.``) are nearly free to predict.
+
+The read-out is a full softmax over the vocabulary or, with ``--adaptive-softmax CUTOFFS``,
+torch's adaptive softmax (Grave et al. 2017, :class:`torch.nn.AdaptiveLogSoftmaxWithLoss`): the
+vocabulary is ordered by training frequency, so the cutoffs split it into a frequent head and
+rarer clusters that cost less per token.
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ from torch import Tensor, nn
 from lstmkit.data.corpus import (
     CorpusText,
     StreamLayout,
+    count_words,
     encode_stream,
     parse_paths,
     read_corpus,
@@ -44,7 +61,14 @@ from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
-TOKENIZERS = ("char", "word", "bpe")
+TOKENIZERS = ("char", "word", "bpe", "whitespace")
+TOKEN_UNITS = {
+    "char": "character (newlines included)",
+    "word": "regex piece (\\w+(?:'\\w+)*|[^\\w\\s]) or </s> per non-empty line",
+    "bpe": "BPE piece or </s> per non-empty line",
+    "whitespace": "whitespace-separated word or <eos> per line",
+}
+"""What one token of each tokenizer is: the unit of ``loss`` and ``ppl``."""
 INSPECT_MAX = 200
 ON_UNKNOWN = ("error", "unk", "drop")
 
@@ -108,7 +132,18 @@ class LMConfig:
     encoding: str = field(default="utf-8", metadata=_help("text encoding of the files"))
     tokenizer: str = field(
         default="char",
-        metadata=_help("char (newlines kept), word (+ </s> per line) or bpe", choices=TOKENIZERS),
+        metadata=_help(
+            "char (newlines kept), word (regex pieces + </s> per line), bpe, or whitespace "
+            "(a pre-tokenized corpus such as PTB/WikiText: its words + <eos> per line)",
+            choices=TOKENIZERS,
+        ),
+    )
+    unk_token: str = field(
+        default="<unk>",
+        metadata=_help(
+            "the data's own unknown-word token (word/whitespace): read as the model's <unk>, "
+            "counted as unknown, kept whole; '' for none"
+        ),
     )
     lowercase: bool = field(default=False, metadata=_help("lower-case the text first"))
     min_count: int = field(
@@ -147,16 +182,45 @@ class LMModelConfig(RecurrentConfig):
     dropout_output: float = field(
         default=0.0, metadata=_help("variational dropout on the LSTM output, one mask per stream")
     )
+    adaptive_softmax: str = field(
+        default="",
+        metadata=_help(
+            "adaptive softmax cutoffs, e.g. 2000,6000 (vocabulary ids, most frequent first): "
+            "a cheaper read-out for large vocabularies; '' for the full softmax"
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- model
 
 
-class LanguageModel(nn.Module):
-    """Embedding -> recurrent encoder -> linear read-out over the vocabulary.
+def parse_cutoffs(spec: str, vocab_size: int) -> list[int]:
+    """``2000,6000`` -> ``[2000, 6000]``, checked increasing and inside ``(0, vocab_size)``."""
+    try:
+        cutoffs = [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(
+            f"--adaptive-softmax {spec!r}: give increasing integers, e.g. 2000,6000"
+        ) from None
+    if not cutoffs or cutoffs != sorted(set(cutoffs)) or not 0 < cutoffs[0]:
+        raise UserError(f"--adaptive-softmax {spec!r}: give increasing integers, e.g. 2000,6000")
+    if cutoffs[-1] >= vocab_size:
+        raise UserError(
+            f"--adaptive-softmax {spec!r}: every cutoff must be below the vocabulary size "
+            f"{vocab_size}"
+        )
+    return cutoffs
 
-    ``forward(x, state=None)`` takes token ids ``(B, T)`` and returns logits ``(B, T, V)`` and
-    the encoder's final state (for the next chunk of the same streams).
+
+class LanguageModel(nn.Module):
+    """Embedding -> recurrent encoder -> read-out over the vocabulary (a linear layer and a
+    softmax, or an adaptive softmax).
+
+    ``forward(x, state=None)`` takes token ids ``(B, T)`` and returns scores ``(B, T, V)``
+    (logits; log-probabilities with the adaptive softmax: the same distribution) and the
+    encoder's final state (for the next chunk of the same streams). ``forward(x, state,
+    targets)`` returns instead the negative log-likelihood ``(B, T)`` of ``targets`` (0 where a
+    target is -100), which the adaptive softmax computes without the full ``(B, T, V)`` scores.
     """
 
     def __init__(self, cfg: LMModelConfig, vocab_size: int):
@@ -182,10 +246,23 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed)
         recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
         self.encoder = build_encoder(RecurrentConfig(**recurrent), embed)
-        self.decoder = nn.Linear(encoder_output_size(self.encoder), vocab_size)
         self.dropout_embed = cfg.dropout_embed
         self.dropout_input = cfg.dropout_input
         self.dropout_output = cfg.dropout_output
+        self.decoder: nn.Linear | None = None
+        self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
+        if cfg.adaptive_softmax:
+            if cfg.tie_weights:
+                raise UserError(
+                    "--tie-weights shares the embedding with a linear read-out; the adaptive "
+                    "softmax has none (leave out one of --tie-weights, --adaptive-softmax)"
+                )
+            cutoffs = parse_cutoffs(cfg.adaptive_softmax, vocab_size)
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
+                encoder_output_size(self.encoder), vocab_size, cutoffs, div_value=4.0
+            )
+            return
+        self.decoder = nn.Linear(encoder_output_size(self.encoder), vocab_size)
         with torch.no_grad():
             self.decoder.bias.zero_()
         if cfg.tie_weights:
@@ -195,12 +272,26 @@ class LanguageModel(nn.Module):
                 self.embedding.weight.uniform_(-0.1, 0.1)
             self.decoder.weight = self.embedding.weight
 
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+    def forward(
+        self, x: Tensor, state: Any = None, targets: Tensor | None = None
+    ) -> tuple[Tensor, Any]:
         w = embedding_dropout(self.embedding.weight, self.dropout_embed, self.training)
         e = variational_dropout(F.embedding(x, w), self.dropout_input, self.training)
         y, state = self.encoder(e, state)
         y = variational_dropout(y, self.dropout_output, self.training)
-        return self.decoder(y), state
+        if targets is None:
+            if self.adaptive is None:
+                return self.decoder(y), state
+            return self.adaptive.log_prob(y.flatten(0, 1)).unflatten(0, y.shape[:2]), state
+        if self.adaptive is None:
+            nll = F.cross_entropy(
+                self.decoder(y).flatten(0, 1), targets.flatten(), reduction="none"
+            )
+            return nll.view(targets.shape), state
+        keep = targets.flatten() != -100
+        picked = self.adaptive(y.flatten(0, 1)[keep], targets.flatten()[keep]).output
+        nll = picked.new_zeros(targets.numel()).masked_scatter(keep, -picked)
+        return nll.view(targets.shape), state
 
 
 def detach_state(state: Any) -> Any:
@@ -239,6 +330,7 @@ class LanguageModelTask(Task):
     """
 
     name = "lm"
+    checkpoint_state = ("tokenizer",)
     summary = "text files as a character or word language model (then lstmkit generate)"
     Config = LMConfig
     ModelConfig = LMModelConfig
@@ -265,6 +357,8 @@ class LanguageModelTask(Task):
         for name in ("seq_len", "eval_streams"):
             if getattr(cfg, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if state is None and not cfg.valid and cfg.valid_fraction == 0:
+            raise UserError(_NO_VALID.format(where="--valid-fraction 0 and no --valid"))
         state = state or {}
         self._tok: TextTokenizer | None = None
         if "tokenizer" in state:
@@ -322,26 +416,49 @@ class LanguageModelTask(Task):
                 min_count=cfg.min_count,
                 max_size=cfg.max_vocab,
                 vocab_size=cfg.vocab_size,
+                unk_token=cfg.unk_token if cfg.tokenizer in ("word", "whitespace") else "",
             )
-        splits = {k: encode_stream(self._tok, v) for k, v in texts.items()}
+        tok = self._tok
+        splits = {k: encode_stream(tok, v) for k, v in texts.items()}
         if len(splits["train"]) < 2:
             raise UserError(f"--train: {cfg.train} has fewer than 2 tokens to learn from")
+        if len(splits["valid"]) < 2:
+            where = (
+                f"--valid {cfg.valid}"
+                if cfg.valid
+                else f"the last --valid-fraction {cfg.valid_fraction:g} of --train"
+            )
+            raise UserError(_NO_VALID.format(where=f"{where} gives {len(splits['valid'])} tokens"))
+        self._words = {k: count_words(v) for k, v in texts.items()}
+        specials = set(range(4)) - {UNK, EOS}
+        seen = np.unique(splits["train"])
         summary = {
             "tokens": {k: int(len(v)) for k, v in splits.items()},
+            "words": dict(self._words),
             "unk": {k: int((v == UNK).sum()) for k, v in splits.items()},
-            "vocab": len(self._tok),
+            "vocab": len(tok),
+            # the word types of the training text, its <unk> and <eos> included, as the
+            # benchmarks count their vocabulary (PTB: 10,000); the model's vocabulary adds the
+            # special tokens it never sees
+            "types": int(sum(1 for i in seen.tolist() if i not in specials)),
+            "token": TOKEN_UNITS[tok.kind],
         }
         self._data_stats = {**stats, **summary}
         self._splits = splits
+        empty = {"char": ", kept as newlines", "whitespace": ", one <eos> each"}
         _note(
             f"lm: read {', '.join(corpus.files)}: {len(corpus.text):,} characters, "
             f"{corpus.lines:,} lines ({corpus.empty_lines:,} empty"
-            + (", kept as newlines" if cfg.tokenizer == "char" else ", skipped")
+            + empty.get(cfg.tokenizer, ", skipped")
             + (f"; {corpus.crlf:,} \\r\\n line ends read as \\n" if corpus.crlf else "")
-            + f"); vocabulary {len(self._tok):,} ({cfg.tokenizer}); tokens "
+            + f"); one token = one {TOKEN_UNITS[tok.kind]} ({cfg.tokenizer}); vocabulary "
+            + f"{len(tok):,} ({summary['types']:,} types in the training text); tokens "
             + ", ".join(f"{k} {n:,}" for k, n in summary["tokens"].items())
+            + "; words (+ <eos> per line) "
+            + ", ".join(f"{k} {n:,}" for k, n in summary["words"].items())
             + "; <unk> "
             + ", ".join(f"{k} {n:,}" for k, n in summary["unk"].items())
+            + (f" (--unk-token {tok.unk_token} in the data included)" if tok.unk_token else "")
         )
         return splits
 
@@ -355,10 +472,13 @@ class LanguageModelTask(Task):
             for key, value in self._data_stats.get(split, {}).items():
                 if key != "files":
                     out[f"{split}_files_{key}"] = value
-        for key in ("tokens", "unk"):
+        for key in ("tokens", "words", "unk"):
             for split, n in self._data_stats.get(key, {}).items():
                 out[f"{split}_{key}"] = n
         out["vocab"] = self._data_stats.get("vocab", len(self.tokenizer))
+        for key in ("types", "token"):
+            if key in self._data_stats:
+                out[key] = self._data_stats[key]
         return out
 
     # ----- training
@@ -389,9 +509,9 @@ class LanguageModelTask(Task):
                 if isinstance(state, Tensor)
                 else tuple(s.to(device) for s in state)
             )
-        logits, new_state = model(batch.inputs, state)
+        nll, new_state = model(batch.inputs, state, batch.targets)
         self._carry = (batch.step, detach_state(new_state))
-        return F.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+        return nll.mean()
 
     def carried_tensors(self) -> dict[str, Tensor]:
         if self._carry is None:
@@ -417,14 +537,19 @@ class LanguageModelTask(Task):
         if len(ids) < 2:
             return {}
         total, count = stream_nll(model, ids, self.cfg.eval_streams, self.cfg.seq_len, device)
-        return self.metrics(total, count)
+        return self.metrics(total, count, self._words[split] - 1)
 
-    def metrics(self, total_nll: float, count: int) -> dict[str, float]:
+    def metrics(self, total_nll: float, count: int, words: int) -> dict[str, float | str]:
+        """``loss`` and ``ppl`` per token, ``word_ppl`` per word (``words`` predicted words),
+        ``bpc`` per character (character tokens); see the module docstring."""
         loss = total_nll / max(count, 1)
-        out = {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+        out: dict[str, float | str] = {"loss": loss, "ppl": math.exp(min(loss, 700.0))}
+        out["word_ppl"] = math.exp(min(total_nll / max(words, 1), 700.0))
         if self.tokenizer.kind == "char":
             out["bpc"] = loss / math.log(2)
         out["tokens"] = float(count)
+        out["words"] = float(words)
+        out["token"] = TOKEN_UNITS[self.tokenizer.kind]
         return out
 
     # ----- using a trained model
@@ -438,20 +563,20 @@ class LanguageModelTask(Task):
             prompt = prompt.lower() if tok.lowercase else prompt
             pieces = list(prompt)
             ids = [tok.stoi.get(c, UNK) for c in pieces]
-        elif tok.kind == "word":
+        elif tok.kind in ("word", "whitespace"):
             lines = prompt.split("\n")
             pieces, ids = [], []
             for k, line in enumerate(lines):
                 words = tok.split(line)
                 pieces += words
-                ids += [tok.stoi.get(w, UNK) for w in words]
+                ids += [UNK if w == tok.unk_token else tok.stoi.get(w, UNK) for w in words]
                 if k < len(lines) - 1:
                     pieces.append("\n")
                     ids.append(EOS)
         else:
             ids = tok.encode(prompt)
             pieces = tok.split(prompt)
-        unknown = [p for p, i in zip(pieces, ids, strict=True) if i == UNK]
+        unknown = [p for p, i in zip(pieces, ids, strict=True) if i == UNK and p != tok.unk_token]
         if unknown:
             shown = ", ".join(dict.fromkeys(_show(u) for u in unknown))
             if on_unknown == "error":
@@ -474,7 +599,7 @@ class LanguageModelTask(Task):
         a new line of verse. So the prompt is read as the start of a line of the text.
         """
         tok = self.tokenizer
-        if tok.kind == "word":
+        if tok.kind in ("word", "whitespace"):
             line_end: int | None = EOS
         else:
             line_end = tok.stoi.get("\n")
@@ -488,7 +613,7 @@ class LanguageModelTask(Task):
 
     def echo(self, prompt: str) -> str:
         """The prompt as printed before the generated text (words get a separating space)."""
-        if self.tokenizer.kind == "word" and prompt and not prompt[-1].isspace():
+        if self.tokenizer.kind in ("word", "whitespace") and prompt and not prompt[-1].isspace():
             return prompt + " "
         return prompt
 
@@ -497,7 +622,7 @@ class LanguageModelTask(Task):
         tok = self.tokenizer
         if tok.kind == "char":
             return tok.itos[token]
-        if tok.kind == "word":
+        if tok.kind in ("word", "whitespace"):
             return "\n" if token == EOS else tok.itos[token] + " "
         return tok.decode([token])
 
@@ -546,7 +671,9 @@ class LanguageModelTask(Task):
             if len(ids) < 2:
                 raise UserError(f"predict: {text!r} has fewer than 2 tokens to score")
             total, count = stream_nll(model, ids, 1, self.cfg.seq_len, device)
-            out.append({"text": text, **self.metrics(total, count)})
+            # the prompt's words and its line ends (no <eos> after the last line), less the first
+            words = len(text.split()) + text.count("\n") - 1
+            out.append({"text": text, **self.metrics(total, count, words)})
         return out
 
     def inspect(self, model, inputs, out, device):
@@ -628,18 +755,17 @@ def stream_nll(
     try:
         with torch.no_grad():
             for s in range(0, width, seq_len):
-                logits, state = model(x_t[:, s : s + seq_len], state)
-                total += float(
-                    F.cross_entropy(
-                        logits.float().flatten(0, 1),
-                        y_t[:, s : s + seq_len].flatten(),
-                        reduction="sum",
-                        ignore_index=-100,
-                    )
-                )
+                nll, state = model(x_t[:, s : s + seq_len], state, y_t[:, s : s + seq_len])
+                total += float(nll.float().sum())
     finally:
         model.train(was_training)
     return total, n
+
+
+_NO_VALID = (
+    "no validation text ({where}): training keeps the best checkpoint and stops early by the "
+    "validation loss; give --valid FILE or a --valid-fraction above 0"
+)
 
 
 def _text_stats(c: CorpusText) -> dict:

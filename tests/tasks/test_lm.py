@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lstmkit.cli.main import cli_main
+from lstmkit.data.tokenize import EOS, UNK
 from lstmkit.tasks.lm import (
     LanguageModelTask,
     LMConfig,
@@ -231,7 +233,7 @@ def test_bad_files(tmp_path):
     blank = tmp_path / "blank.txt"
     blank.write_text("  \n\n")  # words: empty lines give no tokens
     with pytest.raises(UserError, match="fewer than 2 tokens"):
-        make_task(blank, valid_fraction=0.0, tokenizer="word").build_model()
+        make_task(blank, tokenizer="word").build_model()
 
 
 def test_rebuilt_task_needs_no_training_file(text_file, tmp_path):
@@ -281,3 +283,157 @@ def test_resumed_run_ends_at_the_same_weights(text_file, tmp_path, cell):
         train(task, cfg)
 
     assert_resume_is_exact(run, tmp_path, steps=10, stop=5)
+
+
+# PTB/WikiText style: tokenized, lower-cased, rare words already <unk>
+PRETOKENIZED = (
+    "mr. smith 's well-known firm said <unk> shares rose\n"
+    "the <unk> 's well-known chief said mr. jones is n't here\n"
+    "\n"
+    "shares of the firm rose N %\n"
+) * 5
+
+
+@pytest.fixture
+def ptb_file(tmp_path):
+    p = tmp_path / "ptb.train.txt"
+    p.write_text(PRETOKENIZED)
+    return p
+
+
+def test_pretokenized_corpus_keeps_its_words_and_unknowns(ptb_file, capsys):
+    task = make_task(ptb_file, tokenizer="whitespace", valid_fraction=0.2)
+    lines = PRETOKENIZED.split("\n")[:-1]
+    train_lines, valid_lines = lines[:16], lines[16:]  # the cut moves on to a line end
+    words = {w for line in train_lines for w in line.split()} - {"<unk>"}
+    assert len(words) == 17  # mr. 's well-known n't N % ... each one word
+    assert sorted(task.tokenizer.itos[4:]) == sorted(words)
+    report = task.data_report()
+    n_train = sum(len(line.split()) + 1 for line in train_lines)  # + one <eos> per line
+    assert report["train_tokens"] == n_train == report["train_words"] == 4 * (10 + 12 + 1 + 8)
+    assert report["valid_tokens"] == sum(len(line.split()) + 1 for line in valid_lines)
+    assert report["train_unk"] == 8 and report["valid_unk"] == 2  # the data's <unk>, as <unk>
+    assert report["vocab"] == 4 + 17 and report["types"] == 17 + 2  # + <unk>, <eos>
+    assert report["token"] == "whitespace-separated word or <eos> per line"
+    err = capsys.readouterr().err
+    assert "one token = one whitespace-separated word or <eos> per line" in err
+    ids = task._load()["train"]
+    assert task.tokenizer.token(ids[9]) == "<eos>" and int(ids[6]) == UNK
+    # the regex tokenizer of the same text: <unk> kept whole by --unk-token, the rest in pieces
+    regex = make_task(ptb_file, tokenizer="word", valid_fraction=0.2)
+    assert "smith" in regex.tokenizer.stoi and "<" not in regex.tokenizer.stoi
+    # mr . / ' s / well - known: 8 more per 4 lines; the empty line gives no </s>
+    assert regex.data_report()["train_tokens"] == n_train + 4 * (8 - 1)
+    assert regex.data_report()["train_words"] == n_train
+
+
+def _ppl_by_hand(task, model, split):
+    """Total NLL of the split from the model's logits over the whole stream, and its words."""
+    ids = torch.from_numpy(task._load()[split]).long()
+    with torch.no_grad():
+        logits, _ = model(ids[:-1][None])
+    total = float(F.cross_entropy(logits[0], ids[1:], reduction="sum"))
+    return total, len(ids) - 1
+
+
+def test_perplexity_is_reported_per_word_as_the_papers_do(ptb_file):
+    whitespace = make_task(ptb_file, tokenizer="whitespace", valid_fraction=0.2, eval_streams=1)
+    model = whitespace.build_model().eval()
+    m = whitespace.evaluate(model, "valid", torch.device("cpu"))
+    total, n = _ppl_by_hand(whitespace, model, "valid")
+    assert n == (10 + 12 + 1 + 8) - 1 == m["tokens"] == m["words"]
+    assert m["word_ppl"] == pytest.approx(math.exp(total / n), rel=1e-5)
+    assert m["ppl"] == pytest.approx(m["word_ppl"], rel=1e-9)
+    # regex pieces: ppl is per piece; word_ppl is the same likelihood over the same words
+    regex = make_task(ptb_file, tokenizer="word", valid_fraction=0.2, eval_streams=1)
+    model = regex.build_model().eval()
+    m = regex.evaluate(model, "valid", torch.device("cpu"))
+    total, n = _ppl_by_hand(regex, model, "valid")
+    assert n == m["tokens"] == (10 + 12 + 0 + 8 + 4 + 4) - 1 and m["words"] == 31 - 1
+    assert m["ppl"] == pytest.approx(math.exp(total / n), rel=1e-5)
+    assert m["word_ppl"] == pytest.approx(math.exp(total / 30), rel=1e-5)
+    assert m["token"].startswith("regex piece")
+    (r,) = regex.predict(model, ["mr. jones 's firm\nrose"], torch.device("cpu"))
+    # words: mr. jones 's firm <eos> rose; tokens: mr . jones ' s firm </s> rose
+    assert r["words"] == 6 - 1 and r["tokens"] == 8 - 1
+
+
+def test_data_unknown_token_is_not_an_unknown_prompt_word(ptb_file):
+    task = make_task(ptb_file, tokenizer="whitespace")
+    ids = task.encode_prompt("the <unk> 's firm")
+    assert ids[1] == UNK and task.tokenizer.decode(ids) == "the <unk> 's firm"
+    with pytest.raises(UserError, match="'zebra'"):
+        task.encode_prompt("the zebra")
+    assert task.start_ids([7]) == [EOS, 7] and task.echo("the") == "the "
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--valid-fraction", "0"], ["--valid-fraction", "0.001", "--tokenizer", "whitespace"]],
+)
+def test_no_validation_text_is_one_error_line(ptb_file, tmp_path, capsys, extra):
+    out = tmp_path / "run"
+    args = ["train", "lm", "--train", str(ptb_file), "--steps", "2", "--out", str(out)]
+    assert cli_main([*args, "--no-progress", "--device", "cpu", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err[-1:]) == 1 and err[-1].startswith("lstmkit: error: no validation text (")
+    assert "--valid FILE or a --valid-fraction above 0" in err[-1]
+    assert "KeyError" not in "".join(err)
+
+
+def test_adaptive_softmax_scores_are_log_probabilities(ptb_file):
+    cfg = LMModelConfig(hidden_size=16, num_layers=1, adaptive_softmax="6,12")
+    task = make_task(ptb_file, model=cfg, tokenizer="whitespace")
+    model = task.build_model().eval()
+    assert model.decoder is None and model.adaptive.cutoffs == [6, 12, len(task.tokenizer)]
+    batch = task.train_batch(0, 0, 2, 0, 1)
+    logp, _ = model(batch.inputs)
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(logp.shape[:2]))
+    by_hand = -logp.gather(-1, batch.targets.unsqueeze(-1)).mean()
+    torch.testing.assert_close(task.loss(model, batch), by_hand)
+    ids = task._load()["valid"]
+    total, count = stream_nll(model, ids, 3, 2, torch.device("cpu"))  # padded streams: -100
+    # by hand: the 8 predictions in 3 pieces of 3, 2, 3, each read from a zero state
+    pieces = [ids[0:4], ids[3:6], ids[5:9]]
+    assert count == len(ids) - 1 == 8
+    assert total == pytest.approx(sum(-logp_of(model, p) for p in pieces), rel=1e-5)
+    model.train()
+    task.loss(model, task.train_batch(1, 0, 2, 0, 1)).backward()
+    assert model.adaptive.head.weight.grad.abs().sum() > 0
+    assert len(list(task.generate(model, task.encode_prompt("the"), 4, seed=0))) == 4
+
+
+def logp_of(model, ids):
+    x = torch.from_numpy(ids).long()
+    with torch.no_grad():
+        logp, _ = model(x[:-1][None])
+    return float(logp[0].gather(-1, x[1:, None]).sum())
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (dict(adaptive_softmax="6,12", tie_weights=True), "--tie-weights shares"),
+        (dict(adaptive_softmax="12,6"), "increasing integers"),
+        (dict(adaptive_softmax="6,x"), "increasing integers"),
+        (dict(adaptive_softmax="6,21"), "below the vocabulary size 21"),
+    ],
+)
+def test_adaptive_softmax_errors(ptb_file, cfg, message):
+    model = LMModelConfig(hidden_size=12, num_layers=1, **cfg)
+    with pytest.raises(UserError, match=message):
+        make_task(ptb_file, model=model, tokenizer="whitespace").build_model()
+
+
+def test_word_level_run_from_the_command_line(ptb_file, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    args = ["train", "lm", "--train", str(ptb_file), "--tokenizer", "whitespace"]
+    args += ["--hidden-size", "8", "--num-layers", "1", "--adaptive-softmax", "8"]
+    args += ["--steps", "3", "--batch-size", "2", "--seq-len", "6", "--eval-every", "3"]
+    args += ["--no-progress", "--device", "cpu", "--threads", "1", "--out", str(out)]
+    assert cli_main(args) == 0
+    valid = json.loads((out / "results.json").read_text())["valid"]
+    assert valid["ppl"] == pytest.approx(valid["word_ppl"], rel=1e-9)
+    assert valid["token"] == "whitespace-separated word or <eos> per line"
