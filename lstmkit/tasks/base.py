@@ -17,6 +17,8 @@ from __future__ import annotations
 import abc
 import importlib
 import pkgutil
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -56,12 +58,64 @@ def get_task(name: str) -> type[Task]:
     return tasks[name]
 
 
+MAX_CONFIG_INT = 2**53
+"""Largest integer a stored configuration may hold (JSON's exact-integer range)."""
+
+
+def _type_problem(value: Any, tp: Any) -> str | None:
+    """Why ``value`` (read from JSON) cannot be a ``tp``; None when it can, or when ``tp`` is
+    not one of the simple types configs use."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "expected an integer"
+        return None if abs(value) <= MAX_CONFIG_INT else "integer out of range"
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if tp is str:
+        return None if isinstance(value, str) else "expected a string"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        return None if any(p is None for p in problems) else problems[0]
+    if tp is type(None):
+        return None if value is None else "expected null"
+    if origin is typing.Literal:
+        return None if value in args else f"expected one of {', '.join(map(repr, args))}"
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return "expected a list"
+        item = args[0] if args else Any
+        for v in value:
+            problem = _type_problem(v, item)
+            if problem:
+                return problem
+    return None
+
+
 def config_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
-    """Rebuild a config dataclass from JSON, naming unknown or missing fields."""
+    """Rebuild a config dataclass from JSON, naming unknown or missing fields and values of the
+    wrong type (before any of them sizes a model)."""
+    if not isinstance(values, dict):
+        raise UserError(
+            f"{what}: {cls.__name__} must be a JSON object, got {type(values).__name__}"
+        )
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise UserError(f"{what}: unknown option(s) {', '.join(unknown)} for {cls.__name__}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation this module cannot resolve: check none
+        hints = {}
+    for name, value in values.items():
+        problem = _type_problem(value, hints.get(name, Any))
+        if problem:
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise UserError(f"{what}: {cls.__name__}.{name} = {shown}: {problem}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
@@ -81,6 +135,9 @@ class Task(abc.ABC):
     """``min`` or ``max``: the better direction of :attr:`metric`."""
     train_defaults: ClassVar[dict[str, Any]] = {}
     """TrainConfig defaults that suit this task (learning rate, steps...)."""
+    checkpoint_state: ClassVar[tuple[str, ...]] = ()
+    """Keys of :meth:`state` that a checkpoint must hold to rebuild the task (its vocabulary,
+    its labels): without them the task would quietly make new ones from the training data."""
 
     def __init__(self, cfg: Any, model_cfg: Any, state: dict | None = None) -> None:
         self.cfg = cfg
@@ -105,7 +162,20 @@ class Task(abc.ABC):
         where = f"checkpoint task {meta.get('task')!r}"
         cfg = config_from_dict(cls.Config, meta.get("task_config", {}), where)
         model_cfg = config_from_dict(cls.ModelConfig, meta.get("model_config", {}), where)
-        return cls(cfg, model_cfg, state=meta.get("task_state") or {})
+        state = meta.get("task_state") or {}
+        if not isinstance(state, dict):
+            raise UserError(f"{where}: task_state must be a JSON object")
+        missing = [k for k in cls.checkpoint_state if k not in state]
+        if missing:
+            raise UserError(f"{where}: task_state has no {', '.join(missing)}")
+        try:
+            return cls(cfg, model_cfg, state=state)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+            # a damaged vocabulary or label list: name it in one line, not a traceback
+            detail = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise UserError(f"{where}: unusable task_state: {detail}") from None
 
     # ----- training
     @abc.abstractmethod

@@ -230,6 +230,7 @@ class SentimentTask(Task):
     """
 
     name = "sentiment"
+    checkpoint_state = ("tokenizer", "labels")
     summary = "text classification (sentiment) from your CSV/TSV/JSONL or folders"
     Config = SentimentConfig
     ModelConfig = SentimentModelConfig

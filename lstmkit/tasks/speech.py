@@ -598,6 +598,7 @@ class SpokenWordsTask(SpeechTask):
     a.wav`` labels recordings; ``lstmkit inspect RUN a.wav`` plots spectrogram and gates."""
 
     name = "spoken-words"
+    checkpoint_state = ("labels",)
     summary = "spoken-word classification: a (bi)LSTM over log-mel frames, pooled over time"
     Config = WordsConfig
     ModelConfig = WordsModelConfig
@@ -690,6 +691,7 @@ class AsrCtcTask(SpeechTask):
     ``lstmkit transcribe RUN a.wav`` writes transcripts."""
 
     name = "asr-ctc"
+    checkpoint_state = ("chars",)
     summary = "speech transcription: (bi)LSTM encoder over log-mel frames, CTC over characters"
     Config = CtcConfig
     ModelConfig = SpeechModelConfig

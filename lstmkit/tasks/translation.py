@@ -148,6 +148,7 @@ class TranslationTask(Task):
     """
 
     name = "translation"
+    checkpoint_state = ("src_tokenizer",)
     summary = "translation of parallel sentences (Multi30k de-en by default)"
     Config = TranslationConfig
     ModelConfig = Seq2SeqConfig

@@ -299,9 +299,8 @@ def _parse_json(data: bytes, path: Path, what: str) -> dict:
     return obj
 
 
-def _read_json(folder: Path, name: str, what: str) -> tuple[dict, bytes]:
-    data = _read_small(folder, name, what)
-    return _parse_json(data, folder / name, what), data
+def _read_json(folder: Path, name: str, what: str) -> dict:
+    return _parse_json(_read_small(folder, name, what), folder / name, what)
 
 
 def _is_int(v) -> bool:
@@ -520,7 +519,7 @@ def load_checkpoint(
     ``allow_nonfinite`` accepts NaN or infinite values (for debugging a diverged run)."""
     folder = resolve_checkpoint(path, prefer)
     meta_path = folder / MODEL_META
-    meta, _ = _read_json(folder, MODEL_META, "checkpoint metadata")
+    meta = _read_json(folder, MODEL_META, "checkpoint metadata")
     version = _check_meta(meta, meta_path, folder)
     sha = _sha_field(meta, "sha256", str(meta_path))
 
@@ -537,12 +536,12 @@ def load_checkpoint(
             )
         sums = meta["checksums"]
         where = f"{meta_path} (checksums)"
-        tmeta, raw = _read_json(folder, TRAINER_META, "trainer state")
+        raw = _read_small(folder, TRAINER_META, "trainer state")
         if hashlib.sha256(raw).hexdigest() != _sha_field(sums, TRAINER_META, where):
             raise UserError(
                 f"corrupted checkpoint: {folder / TRAINER_META} does not match its SHA-256"
             )
-        ckpt.trainer_meta = tmeta
+        ckpt.trainer_meta = _parse_json(raw, folder / TRAINER_META, "trainer state")
         ckpt.trainer_tensors = _read_tensors(
             folder,
             TRAINER_FILE,
