@@ -66,7 +66,9 @@ def _train_command(task_cls) -> click.Command:
         train_cfg = build(TrainConfig, values)
         if train_cfg.nproc > 1 and distributed.world_from_env().size == 1:
             argv = click.get_current_context().find_root().obj["argv"]
-            return distributed.launch(train_cfg.nproc, _without_nproc(argv))
+            from lstmkit.train.trainer import launch  # holds the run folder for the workers
+
+            return launch(task_cls.name, train_cfg, _without_nproc(argv))
         cfg, model_cfg = build(task_cls.Config, values), build(task_cls.ModelConfig, values)
         if getattr(cfg, "cv", 0) and getattr(cfg, "fold", 0) < 0:
             return _run_cross_validation(task_cls, cfg, model_cfg, train_cfg)

@@ -6,11 +6,13 @@ metrics as JSON lines, autocast on GPU, data-parallel processes, and resumable c
 
 An output folder holds::
 
+    .lock             the run's owner (one ``lstmkit train`` at a time): :mod:`lstmkit.utils.lock`
     config.json       the run's task, model and training options
     train.jsonl       one JSON object per line: {"event": "train"|"valid"|"test"|..., ...}
     last/             the latest checkpoint, with optimiser and RNG state (for --resume)
     best/             the checkpoint with the best validation metric (for evaluate/predict)
     results.json      final validation and test metrics of best/
+    logs/             with ``--nproc``: each process's standard error, ``rank<k>.log``
 
 With ``--ema`` (:mod:`lstmkit.train.ema`) validation and ``best/`` use the moving average of the
 weights; ``last/model.safetensors`` keeps the raw training weights and its trainer state the
@@ -23,17 +25,20 @@ resumed with ``--resume`` ends at the same weights as one that was never stopped
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from lstmkit.tasks.base import Task, to_device
@@ -49,6 +54,7 @@ from lstmkit.train.config import TrainConfig
 from lstmkit.train.ema import WeightAverage
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
+from lstmkit.utils.lock import FolderLock, held_by_launcher, lock_folder
 from lstmkit.utils.malloc import malloc_state
 
 CARRIED = "task."
@@ -127,18 +133,47 @@ def check_config(cfg: TrainConfig) -> None:
     lr_at(0, cfg)  # validates the schedule name
 
 
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+"""Write failures the user fixes (free space, permissions), not bugs: one line, not a traceback."""
+
+
+def _disk_errno(e: BaseException) -> int | None:
+    if isinstance(e, OSError):
+        return e.errno if e.errno in _DISK_ERRORS else None
+    if isinstance(e, SafetensorError):  # safetensors reports the OS error in its message only
+        m = re.search(r"os error (\d+)", str(e))
+        return int(m.group(1)) if m and int(m.group(1)) in _DISK_ERRORS else None
+    return None
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A full disk or a read-only file system while writing ``path`` is a UserError naming it."""
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        code = _disk_errno(e)
+        if code is None:
+            raise
+        raise UserError(f"cannot write {path}: {os.strerror(code)}") from e
+
+
 class JsonlLog:
     """Appends one JSON object per line and flushes it, so a killed run keeps its log."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._f = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._f = None
+        if path:
+            with _writing(path):
+                self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, event: str, **values: object) -> None:
         if self._f:
-            self._f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}))
-            self._f.write("\n")
-            self._f.flush()
+            with _writing(self.path):
+                self._f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}))
+                self._f.write("\n")
+                self._f.flush()
 
     def close(self) -> None:
         if self._f:
@@ -180,25 +215,34 @@ def _truncate_log(path: Path, step: int) -> None:
         atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
+def _own_out(out: Path) -> FolderLock | None:
+    """Take ``out``'s lock, unless the ``--nproc`` launcher above this process holds it."""
+    return None if held_by_launcher(out) else lock_folder(out)
+
+
 def _prepare_out(out: Path, cfg: TrainConfig) -> None:
-    """Refuse to clobber a previous run unless asked: runs are the user's data."""
+    """Refuse to clobber a previous run unless asked: runs are the user's data.
+
+    The caller holds ``out``'s lock. Every refusal comes before anything is deleted.
+    """
     has_run = (out / "config.json").exists() or (out / "last").exists()
-    for stale in out.glob(".*.tmp-*"):  # a checkpoint being written when a run was killed
-        shutil.rmtree(stale, ignore_errors=True)
     if cfg.resume:
         if not (out / "last").exists() and not list(out.glob(".last.old-*")):
             raise UserError(f"--resume: {out} has no checkpoint to resume from (no {out}/last)")
-        return
-    if has_run:
-        if not cfg.overwrite:
-            raise UserError(
-                f"{out} already holds a run; pass --resume to continue it, --overwrite to "
-                "replace it, or choose another --out"
-            )
-        for name in ("last", "best", "train.jsonl", "results.json", "config.json"):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    elif has_run and not cfg.overwrite:
+        raise UserError(
+            f"{out} already holds a run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    # Only the lock's holder gets here, so these are left by a run killed while saving, not
+    # a live run's checkpoint in progress.
+    for stale in out.glob(".*.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if has_run and cfg.overwrite and not cfg.resume:
+        with _writing(out):
+            for name in ("last", "best", "train.jsonl", "results.json", "config.json", "logs"):
+                p = out / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -253,6 +297,7 @@ def train(
     ``on_log`` is called on the main process with the state and the latest logged values after
     every training log line and evaluation (the demo draws its curves from it).
     """
+    cfg = task.train_config(cfg)  # options the task sets from its data (sentiment: the schedule)
     check_config(cfg)
     world = dist_utils.world_from_env()
     if cfg.batch_size % world.size:
@@ -261,19 +306,48 @@ def train(
         )
     device = resolve_device(cfg.device, world)
     _autocast(cfg, device)  # rejects --amp on CPU before anything is written
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    elif world.distributed and device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.size))
-    dist_utils.init(world, device)
     out = Path(cfg.out or f"runs/{task.name}")
+    dist_utils.die_with_parent()  # a worker of --nproc: its launcher's death stops it
+    # One owner per folder, before anything in it is read or written: rank 0 (or the --nproc
+    # launcher, for the whole group); the other ranks write nothing but their logs/ file.
+    lock = _own_out(out) if world.is_main else None
     try:
         if world.is_main:
             _prepare_out(out, cfg)
-        dist_utils.barrier(world)
-        return _train(task, cfg, world, device, out, on_log, label)
+        dist_utils.log_to_run_folder(world)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        elif world.distributed and device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.size))
+        dist_utils.init(world, device)
+        try:
+            dist_utils.barrier(world)
+            return _train(task, cfg, world, device, out, on_log, label)
+        finally:
+            dist_utils.shutdown()
     finally:
-        dist_utils.shutdown()
+        if lock is not None:
+            lock.release()
+
+
+def launch(task_name: str, cfg: TrainConfig, argv: list[str]) -> int:
+    """``--nproc N``: own the run folder for the whole run and train in N worker processes.
+
+    This process takes the lock and makes every refusal before any worker starts (a refused
+    command starts none and writes nothing); the workers run ``lstmkit <argv>`` under it.
+    """
+    check_config(cfg)
+    if cfg.batch_size % cfg.nproc:
+        raise UserError(
+            f"--batch-size {cfg.batch_size} must divide evenly among {cfg.nproc} processes"
+        )
+    out = Path(cfg.out or f"runs/{task_name}")
+    with lock_folder(out) as lock:
+        _prepare_out(out, cfg)
+        logs = out / "logs"
+        with _writing(logs):
+            logs.mkdir(exist_ok=True)
+        return dist_utils.launch(cfg.nproc, argv, logs=logs, held_lock=lock.path)
 
 
 def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
@@ -342,9 +416,12 @@ class _Run:
                     {k[n:]: v for k, v in ckpt.trainer_tensors.items() if k.startswith(CARRIED)}
                 )
             if world.is_main:
-                _truncate_log(out / "train.jsonl", self.state.step)
+                with _writing(out / "train.jsonl"):
+                    _truncate_log(out / "train.jsonl", self.state.step)
         elif world.is_main:
-            atomic_write_json(out / "config.json", {**task.describe(), "train_config": asdict(cfg)})
+            with _writing(out / "config.json"):
+                config = {**task.describe(), "train_config": asdict(cfg)}
+                atomic_write_json(out / "config.json", config)
         self.ddp = self.model
         if world.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -478,7 +555,8 @@ class _Run:
             )
         if self.world.is_main and improved:
             meta = _checkpoint_meta(task, cfg, state, metrics)
-            save_checkpoint(self.out / "best", weights, meta)
+            with _writing(self.out / "best"):
+                save_checkpoint(self.out / "best", weights, meta)
         self.save_last()
 
     def _averaged(self):
@@ -494,13 +572,14 @@ class _Run:
             trainer_meta["ema_updates"] = self.ema.updates
         if not self.world.distributed:  # (each process carries its own; not saved under DDP)
             tensors |= {CARRIED + k: v for k, v in self.task.carried_tensors().items()}
-        save_checkpoint(
-            self.out / "last",
-            self.model.state_dict(),
-            _checkpoint_meta(self.task, self.cfg, self.state, self.valid),
-            {**tensors, **_rng_tensors()},
-            trainer_meta,
-        )
+        with _writing(self.out / "last"):
+            save_checkpoint(
+                self.out / "last",
+                self.model.state_dict(),
+                _checkpoint_meta(self.task, self.cfg, self.state, self.valid),
+                {**tensors, **_rng_tensors()},
+                trainer_meta,
+            )
 
     def finish(self) -> TrainResult:
         """Evaluate ``best/`` on validation and test data and write results.json."""
@@ -516,20 +595,19 @@ class _Run:
         self.log.write("test", step=best.meta["step"], **test)
         self.log.close()
         if self.world.is_main:
-            atomic_write_json(
-                out / "results.json",
-                {
-                    "task": task.name,
-                    "best_step": best.meta["step"],
-                    "steps": state.step,
-                    "sequences": state.sequences,
-                    "elapsed": round(state.elapsed, 3),
-                    "stop_reason": state.stop_reason,
-                    "solved": solved,
-                    "valid": valid,
-                    "test": test,
-                },
-            )
+            results = {
+                "task": task.name,
+                "best_step": best.meta["step"],
+                "steps": state.step,
+                "sequences": state.sequences,
+                "elapsed": round(state.elapsed, 3),
+                "stop_reason": state.stop_reason,
+                "solved": solved,
+                "valid": valid,
+                "test": test,
+            }
+            with _writing(out / "results.json"):
+                atomic_write_json(out / "results.json", results)
         return TrainResult(out, state, valid, test, solved, self.history)
 
 

@@ -263,3 +263,156 @@ def test_logged_speed_leaves_out_evaluation_time(tmp_path, monkeypatch):
     # 2 steps of 16 tiny sequences take milliseconds: with a 0.5 s evaluation inside a window
     # its speed would fall below 2 * 16 / 0.5 = 64 sequences per second
     assert len(speeds) == 6 and min(speeds) > 200, speeds
+
+
+# --- one owner per run folder (issue 14) ---
+
+
+def _snapshot(folder: Path) -> dict[str, tuple]:
+    """Every file and folder under ``folder`` with its size, mtime and bytes (the lock file's
+    content, its holder's PID, is bookkeeping and left out)."""
+    snap = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        if p.is_dir():
+            snap[rel] = ("dir",)
+        elif p.name != ".lock":
+            snap[rel] = (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+    return snap
+
+
+def test_refused_run_deletes_nothing(tmp_path):
+    out = tmp_path / "run"
+    train(_task(), _cfg(out, steps=10))
+    # a checkpoint that a live run in this folder is writing right now
+    live = out / ".last.tmp-1234abcd"
+    live.mkdir()
+    (live / "model.safetensors").write_bytes(b"half written")
+    before = _snapshot(out)
+    with pytest.raises(UserError, match="already holds a run"):
+        train(_task(), _cfg(out, steps=10))
+    assert _snapshot(out) == before
+    with pytest.raises(UserError, match="no checkpoint to resume"):
+        train(_task(), _cfg(tmp_path / "other", steps=10, resume=True))
+    assert not (tmp_path / "other" / "last").exists()
+
+
+@pytest.mark.parametrize("mode", ["fresh", "resume", "overwrite", "empty folder"])
+def test_folder_in_use_is_refused_and_untouched(tmp_path, mode):
+    from lstmkit.utils.lock import lock_folder
+
+    out = tmp_path / "run"
+    if mode == "empty folder":
+        out.mkdir()
+    else:
+        train(_task(), _cfg(out, steps=10))
+        (out / ".last.tmp-1234abcd").mkdir()  # the live run's checkpoint in progress
+    before = _snapshot(out)
+    flags = {"resume": {"resume": True}, "overwrite": {"overwrite": True}}.get(mode, {})
+    with lock_folder(out):  # the live run (this process's PID)
+        with pytest.raises(UserError) as e:
+            train(_task(), _cfg(out, steps=20, **flags))
+    assert str(e.value) == f"{out} is in use by another lstmkit train (PID {os.getpid()})"
+    assert _snapshot(out) == before
+
+
+def test_the_lock_is_held_for_the_whole_run_and_cleans_stale_temporaries(tmp_path):
+    from lstmkit.utils.lock import lock_folder
+
+    out = tmp_path / "run"
+    train(_task(), _cfg(out, steps=10))
+    (out / ".last.tmp-dead0001").mkdir()  # left by a run that was killed while saving
+    refusals = []
+
+    def try_to_take_it(state, values):
+        with pytest.raises(UserError, match=r"in use by another lstmkit train \(PID \d+\)"):
+            lock_folder(out)
+        refusals.append(state.step)
+
+    train(_task(), _cfg(out, steps=20, overwrite=True), on_log=try_to_take_it)
+    assert refusals and not (out / ".last.tmp-dead0001").exists()
+    assert (out / ".lock").exists()  # --overwrite kept the lock file it held
+    lock_folder(out).release()  # given back when the run ended
+
+
+def test_out_that_is_a_file_is_one_user_error(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    with pytest.raises(UserError, match=f"--out {f} is a file"):
+        train(_task(), _cfg(f, steps=10))
+    assert f.read_text() == "mine"
+
+
+def test_unwritable_out_is_one_user_error(tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # a read-only file system (also refuses root)
+        if str(path).startswith(str(out)) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(UserError, match=f"--out {out} is not writable"):
+        train(_task(), _cfg(out, steps=10))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
+def test_read_only_out_is_one_user_error(tmp_path):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        with pytest.raises(UserError, match=f"--out {out} is not writable"):
+            train(_task(), _cfg(out, steps=10))
+    finally:
+        out.chmod(0o755)
+
+
+def test_full_disk_while_checkpointing_is_one_line_naming_the_path(tmp_path):
+    import resource
+
+    def small_disk():  # every file this process writes stops at 4 KB: EFBIG, like a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    out = tmp_path / "run"
+    cmd, env = _cli(*TRAIN, "--steps", "20", "--out", str(out))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=small_disk)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lstmkit: error: cannot write {out}/last")
+    assert "File too large" in lines[0]
+    assert not list(out.glob(".last.tmp-*"))  # the half-written checkpoint was removed
+
+
+def test_full_disk_while_logging_is_a_user_error_naming_the_log(tmp_path, monkeypatch):
+    import errno
+
+    import lstmkit.train.trainer as trainer
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    init = trainer.JsonlLog.__init__
+
+    def full_after_open(self, path):
+        init(self, path)
+        if self._f:
+            self._f = FullDisk(self._f)
+
+    monkeypatch.setattr(trainer.JsonlLog, "__init__", full_after_open)
+    out = tmp_path / "run"
+    with pytest.raises(UserError) as e:
+        train(_task(), _cfg(out, steps=10))
+    assert str(e.value).startswith(f"cannot write {out / 'train.jsonl'}: No space left on device")
