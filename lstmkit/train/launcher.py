@@ -43,20 +43,37 @@ def _last_error(log: Path) -> str:
     return errors[-1].removeprefix("lstmkit: error: ") if errors else ""
 
 
+def _log_to(path: Path) -> None:
+    """Send torch's log records and Python's warnings to ``path`` instead of the terminal.
+
+    torch gives its loggers their own stderr handlers (they do not propagate to the root), so
+    each of those is swapped for the file.
+    """
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    torch_names = [n for n in logging.root.manager.loggerDict if n.startswith("torch")]
+    for logger in {logging.root, *map(logging.getLogger, torch_names)}:
+        to_terminal = [
+            h
+            for h in logger.handlers
+            if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.stdout)
+        ]
+        for h in to_terminal:
+            logger.removeHandler(h)
+        if to_terminal or logger is logging.root:
+            logger.addHandler(handler)
+    logging.captureWarnings(True)
+
+
 def main(argv: list[str]) -> int:
     dist_utils.die_with_parent()
     os.environ[dist_utils.PARENT_ENV] = str(os.getpid())  # the workers' expected parent
     logs = Path(os.environ[dist_utils.LOGS_ENV])
-    logging.basicConfig(
-        filename=logs / "launcher.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.captureWarnings(True)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    _log_to(logs / "launcher.log")
     try:
         run(parse_args(argv))
     except ChildFailedError as e:
