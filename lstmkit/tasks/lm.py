@@ -323,6 +323,11 @@ class LanguageModelTask(Task):
 
     Example: lstmkit train lm --train ../shared/data/tinyshakespeare/input.txt --threads 1
 
+    Word level, on a pre-tokenized corpus (PTB/WikiText style; python -m
+    lstmkit.experiments.word_lm prepare makes one): --tokenizer whitespace (one token per word,
+    <eos> per line, the data's <unk> is the model's); word_ppl is the perplexity per word to put
+    beside a paper's. --adaptive-softmax 1000,3000 for a cheaper read-out.
+
     Validation text: --valid files, or the last --valid-fraction of the training text (nanoGPT's
     90/10 split by default). The carried state is saved with the resumable checkpoint, so a
     resumed run continues it (in one process; under DDP a resumed run restarts it from zero);
