@@ -60,7 +60,7 @@ def lock_folder(folder: str | os.PathLike, *, who: str = "lstmkit train") -> Fol
         raise UserError(f"--out {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a parent is a file
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
         raise UserError(f"--out {folder}: a parent of it is a file, not a folder") from None
     except OSError as e:
         raise UserError(f"--out {folder}: cannot create the folder ({e.strerror})") from None
