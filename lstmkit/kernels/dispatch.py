@@ -27,7 +27,11 @@ from torch import Tensor
 
 from lstmkit.kernels.cpu import recurrence as cpu_recurrence
 from lstmkit.kernels.triton import recurrence as triton_recurrence
-from lstmkit.reference.backward import LSTMRecurrenceFunction, recurrence_forward
+from lstmkit.reference.backward import (
+    LSTMRecurrenceFunction,
+    check_recurrence_args,
+    recurrence_forward,
+)
 from lstmkit.reference.lstm import CellOptions, lstm_recurrence
 
 BACKENDS = ("auto", "torch", "cpu", "triton", "python", "reference")
@@ -44,6 +48,7 @@ def _warn_once(msg: str) -> None:
 
 
 def _reference(batch_sizes, reverse, opts, *tensors):
+    check_recurrence_args(tensors, batch_sizes, opts)
     out, h, c, _ = lstm_recurrence(*tensors, batch_sizes=batch_sizes, reverse=reverse, opts=opts)
     return out, h, c
 

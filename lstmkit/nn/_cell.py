@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from lstmkit.nn import _checks
 from lstmkit.nn._lstm import set_variant_options
 from lstmkit.nn.config import variants_are_vanilla
-from lstmkit.reference.lstm import CellOptions, lstm_recurrent_step
+from lstmkit.reference.lstm import CellOptions, lstm_recurrent_step, unused_weight_cf
 from lstmkit.reference.variants import variational_dropout_mask, zoneout_mask
 
 
@@ -188,6 +188,7 @@ class LSTMCell(nn.LSTMCell):
         zh = zoneout_mask(shape, self.zoneout_h, self.training, x) if self.zoneout_h else None
         zc = zoneout_mask(shape, self.zoneout_c, self.training, x) if self.zoneout_c else None
         dm = dropout_mask if self.training else None
+        opts = CellOptions(self.coupled, self.forget_gate, self.layer_norm_eps)
         step = lstm_recurrent_step(
             xg,
             h_prev,
@@ -204,9 +205,9 @@ class LSTMCell(nn.LSTMCell):
             zh,
             zc,
             dm,
-            CellOptions(self.coupled, self.forget_gate, self.layer_norm_eps),
+            opts,
         )
-        h, c = step.h, step.c
+        h, c = unused_weight_cf(getattr(self, "weight_cf", None), opts, step.h, step.c)
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c

@@ -29,9 +29,10 @@ and ``r_hat, rstd_hh`` for the layer norms; ``m (T,B,H)`` the unprojected output
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from lstmkit.reference.lstm import CellOptions
 
@@ -54,6 +55,91 @@ RECURRENCE_ARGS = (
     "dropout_h",  # (B, P)
 )
 N_GRAD_ARGS = 12  # xg .. ln_bias_c carry gradients; the masks do not
+
+
+def check_recurrence_args(
+    args: tuple[Tensor | None, ...], batch_sizes: Tensor | None, opts: CellOptions
+) -> None:
+    """Raise ValueError/TypeError unless ``args`` (:data:`RECURRENCE_ARGS` order) and
+    ``batch_sizes`` are what every backend assumes.
+
+    The kernels take raw pointers: one dtype and device for all tensors, strided layout, these
+    shapes, and ``batch_sizes`` a CPU int64 ``(T,)`` with entries in ``[0, B]`` (the Triton
+    kernels index memory with it unchecked). Contiguity is not required: every backend makes
+    its own contiguous copies. Only metadata is read, plus two reductions over ``batch_sizes``.
+    """
+    if len(args) != len(RECURRENCE_ARGS):
+        raise TypeError(f"the recurrence takes {len(RECURRENCE_ARGS)} tensors, got {len(args)}")
+    xg = args[0]
+    if not torch.is_tensor(xg):
+        raise TypeError(f"xg must be a tensor, got {type(xg).__name__}")
+    if xg.dim() != 3 or xg.shape[2] == 0 or xg.shape[2] % 4:
+        raise ValueError(f"xg must be (T, B, 4H) with H >= 1, got shape {tuple(xg.shape)}")
+    if not xg.is_floating_point():
+        raise TypeError(f"xg must be a floating-point tensor, got {xg.dtype}")
+    T, B, G = xg.shape
+    H = G // 4
+    h0 = args[1]
+    P = h0.shape[-1] if torch.is_tensor(h0) and h0.dim() == 2 else -1
+    if P < 1:
+        raise ValueError(
+            f"h0 must be a (B, P) tensor with P >= 1, got {getattr(h0, 'shape', type(h0))}"
+        )
+    shapes = (
+        (T, B, G),
+        (B, P),
+        (B, H),
+        (G, P),
+        (G,),
+        (P, H),
+        (H,),
+        (H,),
+        (H,),
+        (G,),
+        (H,),
+        (H,),
+        (T, B, P),
+        (T, B, H),
+        (B, P),
+    )
+    for name, t, shape in zip(RECURRENCE_ARGS, args, shapes, strict=True):
+        if t is None:
+            if name in ("xg", "h0", "c0", "weight_hh"):
+                raise TypeError(f"{name} is required, got None")
+            continue
+        if not torch.is_tensor(t):
+            raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
+        if t.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+        if t.dtype != xg.dtype or t.device != xg.device:
+            raise TypeError(
+                f"{name} is {t.dtype} on {t.device}, but xg is {xg.dtype} on {xg.device}; "
+                "every recurrence tensor has the same dtype and device"
+            )
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if args[5] is None and P != H:
+        raise ValueError(f"without weight_hr, h0 must have H = {H} features, got P = {P}")
+    if args[10] is not None or args[9] is not None:
+        eps = opts.layer_norm_eps
+        if not (isinstance(eps, float) and math.isfinite(eps) and eps > 0):
+            raise ValueError(f"layer_norm_eps must be a positive finite float, got {eps!r}")
+    if batch_sizes is None:
+        return
+    bs = batch_sizes
+    if not torch.is_tensor(bs) or bs.dim() != 1 or bs.dtype != torch.int64 or bs.is_cuda:
+        raise ValueError(
+            "batch_sizes must be a 1-D int64 CPU tensor, got "
+            + (
+                f"{bs.dim()}-D {bs.dtype} on {bs.device}"
+                if torch.is_tensor(bs)
+                else type(bs).__name__
+            )
+        )
+    if bs.device.type != "cpu" or bs.shape[0] != T:
+        raise ValueError(f"batch_sizes must be a CPU tensor of shape (T,) = ({T},), got {bs.shape}")
+    if T and (int(bs.min()) < 0 or int(bs.max()) > B):
+        raise ValueError(f"batch_sizes must be in [0, B = {B}], got {bs.tolist()}")
 
 
 def _ln_forward(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -281,7 +367,38 @@ def needs_recurrence_save(ctx) -> bool:
     return any(ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS])
 
 
-def recurrence_function(name: str, doc: str, forward, backward) -> type[torch.autograd.Function]:
+def double_backward_error(backend: str) -> RuntimeError:
+    """The error a first-order backend raises when asked for a second derivative."""
+    return RuntimeError(
+        f"double backward is not supported on backend={backend!r}: its backward through the "
+        "recurrence is first-order only; use backend='reference' (eager autograd) for higher "
+        "derivatives"
+    )
+
+
+def _first_order_grads(backend: str, compute, inputs: tuple[Tensor | None, ...]):
+    """``compute()``'s gradients, tied to ``inputs`` by a node whose own backward raises.
+
+    Used when the backward runs with ``create_graph=True``. Without the tie the gradients would
+    carry no graph back to the inputs, and a second derivative would come out silently as None
+    (``allow_unused=True``) or as torch's "not used in the graph".
+    """
+
+    class FirstOrderOnly(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *_tied):
+            return tuple(compute())
+
+        @staticmethod
+        def backward(ctx, *_grads):
+            raise double_backward_error(backend)
+
+    return FirstOrderOnly.apply(*inputs)
+
+
+def recurrence_function(
+    name: str, doc: str, forward, backward, backend: str
+) -> type[torch.autograd.Function]:
     """An autograd Function around one backend's recurrence: the shape every backend shares.
 
     ``forward(args, batch_sizes, reverse, opts, save) -> (out, h_n, c_n, saved)`` and
@@ -289,21 +406,29 @@ def recurrence_function(name: str, doc: str, forward, backward) -> type[torch.au
     (the 12 gradients of :data:`RECURRENCE_ARGS` ``xg .. ln_bias_c``). The Function is called
     as ``apply(batch_sizes, reverse, opts, *tensors)`` and returns ``out, h_n, c_n``; it saves
     tensors only when some input needs a gradient, and gives None for gradients nobody asked for.
-    First derivatives only.
+    First derivatives only: differentiating its gradients raises :func:`double_backward_error`
+    naming ``backend``.
     """
 
     def fwd(ctx, batch_sizes, reverse, opts, *args):
+        check_recurrence_args(args, batch_sizes, opts)
         save = needs_recurrence_save(ctx)
         out, h_n, c_n, saved = forward(args, batch_sizes, reverse, opts, save)
         stash_for_backward(ctx, batch_sizes, reverse, opts, args, saved)
         return out, h_n, c_n
 
-    @once_differentiable  # the saved tensors carry no graph: a double backward would be wrong
     def bwd(ctx, dout, dh_n, dc_n):
         args, saved, batch_sizes, reverse, opts = unstash_for_backward(ctx)
         needs = ctx.needs_input_grad[3 : 3 + N_GRAD_ARGS]
-        grads = backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs)
-        grads = tuple(g if n else None for g, n in zip(grads, needs, strict=True))
+
+        def compute():
+            grads = backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs)
+            return tuple(g if n else None for g, n in zip(grads, needs, strict=True))
+
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative may follow
+            grads = _first_order_grads(backend, compute, (*args, dout, dh_n, dc_n))
+        else:
+            grads = compute()
         return (None, None, None, *grads, *([None] * (len(args) - N_GRAD_ARGS)))
 
     return type(
@@ -325,4 +450,5 @@ LSTMRecurrenceFunction = recurrence_function(
     lambda args, saved, dout, dh_n, dc_n, bs, rev, opts, needs: recurrence_backward(
         args, saved, dout, dh_n, dc_n, bs, rev, opts
     ),
+    backend="python",
 )

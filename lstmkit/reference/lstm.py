@@ -149,6 +149,39 @@ def lstm_recurrent_step(
     return StepTrace(i=i, f=f, g=g, o=o, c=c, h=h)
 
 
+class _ZeroGradFor(torch.autograd.Function):
+    """Identity on ``outs`` that gives ``weight``, which they do not depend on, a zero grad."""
+
+    @staticmethod
+    def forward(ctx, weight, *outs):
+        ctx.weight_meta = (weight.shape, weight.dtype, weight.device)
+        return tuple(o.clone() for o in outs)  # clones, not views: callers may write in place
+
+    @staticmethod
+    def backward(ctx, *grads):
+        shape, dtype, device = ctx.weight_meta
+        return (torch.zeros(shape, dtype=dtype, device=device), *grads)
+
+
+def unused_weight_cf(
+    weight_cf: Tensor | None, opts: CellOptions, *outs: Tensor
+) -> tuple[Tensor, ...]:
+    """``outs``, with ``weight_cf`` getting a zero gradient where the forget gate ignores it.
+
+    With ``coupled`` (f = 1 - i) or ``forget_gate=False`` (f = 1) the peephole on f exists as a
+    parameter but no output depends on it. Autograd would leave its ``.grad`` None while the
+    hand-written backward and the kernels give zeros; this makes the reference give zeros too,
+    as torch does for the unused forget-gate rows of ``weight_ih``.
+    """
+    if (
+        weight_cf is None
+        or not (opts.coupled or not opts.forget_gate)
+        or not (torch.is_grad_enabled() and weight_cf.requires_grad)
+    ):
+        return outs
+    return _ZeroGradFor.apply(weight_cf, *outs)
+
+
 def lstm_recurrence(
     xg: Tensor,  # (T, B, 4H)
     h0: Tensor,  # (B, P)
@@ -215,6 +248,7 @@ def lstm_recurrence(
         if record:
             traces[t] = _pad_trace(tr, xg.shape[1])
     out = torch.stack(outs, 0)  # type: ignore[arg-type]
+    out, h, c = unused_weight_cf(weight_cf, opts, out, h, c)
     rec = None
     if record:
         rec = {

@@ -218,3 +218,74 @@ def test_config_rejects_nan_dropout():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got nan"):
         LSTMConfig(4, 6, num_layers=2, dropout=math.nan)
     assert LSTMConfig(4, 6, forget_bias=1.0, layer_norm_eps=1e-3).forget_bias == 1.0
+
+
+FIRST_ORDER = [*backends()]  # python and cpu: hand-written backwards, first-order only
+
+
+@pytest.mark.parametrize("backend", FIRST_ORDER)
+@pytest.mark.parametrize("allow_unused", [False, True])
+@pytest.mark.parametrize("variant", [{}, {"peephole": True, "proj_size": 2}])
+def test_double_backward_raises_the_promised_error(backend, allow_unused, variant):
+    # README: "the fused and python backends are first-order and say so with an error"
+    m = lstmkit.LSTM(3, 4, backend=backend, **variant).double()
+    x = torch.randn(5, 2, 3, dtype=torch.double, requires_grad=True)
+    y, _ = m(x)
+    (g,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(
+        RuntimeError, match=f"double backward is not supported on backend='{backend}'.*reference"
+    ):
+        torch.autograd.grad(g.sum(), [x, m.weight_hh_l0], allow_unused=allow_unused)
+
+
+@pytest.mark.parametrize("backend", FIRST_ORDER)
+def test_create_graph_keeps_first_order_grads(backend):
+    """create_graph=True changes nothing in the first derivative, only forbids the second."""
+    m = lstmkit.LSTM(3, 4, backend=backend, peephole=True).double()
+    x = torch.randn(5, 2, 3, dtype=torch.double, requires_grad=True)
+    params = [x, *m.parameters()]
+    plain = torch.autograd.grad(m(x)[0].pow(2).sum(), params)
+    graph = torch.autograd.grad(m(x)[0].pow(2).sum(), params, create_graph=True)
+    for a, b in zip(plain, graph, strict=True):
+        torch.testing.assert_close(b, a, atol=0, rtol=0)
+    assert graph[
+        0
+    ].requires_grad  # tied to the inputs, so that differentiating it reaches the error
+
+
+def test_reference_double_backward_still_works():
+    """The reference backend's second derivative, against finite differences of the first."""
+    m = lstmkit.LSTM(2, 3, backend="reference", peephole=True, coupled=True).double()
+    x = torch.randn(3, 1, 2, dtype=torch.double, requires_grad=True)
+
+    def first(x):
+        (g,) = torch.autograd.grad(m(x)[0].pow(2).sum(), x, create_graph=True)
+        return g
+
+    assert torch.autograd.gradcheck(first, (x,))
+
+
+@pytest.mark.parametrize(
+    "variant", [{"coupled": True, "peephole": True}, {"forget_gate": False, "peephole": True}]
+)
+def test_unused_weight_cf_gets_zero_grad_on_every_backend(variant):
+    """f ignores w_cf there; every backend gives it a zero gradient (not None), and the other
+    gradients agree."""
+    torch.manual_seed(3)
+    x = torch.randn(4, 2, 3, dtype=torch.double)
+    grads = {}
+    for backend in [b for b in BACKEND_NAMES if b != "auto"]:
+        torch.manual_seed(4)
+        m = lstmkit.LSTM(3, 5, backend=backend, **variant).double()
+        m(x)[0].sum().backward()
+        grads[backend] = {n: p.grad for n, p in m.named_parameters()}
+        assert grads[backend]["weight_cf_l0"] is not None, backend
+        assert (grads[backend]["weight_cf_l0"] == 0).all(), backend
+    ref = grads.pop("reference")
+    for backend, g in grads.items():
+        for name, v in ref.items():
+            torch.testing.assert_close(g[name], v, msg=f"{backend} {name}")
+    cell = lstmkit.LSTMCell(3, 5, **variant).double()
+    h, c = cell(x[0])
+    (h.sum() + c.sum()).backward()
+    assert cell.weight_cf.grad is not None and (cell.weight_cf.grad == 0).all()

@@ -26,6 +26,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -129,6 +131,7 @@ void run_rows(int64_t n, int64_t grain, const F& f) {
 Tensor prep(const OptTensor& t, const Tensor& like, const char* name) {
   if (!t.has_value() || !t->defined()) return Tensor();
   TORCH_CHECK(t->device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(t->layout() == at::kStrided, name, " must be a dense (strided) tensor");
   TORCH_CHECK(t->scalar_type() == like.scalar_type(), name, " must have dtype ",
               like.scalar_type(), ", got ", t->scalar_type());
   return t->detach().contiguous();
@@ -156,15 +159,26 @@ Steps make_steps(const OptTensor& batch_sizes, int64_t T, int64_t B, bool revers
   st.B = B;
   st.reverse = reverse;
   if (batch_sizes.has_value() && batch_sizes->defined()) {
-    keep = batch_sizes->to(at::kLong).contiguous();
-    TORCH_CHECK(keep.device().is_cpu() && keep.dim() == 1 && keep.size(0) == T,
+    // No conversion: a float batch_sizes would be truncated into a different packing.
+    TORCH_CHECK(batch_sizes->device().is_cpu() && batch_sizes->layout() == at::kStrided &&
+                    batch_sizes->scalar_type() == at::kLong && batch_sizes->dim() == 1 &&
+                    batch_sizes->size(0) == T,
                 "batch_sizes must be a CPU int64 tensor of shape (T,) = (", T, ",)");
+    keep = batch_sizes->contiguous();
     st.bs = keep.data_ptr<int64_t>();
     for (int64_t t = 0; t < T; ++t)
       TORCH_CHECK(st.bs[t] >= 0 && st.bs[t] <= B, "batch_sizes[", t, "] = ", st.bs[t],
                   " is outside [0, ", B, "]");
   }
   return st;
+}
+
+// -ffast-math lets the compiler assume that no value is NaN or infinite, so std::isfinite (and
+// a comparison with NaN) may fold to a constant: test the exponent bits instead.
+inline bool is_finite_bits(double x) {
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return ((u >> 52) & 0x7ff) != 0x7ff;
 }
 
 // Mean and 1/sqrt(var + eps) of x[0:N], biased variance, two passes as the reference.
@@ -733,7 +747,10 @@ Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
                 const OptTensor& ln_hh, const OptTensor& ln_c_w, const OptTensor& ln_c_b,
                 const OptTensor& zh, const OptTensor& zc, const OptTensor& dmask) {
   TORCH_CHECK(xg_in.device().is_cpu(), "the fused CPU LSTM needs CPU tensors");
-  TORCH_CHECK(xg_in.dim() == 3 && xg_in.size(2) % 4 == 0, "xg must be (T, B, 4H)");
+  TORCH_CHECK(xg_in.layout() == at::kStrided, "xg must be a dense (strided) tensor");
+  // H >= 1: the row grain divides by 4H.
+  TORCH_CHECK(xg_in.dim() == 3 && xg_in.size(2) > 0 && xg_in.size(2) % 4 == 0,
+              "xg must be (T, B, 4H) with H >= 1");
   Args a;
   a.xg = xg_in.detach().contiguous();
   a.h0 = prep(h0_in, xg_in, "h0");
@@ -751,7 +768,8 @@ Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
   a.zc = prep(zc, xg_in, "zoneout_c");
   a.dmask = prep(dmask, xg_in, "dropout_h");
   const int64_t T = a.xg.size(0), B = a.xg.size(1), G = a.xg.size(2), H = G / 4;
-  TORCH_CHECK(a.h0.dim() == 2 && a.h0.size(0) == B, "h0 must be (B, P)");
+  TORCH_CHECK(a.h0.dim() == 2 && a.h0.size(0) == B && a.h0.size(1) > 0,
+              "h0 must be (B, P) with P >= 1");
   const int64_t P = a.h0.size(1);
   TORCH_CHECK(a.c0.sizes() == at::IntArrayRef({B, H}), "c0 must be (B, H)");
   TORCH_CHECK(a.w_hh.sizes() == at::IntArrayRef({G, P}), "weight_hh must be (4H, P)");
@@ -797,6 +815,8 @@ std::vector<Tensor> lstm_forward(
                       dropout_h);
   Tensor bs_keep;
   Steps st = make_steps(batch_sizes, a.xg.size(0), a.xg.size(1), reverse, bs_keep);
+  TORCH_CHECK(!(a.ln_hh.defined() || a.ln_c_w.defined()) || (is_finite_bits(eps) && eps > 0),
+              "layer_norm_eps must be positive and finite, got ", eps);
   Options o{coupled, forget_gate, eps};
   std::vector<Tensor> res;
   AT_DISPATCH_FLOATING_TYPES(a.xg.scalar_type(), "lstmkit_lstm_forward", [&] {
@@ -867,6 +887,8 @@ std::vector<Tensor> lstm_backward(
   Tensor d_c = req(dc_n, {B, H}, "dc_n", true);
   Tensor bs_keep;
   Steps st = make_steps(batch_sizes, T, B, reverse, bs_keep);
+  TORCH_CHECK(!(a.ln_hh.defined() || a.ln_c_w.defined()) || (is_finite_bits(eps) && eps > 0),
+              "layer_norm_eps must be positive and finite, got ", eps);
   Options o{coupled, forget_gate, eps};
   std::vector<Tensor> res;
   AT_DISPATCH_FLOATING_TYPES(a.xg.scalar_type(), "lstmkit_lstm_backward", [&] {

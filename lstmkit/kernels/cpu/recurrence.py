@@ -240,4 +240,5 @@ FusedLSTMRecurrenceFunction = recurrence_function(
     lambda args, saved, dout, dh_n, dc_n, bs, rev, opts, needs: fused_backward(
         args, saved, dout, dh_n, dc_n, bs, rev, opts, needs_grad=needs
     ),
+    backend="cpu",
 )

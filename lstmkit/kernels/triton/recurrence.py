@@ -67,4 +67,5 @@ TritonLSTMRecurrenceFunction = recurrence_function(
     """,
     _forward,
     _backward,
+    backend="triton",
 )
