@@ -68,6 +68,7 @@ def test_outputs_and_log(tmp_path):
     r = train(_task(), _cfg(tmp_path / "run", stop_when_solved=False))
     out = tmp_path / "run"
     assert {p.name for p in out.iterdir()} == {
+        ".lock",
         "config.json",
         "train.jsonl",
         "last",
