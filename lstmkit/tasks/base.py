@@ -194,6 +194,12 @@ class Task(abc.ABC):
     def evaluate(self, model: nn.Module, split: str, device: torch.device) -> dict[str, float]:
         """Metrics on ``split`` (``valid`` or ``test``), with ``model`` in eval mode."""
 
+    def train_config(self, cfg: Any) -> Any:
+        """The :class:`~lstmkit.train.config.TrainConfig` to train with: ``cfg`` with any
+        options the task derives from its data filled in (the trainer calls this first). Most
+        tasks change nothing; sentiment sets its default schedule from the training set."""
+        return cfg
+
     def data_report(self) -> dict:
         """What was read (examples per split, skipped or cut examples, vocabulary size...);
         the trainer logs it as a ``data`` event and prints it, so nothing is dropped unseen."""
