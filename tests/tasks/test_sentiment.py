@@ -262,3 +262,130 @@ def test_clitics_split_by_default_for_words_only_and_old_checkpoints_keep_theirs
     del meta["task_state"]["tokenizer"]["contractions"]
     old = SentimentTask.from_checkpoint_meta(meta)
     assert old.tokenizer.split("isn't") == ["isn't"]
+
+
+def test_cv_folds_and_their_validation_shares_are_stratified(tmp_path):
+    data = tmp_path / "d.csv"
+    labels = ["rare" if k % 5 == 0 else "common" for k in range(100)]
+    data.write_text("text,label\n" + "".join(f"example {k},{y}\n" for k, y in enumerate(labels)))
+    base = SentimentConfig(train=str(data), cv=10)
+    tested = []
+    for fold in range(10):
+        raw = SentimentTask(replace(base, fold=fold), small_model())._raw_splits()
+        assert len(raw["test"]) == 10 and raw["test"].labels.count("rare") == 2, fold
+        assert len(raw["valid"]) == 9 and raw["valid"].labels.count("rare") in (1, 2)
+        assert raw["train"].labels.count("rare") in (16, 17)
+        assert not set(raw["test"].texts) & (set(raw["train"].texts) | set(raw["valid"].texts))
+        tested += raw["test"].texts
+    assert sorted(tested) == sorted(f"example {k}" for k in range(100))
+    other = SentimentTask(replace(base, fold=0, split_seed=1), small_model())._raw_splits()
+    first = SentimentTask(replace(base, fold=0), small_model())._raw_splits()
+    assert other["test"].texts != first["test"].texts  # the seed still decides the folds
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data/rt-polarity absent")
+def test_rt_polarity_folds_are_half_positive():
+    files = f"{DATA / 'rt-polarity.pos'},{DATA / 'rt-polarity.neg'}"
+    cfg = SentimentConfig(train=files, encoding="latin-1", cv=10, fold=9)
+    raw = SentimentTask(cfg, small_model())._raw_splits()
+    assert len(raw["test"]) == 1066 and raw["test"].labels.count("pos") == 533
+    assert len(raw["train"]) in (8635, 8636)
+    assert abs(raw["valid"].labels.count("pos") - len(raw["valid"]) / 2) <= 1
+
+
+def test_default_schedule_keeps_mr_and_shrinks_for_small_sets():
+    from lstmkit.tasks.sentiment import MIN_STEPS, default_schedule
+
+    assert default_schedule(8636, 50) == (2500, 100, 100)  # MR's 10-fold training sets
+    assert default_schedule(8635, 50) == (2500, 100, 100)
+    assert default_schedule(800, 50) == (232, 9, 9)  # 14.5 epochs whatever the size
+    assert default_schedule(4 * 8636, 50)[0] == 10000
+    assert default_schedule(8636, 25)[0] == 5000  # epochs, whatever the batch
+    assert default_schedule(10, 50)[0] == MIN_STEPS
+
+
+def _parsed_train_config(args):
+    from lstmkit.cli.main import _train_command
+    from lstmkit.cli.options import build
+
+    ctx = _train_command(SentimentTask).make_context("sentiment", list(args))
+    values = ctx.params
+    return build(SentimentConfig, values), build(TrainConfig, values)
+
+
+def test_cli_defaults_leave_the_schedule_to_the_training_set(tmp_path):
+    data = write_reviews(tmp_path / "r.csv", n=100)
+    cfg, tcfg = _parsed_train_config(["--train", str(data), "--text-column", "review"])
+    assert (tcfg.steps, tcfg.warmup_steps, tcfg.eval_every) == (0, 100, 0)
+    task = SentimentTask(cfg, small_model())
+    resolved = task.train_config(tcfg)
+    assert (resolved.steps, resolved.warmup_steps, resolved.eval_every) == (23, 1, 1)
+    assert task.report["schedule"].startswith("23 steps (14.4 epochs of 80)")
+    given = task.train_config(replace(tcfg, steps=300))  # as before, evaluations follow
+    assert (given.steps, given.warmup_steps, given.eval_every) == (300, 100, 12)
+    fixed = replace(tcfg, steps=300, warmup_steps=0, eval_every=50)
+    assert task.train_config(fixed) == fixed
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data/rt-polarity absent")
+def test_mr_commands_of_readme_and_results_still_train_2500_steps():
+    mr = ["--train", f"{DATA / 'rt-polarity.pos'},{DATA / 'rt-polarity.neg'}"]
+    mr += ["--encoding", "latin-1", "--cv", "10", "--fold", "0"]
+    results = "--embedding-dropout 0.5 --word-dropout 0.1 --pooling attention "
+    results += "--split-contractions --lr 2e-3 --schedule cosine --warmup-steps 100 --ema 0.995 "
+    results += "--steps 2500 --patience 8 --threads 1"
+    for args in (mr, mr + results.split()):
+        cfg, tcfg = _parsed_train_config(args)
+        task = SentimentTask(cfg, SentimentModelConfig())
+        n_train = len(task._raw_splits()["train"])
+        task.splits = lambda n=n_train: {"train": _Sized(n)}  # the sizes, not the words
+        t = task.train_config(tcfg)
+        assert (t.steps, t.warmup_steps, t.eval_every, t.patience) == (2500, 100, 100, 8)
+        assert (t.lr, t.schedule, t.ema, t.batch_size, t.clip_norm) == (
+            2e-3,
+            "cosine",
+            0.995,
+            50,
+            5.0,
+        )
+
+
+class _Sized:
+    def __init__(self, n):
+        self.ids = [None] * n
+
+
+def test_data_log_line_counts_lines_and_names_the_schedule(tmp_path):
+    data = tmp_path / "d.tsv"
+    rows = [f'"quoted" review {k} great\tpos' for k in range(30)]
+    rows += [f"review {k} awful\tneg" for k in range(30)]
+    data.write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    task = SentimentTask(SentimentConfig(train=str(data)), small_model())
+    tcfg = TrainConfig(
+        steps=0, warmup_steps=100, eval_every=10, out=str(tmp_path / "run"), progress=False
+    )
+    result = train(task, replace(tcfg, threads=1))
+    assert result.state.step == 20
+    events = [json.loads(x) for x in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    data_event = next(e for e in events if e["event"] == "data")
+    assert data_event["train_file"] == "60 examples from 61 lines: 1 header"
+    assert data_event["schedule"] == (
+        "20 steps (26.7 epochs of 48), warm-up 1, evaluation every 10 (set from the training set)"
+    )
+
+
+def test_new_formats_reach_the_task(tmp_path):
+    data = tmp_path / "subj.txt"
+    data.write_text("".join(f"{k % 2} sentence number {k}\n" for k in range(40)))
+    task = SentimentTask(SentimentConfig(train=str(data)), small_model())
+    task.splits()
+    assert task.labels == ["0", "1"]
+    assert "read as --format label-text" in task.report["train_notes"]
+    table = tmp_path / "t.tsv"
+    table.write_text("".join(f"sentence {k}\t{k % 2}\n" for k in range(40)))
+    cfg = SentimentConfig(train=str(table), header=False, text_column="0", label_column="1")
+    assert SentimentTask(cfg, small_model()).data_report()["train_file"] == (
+        "40 examples from 40 lines"
+    )
+    with pytest.raises(UserError, match="--cv-jobs must be >= 1"):
+        SentimentTask(replace(cfg, cv=2, cv_jobs=0), small_model())
