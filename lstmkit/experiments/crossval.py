@@ -3,21 +3,32 @@
 ``lstmkit train TASK --cv K`` (for tasks whose config has ``cv`` and ``fold``) trains K models
 into ``OUT/fold-0`` .. ``OUT/fold-{K-1}``, each testing on its own fold, and writes
 ``OUT/cv.json`` with every fold's test metrics, their mean and sample standard deviation, and
-the wall time. A killed cross-validation resumes with ``--resume``: finished folds are kept, the
+the times. ``--cv-jobs N`` (a ``cv_jobs`` field) trains N folds at once, each in its own
+process (spawned, so no state is shared; with ``--threads 0`` each gets ``cores // N``
+threads). A killed cross-validation resumes with ``--resume``: finished folds are kept, the
 interrupted one continues from its checkpoint.
+
+Times in ``cv.json``: each run's ``wall_time_s`` is its own, read from its ``train.jsonl``
+(the sessions from each start or resume to its last event, so a fold collected by
+``--resume`` keeps the time it took); ``wall_time_s`` of the whole is the span from the first
+fold's start to the last fold's end (2 folds at a time take about half the sum),
+``fold_wall_time_s`` the sum over folds, ``train_time_s`` the sum of the training loops' time.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
 from lstmkit.train.config import TrainConfig
-from lstmkit.train.trainer import train
+from lstmkit.train.trainer import read_jsonl, train
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json
 
@@ -37,35 +48,112 @@ def summarise(folds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def run_times(log: Path) -> tuple[float, float, float] | None:
+    """``(first event, last event, wall seconds)`` of a run's ``train.jsonl``; the seconds add
+    up each session (a ``start`` or ``resume`` to the last event before the next), so the time
+    between a kill and its resume does not count. None without a log."""
+    if not log.exists():
+        return None
+    times = [(e.get("event"), e["time"]) for e in read_jsonl(log) if "time" in e]
+    if not times:
+        return None
+    wall, begun, last = 0.0, times[0][1], times[0][1]
+    for event, t in times[1:]:
+        if event in ("start", "resume"):
+            wall += last - begun
+            begun = t
+        last = t
+    wall += last - begun
+    return times[0][1], last, wall
+
+
+def _train_fold(task_cls, cfg, model_cfg, fold_cfg: TrainConfig, fold: int, k: int) -> dict:
+    # --cv-jobs is how the folds are run, not part of a fold: its saved config says 1
+    fold_task_cfg = replace(cfg, fold=fold, **({"cv_jobs": 1} if hasattr(cfg, "cv_jobs") else {}))
+    task = task_cls(fold_task_cfg, model_cfg)
+    result = train(task, fold_cfg, label=f"fold {fold + 1}/{k}")
+    return {"test": result.test, "valid": result.valid, "elapsed": result.state.elapsed}
+
+
+def _fold_in_process(args) -> dict:
+    """One fold in a spawned worker (``fold_cfg.threads`` set: the trainer applies it)."""
+    task_cls, cfg, model_cfg, fold_cfg, fold, k = args
+    return _train_fold(task_cls, cfg, model_cfg, fold_cfg, fold, k)
+
+
 def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=None) -> dict:
     """Train one model per fold of ``cfg.cv``; returns (and writes) the summary."""
     k = cfg.cv
+    jobs = getattr(cfg, "cv_jobs", 1)
     if train_cfg.nproc > 1:
-        raise UserError("--cv runs its folds one after another; use --nproc 1")
+        raise UserError("--cv trains each fold in one process; use --nproc 1 (and --cv-jobs N)")
+    if jobs < 1:
+        raise UserError(f"--cv-jobs must be >= 1, got {jobs}")
     out = Path(train_cfg.out or f"runs/{task_cls.name}-cv{k}")
     started = time.perf_counter()
-    folds, runs = [], []
+    results: dict[int, dict] = {}
+    todo = []
     for fold in range(k):
         fold_out = out / f"fold-{fold}"
         done = fold_out / "results.json"
         if train_cfg.resume and done.exists():
-            results = json.loads(done.read_text(encoding="utf-8"))
+            results[fold] = json.loads(done.read_text(encoding="utf-8"))
+            if on_fold:
+                on_fold(fold, results[fold])
         else:
             resume = train_cfg.resume and (fold_out / "last").exists()
-            task = task_cls(replace(cfg, fold=fold), model_cfg)
-            fold_cfg = replace(train_cfg, out=str(fold_out), resume=resume)
-            result = train(task, fold_cfg, label=f"fold {fold + 1}/{k}")
-            results = {"test": result.test, "valid": result.valid, "elapsed": result.state.elapsed}
-        folds.append(results["test"])
-        runs.append({"fold": fold, "out": str(fold_out), **results})
-        if on_fold:
-            on_fold(fold, results)
+            todo.append((fold, replace(train_cfg, out=str(fold_out), resume=resume)))
+    if jobs == 1 or len(todo) <= 1:
+        for fold, fold_cfg in todo:
+            results[fold] = _train_fold(task_cls, cfg, model_cfg, fold_cfg, fold, k)
+            if on_fold:
+                on_fold(fold, results[fold])
+    else:
+        jobs = min(jobs, len(todo))
+        threads = train_cfg.threads or max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {
+                pool.submit(
+                    _fold_in_process,
+                    (
+                        task_cls,
+                        cfg,
+                        model_cfg,
+                        replace(fold_cfg, threads=threads, progress=False),
+                        fold,
+                        k,
+                    ),
+                ): fold
+                for fold, fold_cfg in todo
+            }
+            for future in as_completed(futures):
+                fold = futures[future]
+                results[fold] = future.result()
+                if on_fold:
+                    on_fold(fold, results[fold])
+    runs, spans = [], []
+    for fold in range(k):
+        fold_out = out / f"fold-{fold}"
+        times = run_times(fold_out / "train.jsonl")
+        run = {"fold": fold, "out": str(fold_out), **results[fold]}
+        if times:
+            spans.append(times)
+            run["wall_time_s"] = round(times[2], 1)
+        runs.append(run)
+    session = time.perf_counter() - started
     summary = {
         "task": task_cls.name,
         "folds": k,
-        "test": summarise(folds),
-        "wall_time_s": round(time.perf_counter() - started, 1),
+        "test": summarise([r["test"] for r in runs]),
+        "wall_time_s": round(
+            max(session, max(s[1] for s in spans) - min(s[0] for s in spans)) if spans else session,
+            1,
+        ),
+        "fold_wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in runs), 1),
         "train_time_s": round(sum(r.get("elapsed", 0.0) for r in runs), 1),
+        "session_wall_time_s": round(session, 1),
+        "cv_jobs": jobs,
         "runs": runs,
     }
     atomic_write_json(out / "cv.json", summary)
@@ -82,5 +170,6 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  {name}: {f(s['mean'])} ± {std} [{f(s['min'])}, {f(s['max'])}]")
     lines.append(
         f"  training time of the {summary['folds']} folds: {summary['train_time_s']:.0f} s"
+        + (f" (wall time {summary['wall_time_s']:.0f} s)" if "wall_time_s" in summary else "")
     )
     return "\n".join(lines)

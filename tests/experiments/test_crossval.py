@@ -72,3 +72,63 @@ def test_cli_cv_runs_all_folds_and_fold_runs_one(tmp_path, capsys):
     assert (tmp_path / "one" / "results.json").exists()
     assert cli_main([*common, "--fold", "2", "--out", str(tmp_path / "bad")]) == 2
     assert "--fold must be in 0..1" in capsys.readouterr().err
+
+
+def _tiny_cv(tmp_path, **cfg_kw):
+    data = write_reviews(tmp_path / "r.csv", n=40)
+    cfg = SentimentConfig(train=str(data), text_column="review", cv=2, **cfg_kw)
+    model_cfg = SentimentModelConfig(hidden_size=8, embedding_dim=8)
+    tcfg = TrainConfig(
+        steps=4, batch_size=16, eval_every=4, out=str(tmp_path / "cv"), progress=False, threads=1
+    )
+    return cfg, model_cfg, tcfg
+
+
+def test_resume_that_only_collects_keeps_the_folds_own_times(tmp_path):
+    from dataclasses import replace
+
+    from lstmkit.experiments.crossval import run_times
+
+    cfg, model_cfg, tcfg = _tiny_cv(tmp_path)
+    first = cross_validate(SentimentTask, cfg, model_cfg, tcfg)
+    collected = cross_validate(SentimentTask, cfg, model_cfg, replace(tcfg, resume=True))
+    for run in collected["runs"]:
+        start, end, wall = run_times(tmp_path / "cv" / f"fold-{run['fold']}" / "train.jsonl")
+        assert run["wall_time_s"] == round(wall, 1) and wall > 0
+    assert [r["wall_time_s"] for r in collected["runs"]] == [
+        r["wall_time_s"] for r in first["runs"]
+    ]
+    assert collected["wall_time_s"] >= max(r["wall_time_s"] for r in collected["runs"]) > 0
+    assert collected["fold_wall_time_s"] == pytest.approx(first["fold_wall_time_s"])
+    assert collected["train_time_s"] == first["train_time_s"] > 0
+    saved = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert saved["wall_time_s"] == collected["wall_time_s"]
+
+
+def test_run_times_leave_out_the_gap_before_a_resume(tmp_path):
+    from lstmkit.experiments.crossval import run_times
+
+    log = tmp_path / "train.jsonl"
+    events = [("start", 100.0), ("train", 110.0), ("resume", 500.0), ("test", 530.0)]
+    log.write_text("".join(json.dumps({"event": e, "time": t}) + "\n" for e, t in events))
+    assert run_times(log) == (100.0, 530.0, 40.0)
+    assert run_times(tmp_path / "none.jsonl") is None
+
+
+def test_cv_jobs_trains_folds_at_the_same_time_in_their_own_processes(tmp_path):
+    from lstmkit.experiments.crossval import run_times
+
+    cfg, model_cfg, tcfg = _tiny_cv(tmp_path, cv_jobs=2)
+    seen = []
+    summary = cross_validate(
+        SentimentTask, cfg, model_cfg, tcfg, on_fold=lambda k, r: seen.append(k)
+    )
+    assert sorted(seen) == [0, 1] and summary["cv_jobs"] == 2
+    spans = [run_times(tmp_path / "cv" / f"fold-{k}" / "train.jsonl") for k in range(2)]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the runs overlapped
+    for k in range(2):
+        saved = json.loads((tmp_path / "cv" / f"fold-{k}" / "config.json").read_text())
+        assert saved["task_config"]["fold"] == k and saved["task_config"]["cv_jobs"] == 1
+        assert saved["train_config"]["threads"] == 1
+    accs = [r["test"]["accuracy"] for r in summary["runs"]]
+    assert summary["test"]["accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
