@@ -120,17 +120,18 @@ def check_batch_sizes(batch_sizes: object, n_rows: int) -> Tensor:
             "input.batch_sizes must be a 1-D int64 tensor on the CPU, got "
             f"{bs.dim()}-D {bs.dtype} on {bs.device}"
         )
-    T = bs.shape[0]
-    if T == 0:
+    # One copy to a list, then plain Python: cheaper than a handful of tiny tensor ops.
+    vals = bs.tolist()
+    if not vals:
         raise ValueError("input.batch_sizes is empty: a PackedSequence needs at least one step")
-    if T > 1 and bool((bs[1:] > bs[:-1]).any()):
+    if any(b > a for a, b in zip(vals, vals[1:], strict=False)):
         raise ValueError(
             f"input.batch_sizes must be non-increasing (sequences sorted by length), got "
             f"{_show(bs)}"
         )
-    if int(bs[-1]) < 1:
+    if vals[-1] < 1:
         raise ValueError(f"input.batch_sizes must be >= 1 at every step, got {_show(bs)}")
-    total = int(bs.sum())
+    total = sum(vals)
     if total != n_rows:
         raise ValueError(
             f"input.batch_sizes sums to {total} but input.data has {n_rows} rows: {_show(bs)}"
@@ -138,8 +139,8 @@ def check_batch_sizes(batch_sizes: object, n_rows: int) -> Tensor:
     return bs
 
 
-def check_permutation(name: str, idx: object, n: int, device: torch.device) -> Tensor:
-    """``idx`` is a 1-D int64 tensor of ``n`` indices in ``[0, n)`` on ``device``."""
+def check_permutation(name: str, idx: object, n: int, device: torch.device) -> list[int]:
+    """``idx`` is a 1-D int64 tensor of ``n`` indices in ``[0, n)`` on ``device``; its values."""
     if not torch.is_tensor(idx):
         raise TypeError(f"{name} must be a torch.Tensor or None, got {type(idx).__name__}")
     if idx.dim() != 1 or idx.dtype != torch.int64 or idx.shape[0] != n:
@@ -149,9 +150,10 @@ def check_permutation(name: str, idx: object, n: int, device: torch.device) -> T
         )
     if idx.device != device:
         raise ValueError(f"{name} is on {idx.device} but input.data is on {device}")
-    if n and (int(idx.min()) < 0 or int(idx.max()) >= n):
+    vals = idx.tolist()
+    if any(not 0 <= v < n for v in vals):
         raise ValueError(f"{name} must hold indices in [0, {n}), got {_show(idx)}")
-    return idx
+    return vals
 
 
 def check_sorting(sorted_indices: object, unsorted_indices: object, n: int, device) -> None:
@@ -165,13 +167,13 @@ def check_sorting(sorted_indices: object, unsorted_indices: object, n: int, devi
         )
     s = check_permutation("input.sorted_indices", sorted_indices, n, device)
     u = check_permutation("input.unsorted_indices", unsorted_indices, n, device)
-    if not bool((s[u] == torch.arange(n, device=device)).all()):
+    if any(s[j] != k for k, j in enumerate(u)):
         raise ValueError(
             "input.unsorted_indices must be the inverse permutation of input.sorted_indices, "
             f"got {_show(s)} and {_show(u)}"
         )
 
 
-def _show(t: Tensor, limit: int = 12) -> str:
-    v = t.tolist() if t.numel() <= limit else t[:limit].tolist() + ["..."]
-    return str(v)
+def _show(t: Tensor | list[int], limit: int = 12) -> str:
+    v = t.tolist() if torch.is_tensor(t) else list(t)
+    return str(v if len(v) <= limit else v[:limit] + ["..."])

@@ -102,22 +102,23 @@ def check_recurrence_args(
         (T, B, H),
         (B, P),
     )
+    dtype, device = xg.dtype, xg.device
     for name, t, shape in zip(RECURRENCE_ARGS, args, shapes, strict=True):
         if t is None:
-            if name in ("xg", "h0", "c0", "weight_hh"):
+            if name in _REQUIRED:
                 raise TypeError(f"{name} is required, got None")
             continue
-        if not torch.is_tensor(t):
+        if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
-        if t.layout != torch.strided:
-            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
-        if t.dtype != xg.dtype or t.device != xg.device:
+        if t.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if t.dtype != dtype or t.device != device:
             raise TypeError(
-                f"{name} is {t.dtype} on {t.device}, but xg is {xg.dtype} on {xg.device}; "
+                f"{name} is {t.dtype} on {t.device}, but xg is {dtype} on {device}; "
                 "every recurrence tensor has the same dtype and device"
             )
-        if tuple(t.shape) != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if t.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
     if args[5] is None and P != H:
         raise ValueError(f"without weight_hr, h0 must have H = {H} features, got P = {P}")
     if args[10] is not None or args[9] is not None:
@@ -138,8 +139,12 @@ def check_recurrence_args(
         )
     if bs.device.type != "cpu" or bs.shape[0] != T:
         raise ValueError(f"batch_sizes must be a CPU tensor of shape (T,) = ({T},), got {bs.shape}")
-    if T and (int(bs.min()) < 0 or int(bs.max()) > B):
-        raise ValueError(f"batch_sizes must be in [0, B = {B}], got {bs.tolist()}")
+    vals = bs.tolist()
+    if vals and (min(vals) < 0 or max(vals) > B):
+        raise ValueError(f"batch_sizes must be in [0, B = {B}], got {vals}")
+
+
+_REQUIRED = frozenset(("xg", "h0", "c0", "weight_hh"))
 
 
 def _ln_forward(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
