@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 
-.PHONY: demo test lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw results-longlag clean
+.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw results-longlag clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest -q
+
+# The long robustness runs (about 30 minutes): random CLI options and input files under a memory
+# cap, and two trainers raced on one folder; the figures go in docs/RELIABILITY.md.
+fuzz: $(BIN)/.installed
+	LSTMKIT_FUZZ_REPORT=docs/fuzz-report.json $(BIN)/python -m pytest -q -m fuzz tests
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check lstmkit tests bench

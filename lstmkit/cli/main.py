@@ -16,7 +16,15 @@ from dataclasses import fields
 
 import click
 
-from lstmkit.cli.options import SectionedCommand, SectionOption, build, check_unique, options_for
+from lstmkit.cli.options import (
+    MAX_THREADS,
+    CountInt,
+    SectionedCommand,
+    SectionOption,
+    build,
+    check_unique,
+    options_for,
+)
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.malloc import tune_malloc
 
@@ -166,7 +174,7 @@ def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> 
 
     threads = SectionOption(
         ["--threads", "threads"],
-        type=int,
+        type=CountInt(maximum=MAX_THREADS),
         default=0,
         show_default=True,
         help="CPU threads for torch; 0 lets torch choose (all cores)",
@@ -201,7 +209,7 @@ def _predict(cfg) -> int:
     if cfg.output:
         click.echo(f"wrote {len(results)} predictions to {cfg.output}", err=True)
     else:
-        click.echo("".join(json.dumps(r) + "\n" for r in results), nl=False)
+        click.echo("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), nl=False)
     return 0
 
 
@@ -407,16 +415,43 @@ def cli_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lstmkit: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            return _last_line_of_defence(e, debug)
         if debug:
             traceback.print_exc()
-            return 1
-        print(
-            f"lstmkit: error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        print(f"lstmkit: error: {_memory_message(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        return _last_line_of_defence(e, debug)
     return status if isinstance(status, int) else 0
+
+
+def _last_line_of_defence(e: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+        return 1
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    print(
+        f"lstmkit: error: {type(e).__name__}: {first} (run again with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e)
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def _memory_message(e: BaseException) -> str:
+    wanted = re.search(r"allocate (\d+) bytes", str(e))
+    size = f" ({int(wanted.group(1)) / 2**30:,.1f} GiB at once)" if wanted else ""
+    return (
+        f"out of memory{size}: the batch or the sequences do not fit in this machine's memory; "
+        "lower --batch-size, --seq-len or the model size (memory grows with batch x length x "
+        "hidden size x layers)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,54 @@ default, its ``help`` metadata and its ``choices``. Help output groups the optio
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
 import click
 
-_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
+INT_LIMIT = 2**63 - 1  # what torch and the C++ kernel take as an int64
+MAX_THREADS = 4096  # torch.set_num_threads takes an int32; no machine has more cores than this
+
+
+class FiniteFloat(click.ParamType):
+    """A float option: nan and inf are refused (they pass ``float()`` and then poison a run)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        v = click.FLOAT.convert(value, param, ctx)  # click's own message for a non-number
+        if not math.isfinite(v):
+            raise click.ClickException(f"{_name(param)} must be a finite number, got {value}")
+        return v
+
+
+def _name(param: Any) -> str:
+    return param.opts[0] if getattr(param, "opts", None) else str(getattr(param, "name", "value"))
+
+
+class CountInt(click.ParamType):
+    """An integer option within int64; counts and sizes (the default) are also >= 0. A field
+    whose metadata says ``signed`` (a fold index, a seed with -1 for random) may be negative;
+    ``max`` in the metadata lowers the bound (thread counts are int32 in torch)."""
+
+    name = "integer"
+
+    def __init__(self, signed: bool = False, maximum: int = INT_LIMIT) -> None:
+        self.signed = signed
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        v = click.INT.convert(value, param, ctx)  # click's own message for a non-integer
+        if not self.signed and v < 0:
+            raise click.ClickException(f"{_name(param)} must be >= 0, got {v}")
+        if abs(v) > self.maximum:
+            raise click.ClickException(f"{_name(param)} must be at most {self.maximum}, got {v}")
+        return v
+
+
+_TYPES = {int: CountInt(), float: FiniteFloat(), str: click.STRING}
 
 
 def flag(name: str) -> str:
@@ -67,7 +108,11 @@ def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None)
             continue
         if typ not in _TYPES:
             raise TypeError(f"{cls.__name__}.{f.name}: no CLI type for {typ!r}")
-        ptype = click.Choice(meta["choices"]) if "choices" in meta else _TYPES[typ]
+        ptype = _TYPES[typ]
+        if "choices" in meta:
+            ptype = click.Choice(meta["choices"])
+        elif typ is int and (meta.get("signed") or "max" in meta):
+            ptype = CountInt(bool(meta.get("signed")), int(meta.get("max", INT_LIMIT)))
         out.append(
             SectionOption(
                 [flag(f.name), f.name],

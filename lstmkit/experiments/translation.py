@@ -47,7 +47,7 @@ class TranslateConfig:
     )
     batch: int = field(default=0, metadata=_help("sentences decoded together; 0: the checkpoint's"))
     device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
-    threads: int = field(default=0, metadata=_help("CPU threads; 0: torch's default"))
+    threads: int = field(default=0, metadata=_help("CPU threads; 0: torch's default", max=4096))
 
 
 @dataclass

@@ -82,6 +82,16 @@ class LongLagTask(Task):
             raise UserError(f"--solved-share must be in (0, 1], got {cfg.solved_share}")
         self._check_causal()
         self._sets: dict[str, data.LongLagBatch] = {}
+        if state is None:  # a checkpoint's options were checked when it was trained
+            self._check_generator()
+
+    def _check_generator(self) -> None:
+        """The generator checks its own arguments (ValueError naming them): one example made
+        now turns a bad option into a user error before anything is written."""
+        try:
+            self.generate(1, torch.Generator().manual_seed(0))
+        except (ValueError, TypeError) as e:
+            raise UserError(f"task {self.name!r}: {e}".replace("_", "-")) from None
 
     def _check_causal(self) -> None:
         # a reverse direction would read the very symbols the task asks to predict
@@ -97,7 +107,10 @@ class LongLagTask(Task):
 
     @property
     def input_size(self) -> int:
-        return self.generate(1, _generator(0)).inputs.shape[-1]
+        # one example, made on the CPU even while a checkpoint's model is built on the meta
+        # device (the generators index with data: Reber's walk reads its own random draws)
+        with torch.device("cpu"):
+            return self.generate(1, _generator(0)).inputs.shape[-1]
 
     output_size: ClassVar[int] = 1
 

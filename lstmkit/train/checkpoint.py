@@ -310,7 +310,7 @@ def _is_int(v) -> bool:
 def _parse_header(header: bytes, path: Path, data_size: int) -> Spec:
     """The tensors a safetensors header declares, checked for dtypes, shapes and offsets that
     tile exactly ``data_size`` bytes."""
-    bad = f"corrupted or truncated tensor file {path}"
+    bad = f"corrupted checkpoint: truncated or damaged tensor file {path}"
     try:
         obj = json.loads(header.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -378,7 +378,8 @@ def _compare_spec(stored: Spec, expected: Spec, path: Path, meta_path: Path) -> 
             problems.append(f"{label + ' ' if label else ''}{'; '.join(items[:4])}{more}")
     if problems:
         raise UserError(
-            f"{path} does not hold the model that {meta_path} describes: {'; '.join(problems)}"
+            f"checkpoint {path} does not fit the model that {meta_path} describes: "
+            f"{'; '.join(problems)}"
         )
 
 
@@ -437,7 +438,7 @@ def _read_tensors(
     """The tensors of ``folder/name``: header checked (and compared with ``expect(header)``)
     before the data is read, exactly the header's size, then the checksum, then the values."""
     path = folder / name
-    bad = f"corrupted or truncated tensor file {path}"
+    bad = f"corrupted checkpoint: truncated or damaged tensor file {path}"
     fd, size = _open_regular(folder, name)
     try:
         if size < 8:

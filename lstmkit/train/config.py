@@ -17,7 +17,13 @@ class TrainConfig:
 
     steps: int = field(default=5000, metadata=_help("maximum optimiser steps"))
     batch_size: int = field(
-        default=64, metadata=_help("sequences per step, over all processes (the global batch)")
+        default=64,
+        metadata=_help(
+            "sequences per step, over all processes (the global batch); training memory grows "
+            "in proportion to batch x sequence length x hidden size x layers (about 20 floats "
+            "per unit and step for an LSTM with its gradients), and a batch that does not fit "
+            "ends in one 'out of memory' line"
+        ),
     )
     lr: float = field(default=1e-3, metadata=_help("peak learning rate of AdamW"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW decoupled weight decay"))
@@ -84,7 +90,8 @@ class TrainConfig:
         metadata=_help("data-parallel processes to launch on this machine (torch.distributed)"),
     )
     threads: int = field(
-        default=0, metadata=_help("CPU threads per process; 0 splits the cores between processes")
+        default=0,
+        metadata=_help("CPU threads per process; 0 splits the cores between processes", max=4096),
     )
 
     def to_dict(self) -> dict[str, object]:

@@ -36,7 +36,8 @@ class GenerateConfig:
         default=0, metadata=_help("sample among the K most likely tokens only; 0: all")
     )
     seed: int = field(
-        default=-1, metadata=_help("random seed; the same seed gives the same text; -1: random")
+        default=-1,
+        metadata=_help("random seed; the same seed gives the same text; -1: random", signed=True),
     )
     on_unknown: str = field(
         default="error",
@@ -59,7 +60,7 @@ def generate(cfg: GenerateConfig) -> Iterator[str]:
         raise UserError(f"--length must be >= 0, got {cfg.length}")
     dev = resolve_device(cfg.device)
     task, model, _ = load_trained(cfg.checkpoint, dev)
-    if not hasattr(task, "generate"):
+    if not hasattr(task, "encode_prompt"):  # the long-time-lag tasks' generate() makes data
         raise UserError(f"{cfg.checkpoint}: task {task.name!r} does not generate text")
     prompt_ids = task.encode_prompt(cfg.prompt, cfg.on_unknown)
     tokens = task.generate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,21 +104,73 @@ def _load(checkpoint: str, device: str):
     return task, model, ckpt, dev
 
 
-def read_inputs(inputs: tuple[str, ...], input_file: str) -> list[str]:
-    """Command-line inputs, then the non-empty lines of ``input_file``."""
+MAX_INPUT_BYTES = 1 << 30  # an --input file larger than this is refused, not read
+MAX_INPUT_CHARS = 100_000  # one input longer than this is cut (predict), counted on stderr
+MAX_INSPECT_CHARS = 5_000  # the gate plots of one input: steps beyond this are not drawn
+PREDICT_BATCH = 64  # inputs per forward pass: memory stays bounded whatever the count
+
+
+def read_inputs(
+    inputs: tuple[str, ...], input_file: str, *, max_chars: int = MAX_INPUT_CHARS
+) -> list[str]:
+    """Command-line inputs, then the non-empty lines of ``input_file``.
+
+    An empty input is an error (it would get a label without a word), as is an ``--input`` file
+    with no input in it. An input longer than ``max_chars`` characters is cut there, and the
+    number cut is said on stderr: memory is bounded by this limit, not by the input."""
     items = list(inputs)
+    for k, item in enumerate(items, 1):
+        if not item.strip():
+            raise UserError(f"input {k} is empty; give a text")
     if input_file:
-        path = Path(input_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"--input: file not found: {path}") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"--input: {path} is not UTF-8 (byte {e.start})") from None
-        except OSError as e:
-            raise UserError(f"--input: cannot read {path}: {e.strerror}") from None
-        items += [line for line in text.splitlines() if line.strip()]
+        items += _read_input_file(Path(input_file))
+    cut = sum(len(x) > max_chars for x in items)
+    if cut:
+        print(
+            f"lstmkit: warning: {cut} input(s) longer than {max_chars:,} characters were cut "
+            f"to their first {max_chars:,}",
+            file=sys.stderr,
+        )
+        items = [x[:max_chars] for x in items]
     return items
+
+
+def _read_input_file(path: Path) -> list[str]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"--input: file not found: {path}") from None
+    except OSError as e:
+        raise UserError(f"--input: cannot read {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"--input: {path} is not a regular file")
+    if st.st_size > MAX_INPUT_BYTES:
+        raise UserError(
+            f"--input: {path} is {st.st_size:,} bytes; at most {MAX_INPUT_BYTES:,} are read "
+            "(split it into smaller files)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--input: {path} is not UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"--input: cannot read {path}: {e.strerror}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"--input: {path} holds no input (it is empty or blank)")
+    return lines
+
+
+def check_output_path(output: str, option: str = "--output") -> None:
+    """Refuse an output file whose folder does not exist (rather than creating a tree), or
+    that is a folder, before any work is done."""
+    if not output:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise UserError(f"{option}: {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{option}: folder {path.parent} does not exist")
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str, float]]]:
@@ -136,16 +189,22 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str,
 def predict(cfg: PredictConfig) -> list[dict]:
     """One result per input (a few test examples when there are none); written atomically to
     ``cfg.output`` as JSON lines when given."""
+    check_output_path(cfg.output)
+    items = read_inputs(cfg.inputs, cfg.input)  # bad input is refused before the model loads
     task, model, _, dev = _load(cfg.checkpoint, cfg.device)
-    items = read_inputs(cfg.inputs, cfg.input) or task.examples()
+    items = items or task.examples()
+    results: list[dict] = []
     with torch.no_grad():
-        results = task.predict(model, items, dev)
+        for k in range(0, len(items), PREDICT_BATCH):
+            results += task.predict(model, items[k : k + PREDICT_BATCH], dev)
     if cfg.output:
-        atomic_write_text(cfg.output, "".join(json.dumps(r) + "\n" for r in results))
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+        atomic_write_text(cfg.output, text)
     return results
 
 
 def inspect(cfg: InspectConfig) -> list[Path]:
     """Gate PNGs for the inputs (one test example when there are none)."""
+    items = read_inputs(cfg.inputs, cfg.input, max_chars=MAX_INSPECT_CHARS)
     task, model, _, dev = _load(cfg.checkpoint, cfg.device)
-    return task.inspect(model, read_inputs(cfg.inputs, cfg.input), Path(cfg.out), dev)
+    return task.inspect(model, items, Path(cfg.out), dev)

@@ -10,6 +10,7 @@ import pytest
 
 import lstmkit
 from lstmkit.cli.main import cli_main
+from lstmkit.train.checkpoint import _content_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--hidden-size", "8", "--batch-size", "16", "--eval-every", "20", "--no-progress"]
@@ -175,6 +176,7 @@ def _misfit(run: Path, tmp_path: Path) -> Path:
         (d / f.name).write_bytes(f.read_bytes())
     meta = json.loads((d / "model.json").read_text())
     meta["model_config"]["hidden_size"] = 9
+    meta["meta_sha256"] = _content_sha256(meta)  # sealed again: a checkpoint that is whole
     (d / "model.json").write_text(json.dumps(meta))
     return d
 

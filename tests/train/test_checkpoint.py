@@ -91,7 +91,7 @@ def _damage(path, how):
 @pytest.mark.parametrize(
     "how, message",
     [
-        ("truncated weights", "corrupted or truncated"),
+        ("truncated weights", "truncated or damaged"),
         ("flipped byte", "SHA-256"),
         ("garbage json", "line 2"),
         ("foreign json", "not an lstmkit checkpoint"),

@@ -173,7 +173,7 @@ def test_config_that_does_not_match_the_weights_is_refused_before_loading(tmp_pa
     meta["model_config"]["hidden_size"] = 6
     _reseal(c, meta)
     _one_line_error(
-        lambda: load_trained(c, CPU), "does not hold the model", "encoder.weight_hh_l0 (16, 4)"
+        lambda: load_trained(c, CPU), "does not fit the model", "encoder.weight_hh_l0 (16, 4)"
     )
 
 
