@@ -10,11 +10,14 @@ pairs where either side is empty, counting them in :attr:`ParallelText.skipped`.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lstmkit.data.text import read_lines
 from lstmkit.utils.errors import UserError
+
+MAX_SENTENCE_CHARS = 10_000  # a pair with a longer side is skipped and counted
 
 
 @dataclass
@@ -43,6 +46,7 @@ def read_parallel(
     encoding: str = "utf-8",
     *,
     what: str = "parallel data",
+    max_chars: int = MAX_SENTENCE_CHARS,
 ) -> ParallelText:
     """The sentence pairs of two line-aligned files (``.gz`` read transparently).
 
@@ -57,13 +61,22 @@ def read_parallel(
             f"{Path(tgt_path)} has {len(tgt_lines)}"
         )
     out = ParallelText(src_path=str(src_path), tgt_path=str(tgt_path))
+    too_long = 0
     for s, t in zip(src_lines, tgt_lines, strict=True):
         s, t = s.strip(), t.strip()
-        if not s or not t:
+        if not s or not t or len(s) > max_chars or len(t) > max_chars:
             out.skipped += 1
+            too_long += len(s) > max_chars or len(t) > max_chars
             continue
         out.src.append(s)
         out.tgt.append(t)
+    if too_long:
+        print(
+            f"lstmkit: warning: {what}: {too_long} pair(s) of {Path(src_path)} and "
+            f"{Path(tgt_path)} longer than {max_chars:,} characters were skipped (no sentence "
+            "is that long; the tokenizer's memory would grow with them)",
+            file=sys.stderr,
+        )
     if not out.src:
         raise UserError(
             f"{what}: no sentence pairs in {Path(src_path)} and {Path(tgt_path)} "

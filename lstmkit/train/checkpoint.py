@@ -469,7 +469,7 @@ def _read_tensors(
             if v.is_floating_point() and not bool(torch.isfinite(v).all()):
                 raise UserError(
                     f"{path}: tensor {k!r} holds NaN or infinite values "
-                    "(allow_nonfinite=True loads it anyway, for debugging)"
+                    "(--allow-nonfinite, or allow_nonfinite=True, loads it anyway, for debugging)"
                 )
     return tensors
 

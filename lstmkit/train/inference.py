@@ -62,6 +62,10 @@ class EvaluateConfig:
         metadata=_help("write the task's evaluation plots (e.g. a confusion matrix) here"),
     )
     device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    allow_nonfinite: bool = field(
+        default=False,
+        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class PredictConfig:
         default="", metadata=_help("write the JSON lines to this file instead of the screen")
     )
     device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    allow_nonfinite: bool = field(
+        default=False,
+        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,13 +102,17 @@ class InspectConfig:
     input: str = field(default="", metadata=_help("read inputs from this file, one per line"))
     out: str = field(default="inspect", metadata=_help("folder for the PNG files"))
     device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    allow_nonfinite: bool = field(
+        default=False,
+        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
+    )
 
 
-def _load(checkpoint: str, device: str):
+def _load(checkpoint: str, device: str, allow_nonfinite: bool = False):
     from lstmkit.train.trainer import resolve_device
 
     dev = resolve_device(device)
-    task, model, ckpt = load_trained(checkpoint, dev)
+    task, model, ckpt = load_trained(checkpoint, dev, allow_nonfinite=allow_nonfinite)
     return task, model, ckpt, dev
 
 
@@ -175,7 +187,7 @@ def check_output_path(output: str, option: str = "--output") -> None:
 
 def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str, float]]]:
     """Metrics of a checkpoint on the validation and/or test set."""
-    task, model, ckpt, dev = _load(cfg.checkpoint, cfg.device)
+    task, model, ckpt, dev = _load(cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
     splits = ["valid", "test"] if cfg.split == "both" else [cfg.split]
     with torch.no_grad():
         metrics = {s: task.evaluate(model, s, dev) for s in splits}
@@ -191,7 +203,7 @@ def predict(cfg: PredictConfig) -> list[dict]:
     ``cfg.output`` as JSON lines when given."""
     check_output_path(cfg.output)
     items = read_inputs(cfg.inputs, cfg.input)  # bad input is refused before the model loads
-    task, model, _, dev = _load(cfg.checkpoint, cfg.device)
+    task, model, _, dev = _load(cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
     items = items or task.examples()
     results: list[dict] = []
     with torch.no_grad():
@@ -206,5 +218,5 @@ def predict(cfg: PredictConfig) -> list[dict]:
 def inspect(cfg: InspectConfig) -> list[Path]:
     """Gate PNGs for the inputs (one test example when there are none)."""
     items = read_inputs(cfg.inputs, cfg.input, max_chars=MAX_INSPECT_CHARS)
-    task, model, _, dev = _load(cfg.checkpoint, cfg.device)
+    task, model, _, dev = _load(cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
     return task.inspect(model, items, Path(cfg.out), dev)

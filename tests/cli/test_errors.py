@@ -118,3 +118,18 @@ def test_out_of_memory_is_one_line_naming_what_to_lower(tmp_path, capsys):
     assert cli_main(args) == 2
     line = one_error_line(capsys)
     assert "out of memory" in line and "--batch-size" in line
+
+
+def test_nonfinite_weights_need_allow_nonfinite(tmp_path, capsys):
+    import torch
+
+    from tests.train.test_checkpoint_safety import _reseal, _trained
+
+    c = tmp_path / "c"
+    weights = dict(_trained(c).state_dict())
+    weights["head.bias"] = torch.tensor([float("nan")])
+    _reseal(c, weights=weights)
+    capsys.readouterr()
+    assert cli_main(["evaluate", str(c)]) == 2
+    assert "--allow-nonfinite" in one_error_line(capsys)
+    assert cli_main(["evaluate", str(c), "--allow-nonfinite", "--json"]) == 0

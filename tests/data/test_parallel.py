@@ -62,3 +62,16 @@ def test_missing_file(tmp_path):
     tgt = _write(tmp_path / "t", ["x"])
     with pytest.raises(UserError, match="file not found"):
         read_parallel(tmp_path / "nope.de", tgt)
+
+
+def test_a_giant_line_is_skipped_counted_and_said(tmp_path, capsys):
+    """A 50 MB line once took BPE training to 5.8 GB; it is skipped before any tokenizer."""
+    from lstmkit.data.parallel import MAX_SENTENCE_CHARS
+
+    giant = "Wort " * (MAX_SENTENCE_CHARS // 5 + 1)
+    src = _write(tmp_path / "s", ["eins", giant, "drei"])
+    tgt = _write(tmp_path / "t", ["one", "two", "three"])
+    d = read_parallel(src, tgt)
+    assert d.src == ["eins", "drei"] and d.tgt == ["one", "three"]
+    assert d.skipped == 1
+    assert "1 pair(s)" in capsys.readouterr().err
