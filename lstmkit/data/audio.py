@@ -54,6 +54,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opu
 # reading audio
 
 
+MAX_PEAK = 1000.0  # 60 dB over full scale: louder float samples are a broken file
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Samples of ``path`` as float32 in [-1, 1], mono (channel mean), at ``sample_rate`` Hz.
 
@@ -79,6 +82,13 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     mono = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
     if not np.isfinite(mono).all():
         raise UserError(f"{path}: the audio holds NaN or infinite samples")
+    peak = float(np.abs(mono).max())
+    if peak > MAX_PEAK:
+        # float files are meant to hold [-1, 1]; at 1e30 the mel power overflows to inf and every
+        # probability comes out NaN
+        raise UserError(
+            f"{path}: samples reach {peak:.3g}, far outside the [-1, 1] of audio; rescale the file"
+        )
     if rate != sample_rate:
         # soxr's default "HQ" quality: a linear-phase low-pass that keeps the band and removes
         # what would alias (measured: a 5 kHz tone at 44.1 kHz comes out at -150 dB at 8 kHz)

@@ -168,6 +168,17 @@ def test_corrupt_file(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_samples_far_outside_full_scale_are_refused(tmp_path):
+    """Float samples of 1e30 once gave NaN probabilities and exit status 0."""
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.full(1600, 1e30, np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(UserError, match=r"loud\.wav: samples reach 1e\+30"):
+        audio.load_audio(loud, 16000)
+    clipped = tmp_path / "clipped.wav"  # a little over full scale is ordinary clipping
+    sf.write(clipped, np.full(1600, 1.5, np.float32), 16000, subtype="FLOAT")
+    assert audio.load_audio(clipped, 16000).max() == pytest.approx(1.5)
+
+
 def test_zero_length_audio(tmp_path):
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, np.float32), 16000)
