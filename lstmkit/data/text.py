@@ -373,7 +373,7 @@ def _read_table(
             out.warn(
                 f"{path}, lines {start}-{end}: one {kind} record over {end - start + 1} lines (a "
                 "quoted field with line breaks)"
-                + ("; TSV is read without quoting unless --quoting csv" if kind == "TSV" else "")
+                + ("; without --quoting csv TSV is read by lines and tabs" if kind == "TSV" else "")
             )
         if not row or all(not c.strip() for c in row):
             out.skipped += 1
