@@ -113,6 +113,22 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     raise UserError(f"--schedule must be constant, cosine or linear, got {cfg.schedule!r}")
 
 
+def check_backends(model: nn.Module, device: torch.device) -> None:
+    """A recurrence backend chosen by name must run on ``device``: say so before training, in
+    one line naming the option, rather than at the first forward pass."""
+    from lstmkit.kernels import dispatch
+
+    for module in model.modules():
+        backend = getattr(module, "backend", None)
+        if backend in (None, "auto", "torch") or not isinstance(backend, str):
+            continue
+        dtype = next((p.dtype for p in module.parameters()), torch.float32)
+        try:
+            dispatch.resolve_backend(backend, device, dtype)
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"--backend {backend}: {e}") from None
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Reject values that cannot work, naming the option."""
     positive = {"steps": cfg.steps, "batch_size": cfg.batch_size, "eval_every": cfg.eval_every}
@@ -395,6 +411,7 @@ class _Run:
         self.on_log = on_log if world.is_main else None
         torch.manual_seed(cfg.seed)
         self.model = task.build_model().to(device)
+        check_backends(self.model, device)
         self.opt = make_optimizer(self.model, cfg, device)
         self.state = TrainState()
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema else None

@@ -133,3 +133,14 @@ def test_nonfinite_weights_need_allow_nonfinite(tmp_path, capsys):
     assert cli_main(["evaluate", str(c)]) == 2
     assert "--allow-nonfinite" in one_error_line(capsys)
     assert cli_main(["evaluate", str(c), "--allow-nonfinite", "--json"]) == 0
+
+
+def test_a_backend_that_cannot_run_here_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    from lstmkit.kernels.triton import recurrence as triton_recurrence
+
+    monkeypatch.setattr(triton_recurrence, "unavailable_reason", lambda: "triton is not installed")
+    out = tmp_path / "run"
+    assert cli_main(["train", "adding", *TINY, "--backend", "triton", "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert "--backend triton" in line and "triton is not installed" in line
+    assert not (out / "last").exists()
