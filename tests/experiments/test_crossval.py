@@ -115,6 +115,7 @@ def test_run_times_leave_out_the_gap_before_a_resume(tmp_path):
     assert run_times(tmp_path / "none.jsonl") is None
 
 
+@pytest.mark.slow  # two spawned processes each import torch and lstmkit (10-20 s)
 def test_cv_jobs_trains_folds_at_the_same_time_in_their_own_processes(tmp_path):
     from lstmkit.experiments.crossval import run_times
 
