@@ -3,7 +3,7 @@
 ``lstmkit train TASK --cv K`` (for tasks whose config has ``cv`` and ``fold``) trains K models
 into ``OUT/fold-0`` .. ``OUT/fold-{K-1}``, each testing on its own fold, and writes
 ``OUT/cv.json`` with every fold's test metrics, their mean and sample standard deviation, and
-the times. ``--cv-jobs N`` (a ``cv_jobs`` field) trains N folds at once, each in its own
+the times. ``--cv-jobs N`` (a ``cv_jobs`` field) trains N folds at once, each in a fresh
 process (spawned, so no state is shared; with ``--threads 0`` each gets ``cores // N``
 threads). A killed cross-validation resumes with ``--resume``: finished folds are kept, the
 interrupted one continues from its checkpoint.
@@ -78,7 +78,7 @@ def _train_fold(task_cls, cfg, model_cfg, fold_cfg: TrainConfig, fold: int, k: i
 def _fold_in_process(args) -> dict:
     """One fold in a spawned worker (``fold_cfg.threads`` set: the trainer applies it)."""
     task_cls, cfg, model_cfg, fold_cfg, fold, k = args
-    return _train_fold(task_cls, cfg, model_cfg, fold_cfg, fold, k)
+    return {**_train_fold(task_cls, cfg, model_cfg, fold_cfg, fold, k), "process": os.getpid()}
 
 
 def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=None) -> dict:
@@ -112,7 +112,7 @@ def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=
         jobs = min(jobs, len(todo))
         threads = train_cfg.threads or max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(jobs, context, max_tasks_per_child=1) as pool:  # fresh per fold
             futures = {
                 pool.submit(
                     _fold_in_process,
@@ -139,7 +139,7 @@ def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=
         run = {"fold": fold, "out": str(fold_out), **results[fold]}
         if times:
             spans.append(times)
-            run["wall_time_s"] = round(times[2], 1)
+            run["wall_time_s"] = round(times[2], 3)
         runs.append(run)
     session = time.perf_counter() - started
     summary = {
@@ -150,8 +150,8 @@ def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=
             max(session, max(s[1] for s in spans) - min(s[0] for s in spans)) if spans else session,
             1,
         ),
-        "fold_wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in runs), 1),
-        "train_time_s": round(sum(r.get("elapsed", 0.0) for r in runs), 1),
+        "fold_wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in runs), 3),
+        "train_time_s": round(sum(r.get("elapsed", 0.0) for r in runs), 3),
         "session_wall_time_s": round(session, 1),
         "cv_jobs": jobs,
         "runs": runs,

