@@ -5,6 +5,8 @@ that cannot work (nan, inf, a negative count, an integer past int64)."""
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -144,3 +146,23 @@ def test_a_backend_that_cannot_run_here_is_one_line_before_training(tmp_path, ca
     line = one_error_line(capsys)
     assert "--backend triton" in line and "triton is not installed" in line
     assert not (out / "last").exists()
+
+
+def test_warnings_are_one_line(tmp_path):
+    data = tmp_path / "d.tsv"
+    rows = [f"a fine film {i}\tpos" if i % 2 else f"a dull film {i}\tneg" for i in range(40)]
+    rows[5] += "\textra"  # a TSV line with an extra field: a warning naming the line
+    data.write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    args = ["train", "sentiment", "--train", str(data), "--steps", "2", "--batch-size", "4"]
+    args += ["--hidden-size", "4", "--embedding-dim", "4", "--no-progress", "--device", "cpu"]
+    # a process of its own: pytest records warnings in-process instead of printing them
+    proc = subprocess.run(
+        [sys.executable, "-m", "lstmkit", *args, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    err = [x for x in proc.stderr.splitlines() if "warning" in x.lower()]
+    assert err and all(x.startswith("lstmkit: warning: ") for x in err), err
+    assert any("line 7" in x for x in err), err
