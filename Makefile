@@ -21,7 +21,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest -q
 
-# The long robustness runs (about 30 minutes): random CLI options and input files under a memory
+# The long robustness runs (about 4 minutes): random CLI options and input files under a memory
 # cap, and two trainers raced on one folder; the figures go in docs/RELIABILITY.md.
 fuzz: $(BIN)/.installed
 	LSTMKIT_FUZZ_REPORT=docs/fuzz-report.json $(BIN)/python -m pytest -q -m fuzz tests
