@@ -27,12 +27,12 @@ fuzz: $(BIN)/.installed
 	LSTMKIT_FUZZ_REPORT=docs/fuzz-report.json $(BIN)/python -m pytest -q -m fuzz tests
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check lstmkit tests bench
-	$(BIN)/ruff format --check lstmkit tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format lstmkit tests bench
-	$(BIN)/ruff check --fix lstmkit tests bench
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 bench: $(BIN)/.installed
 	$(BIN)/lstmkit bench --out docs/bench-cpu.json
