@@ -2,13 +2,36 @@
 
 A drop-in for :class:`torch.nn.LSTM` and :class:`torch.nn.LSTMCell` with the LSTM variants
 (layer norm, peepholes, coupled gates, no forget gate, projection, zoneout, recurrent dropout),
-fused kernels, and gate introspection.
+fused kernels, and gate introspection; and :func:`load` for the runs that ``lstmkit train``
+writes (``lstmkit.load("runs/mr").predict(["a gripping film"])``).
 """
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
 
 from lstmkit.nn import LSTM, GateRecorder, GateTrace, LSTMCell, LSTMConfig, record_gates
 from lstmkit.reference.lstm import GATE_ORDER
 
+if TYPE_CHECKING:
+    from lstmkit.api import Run
+
 __version__ = "0.1.0"
+
+
+def load(path: str | os.PathLike, device: str = "auto", *, allow_nonfinite: bool = False) -> Run:
+    """The trained run at ``path`` (a run folder of ``lstmkit train``, or its ``best/`` or
+    ``last/`` checkpoint) as a :class:`lstmkit.api.Run`: ``run.predict([...])``,
+    ``run.evaluate()``, ``run.generate(...)``, ``run.translate([...])``,
+    ``run.transcribe([...])``, ``run.inspect([...])``, and ``run.model``, the torch module in
+    eval mode. See :func:`lstmkit.api.load`.
+
+    The tasks and the trainer are imported on the first call, not by ``import lstmkit``."""
+    from lstmkit.api import load as _load
+
+    return _load(path, device, allow_nonfinite=allow_nonfinite)
+
 
 __all__ = [
     "GATE_ORDER",
@@ -18,5 +41,6 @@ __all__ = [
     "GateRecorder",
     "GateTrace",
     "record_gates",
+    "load",
     "__version__",
 ]

@@ -69,10 +69,28 @@ def load_translator(checkpoint: str, device: str = "auto", **overrides):
     task, model, ckpt = load_trained(checkpoint, dev)
     if not isinstance(task, TranslationTask):
         raise UserError(f"{ckpt.path} holds a {task.name!r} model, not a translation model")
+    return with_decoding(task, **overrides), model, dev
+
+
+def with_decoding(task, **overrides):
+    """``task`` with the decoding options (``beam``, ``len_penalty``, ``max_len_ratio``,
+    ``decode_batch``) that are not None replaced; the task itself when there are none."""
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         task = type(task)(replace(task.cfg, **changes), task.model_cfg, task.state())
-    return task, model, dev
+    return task
+
+
+def translate_sentences(task, model, device, sources: list[str]) -> list[str]:
+    """One translation per source sentence; an empty source gives an empty translation, so
+    the output lines stay aligned with the input lines (``lstmkit translate`` and
+    ``Run.translate`` of the Python API share this)."""
+    todo = [i for i, s in enumerate(sources) if s]
+    outs = task.translate(model, [sources[i] for i in todo], device)
+    translations = [""] * len(sources)
+    for i, t in zip(todo, outs, strict=True):
+        translations[i] = t
+    return translations
 
 
 def translate(cfg: TranslateConfig) -> TranslateResult:
@@ -103,12 +121,7 @@ def translate(cfg: TranslateConfig) -> TranslateResult:
         decode_batch=cfg.batch or None,
     )
     start = time.perf_counter()
-    # empty lines stay empty (and keep the line numbers aligned)
-    todo = [i for i, s in enumerate(sources) if s]
-    outs = task.translate(model, [sources[i] for i in todo], dev)
-    translations = [""] * len(sources)
-    for i, t in zip(todo, outs, strict=True):
-        translations[i] = t
+    translations = translate_sentences(task, model, dev, sources)
     result = TranslateResult(sources, translations, time.perf_counter() - start)
     if cfg.output:
         atomic_write_text(cfg.output, "".join(t + "\n" for t in translations))

@@ -62,18 +62,48 @@ def generate(cfg: GenerateConfig) -> Iterator[str]:
     task, model, _ = load_trained(cfg.checkpoint, dev)
     if not hasattr(task, "encode_prompt"):  # the long-time-lag tasks' generate() makes data
         raise UserError(f"{cfg.checkpoint}: task {task.name!r} does not generate text")
-    prompt_ids = task.encode_prompt(cfg.prompt, cfg.on_unknown)
-    tokens = task.generate(
+    return generate_pieces(
+        task,
         model,
-        prompt_ids,
+        dev,
+        cfg.prompt,
         cfg.length,
         temperature=cfg.temperature,
         top_k=cfg.top_k,
         seed=None if cfg.seed < 0 else cfg.seed,
-        device=dev,
+        on_unknown=cfg.on_unknown,
+        echo_prompt=cfg.echo_prompt,
+    )
+
+
+def generate_pieces(
+    task,
+    model,
+    device,
+    prompt: str,
+    length: int,
+    *,
+    temperature: float,
+    top_k: int,
+    seed: int | None,
+    on_unknown: str,
+    echo_prompt: bool,
+) -> Iterator[str]:
+    """What :func:`generate` yields, from a loaded language-model task and model (``lstmkit
+    generate`` and ``Run.generate`` of the Python API share it). The prompt and the sampling
+    options are checked before anything is yielded."""
+    prompt_ids = task.encode_prompt(prompt, on_unknown)
+    tokens = task.generate(
+        model,
+        prompt_ids,
+        length,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        device=device,
     )
     first = next(tokens, None)  # runs the option checks of task.generate before any output
-    return _pieces(task, task.echo(cfg.prompt) if cfg.echo_prompt else "", first, tokens)
+    return _pieces(task, task.echo(prompt) if echo_prompt else "", first, tokens)
 
 
 def _pieces(task, prompt: str, first: int | None, rest: Iterator[int]) -> Iterator[str]:

@@ -54,8 +54,7 @@ def transcribe(cfg: TranscribeConfig) -> tuple[list[dict], str]:
             f"{cfg.checkpoint} is a {task.name!r} model; transcribe needs an asr-ctc model "
             "(use `lstmkit predict` for classification)"
         )
-    with torch.no_grad():
-        results = task.transcribe(model, cfg.audio, device, cfg.decoder, cfg.beam_size)
+    results = transcribe_files(task, model, device, cfg.audio, cfg.decoder, cfg.beam_size)
     if cfg.json:
         text = "".join(json.dumps(r) + "\n" for r in results)
     else:
@@ -63,3 +62,15 @@ def transcribe(cfg: TranscribeConfig) -> tuple[list[dict], str]:
     if cfg.output:
         atomic_write_text(cfg.output, text)
     return results, text
+
+
+def transcribe_files(
+    task, model, device: torch.device, audio, decoder: str = "", beam_size: int = 0
+) -> list[dict]:
+    """One result per audio file, from a loaded asr-ctc task and model (``lstmkit transcribe``
+    and ``Run.transcribe`` of the Python API share it); decoder and beam size default to the
+    run's own."""
+    if beam_size < 0:
+        raise UserError(f"--beam-size must be >= 0, got {beam_size}")
+    with torch.no_grad():
+        return task.transcribe(model, list(audio), device, decoder, beam_size)

@@ -1,0 +1,248 @@
+"""The Python API for trained runs: ``run = lstmkit.load("runs/mr")``, then ``run.predict(...)``.
+
+A :class:`Run` holds one checkpoint's task and model, loaded once, and offers the verbs of the
+command line (``predict``, ``evaluate``, ``inspect``, ``generate``, ``translate``,
+``transcribe``) as methods returning Python values instead of printed lines. Each method calls
+the same functions as its command, so a method and its command give the same results. A verb
+the run's task does not have raises :class:`UnsupportedVerb`, naming the task and the verbs it
+has.
+
+This module sits at the level of the CLI (it imports train/ and experiments/); ``import
+lstmkit`` does not import it, ``lstmkit.load`` does on its first call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lstmkit.tasks.base import Task
+from lstmkit.train import inference
+from lstmkit.train.checkpoint import Checkpoint
+from lstmkit.utils.errors import UserError
+
+VERBS = ("predict", "evaluate", "inspect", "generate", "translate", "transcribe")
+
+
+class UnsupportedVerb(UserError):
+    """A verb that the run's task does not have (``generate`` on a sentiment run...)."""
+
+
+def load(path: str | os.PathLike, device: str = "auto", *, allow_nonfinite: bool = False) -> Run:
+    """The trained run at ``path`` (a run folder, or its ``best/`` or ``last/`` checkpoint),
+    its model loaded once in eval mode on ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1``...).
+
+    ``allow_nonfinite`` loads NaN or infinite weights (for debugging a diverged run). Bad paths
+    and damaged checkpoints raise :class:`~lstmkit.utils.errors.UserError` with one line that
+    names the file, as the command line prints it."""
+    from lstmkit.train.trainer import resolve_device
+
+    dev = resolve_device(device)
+    task, model, ckpt = inference.load_trained(path, dev, allow_nonfinite=allow_nonfinite)
+    return Run(Path(path), task, model, ckpt, dev)
+
+
+class Run:
+    """A trained run: its task, its model and its checkpoint (make one with :func:`load`).
+
+    Attributes: ``model`` (the ``torch.nn.Module``, in eval mode), ``task`` (the task it was
+    trained for, with its vocabulary and labels), ``checkpoint`` (path, step and metadata),
+    ``device``, and ``verbs`` (the methods this run's task supports)."""
+
+    def __init__(
+        self, path: Path, task: Task, model: nn.Module, checkpoint: Checkpoint, device: torch.device
+    ) -> None:
+        self.path = path
+        self.task = task
+        self.model = model
+        self.checkpoint = checkpoint
+        self.device = device
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({str(self.path)!r}, task={self.task.name!r}, device={str(self.device)!r}, "
+            f"verbs={self.verbs})"
+        )
+
+    @property
+    def verbs(self) -> tuple[str, ...]:
+        """The methods this run's task supports, in the order of :data:`VERBS`."""
+        task = type(self.task)
+        has = {
+            "predict": task.predict is not Task.predict,
+            "evaluate": True,
+            "inspect": task.inspect is not Task.inspect,
+            # the long-time-lag tasks' generate() makes training data, not text
+            "generate": hasattr(task, "encode_prompt"),
+            "translate": hasattr(task, "translate"),
+            "transcribe": hasattr(task, "transcribe"),
+        }
+        return tuple(v for v in VERBS if has[v])
+
+    def _need(self, verb: str) -> None:
+        if verb not in self.verbs:
+            raise UnsupportedVerb(
+                f"{self.path}: this run's task, {self.task.name!r}, has no {verb}; "
+                f"it supports {', '.join(self.verbs)}"
+            )
+
+    # ----- the verbs
+    def predict(self, inputs: str | Iterable[str]) -> list[dict]:
+        """One result dict per input (the objects ``lstmkit predict`` prints as JSON lines),
+        in the task's text format: a sentence for sentiment, ``0.5* 0.1 0.3*`` for adding, an
+        audio path for the speech tasks... A single string is one input."""
+        self._need("predict")
+        items = inference.read_inputs(_texts(inputs, "inputs"), "")
+        if not items:
+            raise UserError("predict: give one or more inputs")
+        results: list[dict] = []
+        with torch.no_grad():
+            for k in range(0, len(items), inference.PREDICT_BATCH):
+                batch = items[k : k + inference.PREDICT_BATCH]
+                results += self.task.predict(self.model, batch, self.device)
+        return results
+
+    def evaluate(
+        self, split: str = "test", *, data: str | os.PathLike | None = None, **options
+    ) -> dict[str, float]:
+        """The task's metrics on ``split`` (``"valid"`` or ``"test"``) of the run's own data,
+        as ``lstmkit evaluate --split`` prints them; or, with ``data``, on that labelled file
+        (the formats the task trains from; ``options`` are ``lstmkit evaluate --data``'s
+        reading options, e.g. ``text_column="review"``)."""
+        self._need("evaluate")
+        if data is not None:
+            return self._evaluate_data(os.fspath(data), options)
+        if options:
+            raise UserError(f"evaluate: {', '.join(options)} apply only with data=FILE")
+        if split not in ("valid", "test"):
+            raise UserError(f"evaluate: split must be 'valid' or 'test', got {split!r}")
+        with torch.no_grad():
+            metrics = self.task.evaluate(self.model, split, self.device)
+        if not metrics:
+            raise UserError(
+                f"{self.path}: the {self.task.name!r} run has no {split} split to evaluate; "
+                "pass data=FILE (a labelled file in the task's format)"
+            )
+        return metrics
+
+    def _evaluate_data(self, data: str, options: dict) -> dict[str, float]:
+        evaluate_data = getattr(inference, "evaluate_data", None)
+        if evaluate_data is None:
+            raise UserError("evaluate: data=FILE needs lstmkit.train.inference.evaluate_data")
+        with torch.no_grad():
+            return evaluate_data(self.task, self.model, data, self.device, **options)
+
+    def inspect(self, inputs: str | Iterable[str] = (), out: str | os.PathLike = "inspect"):
+        """Gate and cell-state PNGs for ``inputs`` (one test example when there are none),
+        written into the folder ``out``; returns their paths, as ``lstmkit inspect`` prints."""
+        self._need("inspect")
+        items = inference.read_inputs(
+            _texts(inputs, "inputs"), "", max_chars=inference.MAX_INSPECT_CHARS
+        )
+        with torch.no_grad():
+            return self.task.inspect(self.model, items, Path(out), self.device)
+
+    def generate(
+        self,
+        prompt: str = "",
+        length: int | None = None,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        seed: int | None = None,
+        on_unknown: str | None = None,
+        echo_prompt: bool | None = None,
+        stream: bool = False,
+    ) -> str | Iterator[str]:
+        """Text sampled from a language model after ``prompt``, as ``lstmkit generate`` prints
+        it; the options left out take that command's defaults (length 500, temperature 1, all
+        tokens, the prompt echoed). ``seed`` makes it repeatable. ``stream=True`` returns the
+        pieces one token at a time, as they are sampled."""
+        from lstmkit.train.generate import GenerateConfig, generate_pieces
+
+        self._need("generate")
+        default = {f.name: f.default for f in fields(GenerateConfig)}
+        length = default["length"] if length is None else length
+        if length < 0:
+            raise UserError(f"generate: length must be >= 0, got {length}")
+        pieces = generate_pieces(
+            self.task,
+            self.model,
+            self.device,
+            prompt,
+            length,
+            temperature=default["temperature"] if temperature is None else temperature,
+            top_k=default["top_k"] if top_k is None else top_k,
+            seed=seed,
+            on_unknown=default["on_unknown"] if on_unknown is None else on_unknown,
+            echo_prompt=default["echo_prompt"] if echo_prompt is None else echo_prompt,
+        )
+        return pieces if stream else "".join(pieces)
+
+    def translate(
+        self,
+        sentences: str | Iterable[str],
+        *,
+        beam: int | None = None,
+        len_penalty: float | None = None,
+        max_len_ratio: float | None = None,
+        batch: int | None = None,
+    ) -> list[str]:
+        """One translation per sentence (an empty sentence gives an empty translation), as
+        ``lstmkit translate`` prints them; the decoding options left out are the run's."""
+        from lstmkit.experiments.translation import translate_sentences, with_decoding
+
+        self._need("translate")
+        sources = [s.strip() for s in _texts(sentences, "sentences")]
+        task = with_decoding(
+            self.task,
+            beam=beam,
+            len_penalty=len_penalty,
+            max_len_ratio=max_len_ratio,
+            decode_batch=batch,
+        )
+        with torch.no_grad():
+            return translate_sentences(task, self.model, self.device, sources)
+
+    def transcribe(
+        self,
+        audio: str | os.PathLike | Iterable[str | os.PathLike],
+        *,
+        decoder: str = "",
+        beam_size: int = 0,
+    ) -> list[dict]:
+        """One ``{"input", "text", "seconds", "compute_s"}`` per audio file, as ``lstmkit
+        transcribe --json`` prints them; ``decoder`` and ``beam_size`` default to the run's."""
+        from lstmkit.train.transcribe import transcribe_files
+
+        self._need("transcribe")
+        if isinstance(audio, str | os.PathLike):
+            audio = [audio]
+        paths = [os.fspath(a) for a in audio]
+        if not paths:
+            raise UserError("transcribe: give one or more audio files")
+        return transcribe_files(self.task, self.model, self.device, paths, decoder, beam_size)
+
+    def __getattr__(self, name: str):
+        # a misspelt name: Python's AttributeError (hasattr and copy rely on it), with the list
+        if name.startswith("_") or "task" not in self.__dict__:
+            raise AttributeError(name)
+        raise AttributeError(
+            f"{type(self).__name__} has no attribute {name!r}; a {self.task.name!r} run has "
+            f"{', '.join(self.verbs)}, model, task, checkpoint and device"
+        )
+
+
+def _texts(inputs: str | Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(inputs, str):
+        return (inputs,)
+    items = tuple(inputs)
+    bad = [type(x).__name__ for x in items if not isinstance(x, str)]
+    if bad:
+        raise UserError(f"{what}: give strings, got {bad[0]}")
+    return items
