@@ -100,10 +100,16 @@ def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None)
         if meta.get("argument"):
             out.append(_argument(f, typ, default, required, text))
             continue
-        if typ is bool:
+        if typ is bool or typ == bool | None:  # None: neither flag given (a run's own value)
             decl = [f"{flag(f.name)}/--no-{f.name.replace('_', '-')}", f.name]
             out.append(
-                SectionOption(decl, default=default, show_default=True, help=text, section=section)
+                SectionOption(
+                    decl,
+                    default=default,
+                    show_default=default is not None,
+                    help=text,
+                    section=section,
+                )
             )
             continue
         if typ not in _TYPES:
@@ -147,7 +153,13 @@ def _argument(f, typ, default, required: bool, text: str) -> click.Argument:
 
 def build(cls: type, values: dict[str, Any]) -> Any:
     """Instantiate ``cls`` from the parsed values of its own fields."""
-    return cls(**{f.name: _value(values[f.name]) for f in fields(cls) if f.name in values})
+    return cls(
+        **{
+            f.name: values[f.name] if f.default is None else _value(values[f.name])
+            for f in fields(cls)
+            if f.name in values
+        }
+    )
 
 
 def _value(v: Any) -> Any:

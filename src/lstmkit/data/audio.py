@@ -282,11 +282,14 @@ class Utterance:
     duration: float = 0.0
 
 
-def read_manifest(path: str | os.PathLike, *, key: str = "text") -> list[Utterance]:
+def read_manifest(
+    path: str | os.PathLike, *, key: str = "text", required: bool = True
+) -> list[Utterance]:
     """Utterances of a JSONL manifest (``audio_filepath``, ``text`` or ``label``, ``duration``).
 
     ``key`` names the field that holds the target (``text`` for transcription; for
-    classification ``label`` is read, with ``text`` as fallback). Errors name the line.
+    classification ``label`` is read, with ``text`` as fallback); ``required=False`` (files to
+    label) lets it be missing (``""``). Errors name the line.
     """
     path = Path(path)
     if not path.is_file():
@@ -312,6 +315,8 @@ def read_manifest(path: str | os.PathLike, *, key: str = "text") -> list[Utteran
         target = entry.get(key)
         if target is None and key == "label":
             target = entry.get("text")
+        if target is None and not required:
+            target = ""
         if target is None:
             raise UserError(f"{where}: no {key!r} field")
         duration = entry.get("duration", 0.0)

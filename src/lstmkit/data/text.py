@@ -127,14 +127,20 @@ class LabelledText:
     """The first :data:`MAX_WARNINGS` warnings per file, naming the file and line."""
     warned: int = 0
     """All warnings, including those not kept."""
+    columns: list[dict] | None = None
+    """With ``keep_columns``: each example's own fields (a CSV/TSV row by its header names, or
+    by 0-based column number without one; a JSONL object as it is), to write beside a
+    prediction. None otherwise."""
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def add(self, text: str, label: str) -> None:
+    def add(self, text: str, label: str, columns: dict | None = None) -> None:
         if text.strip():
             self.texts.append(text)
             self.labels.append(label)
+            if self.columns is not None:
+                self.columns.append(columns if columns is not None else {"text": text})
         else:
             self.skipped += 1
 
@@ -230,6 +236,8 @@ def read_labelled(
     encoding: str = "utf-8",
     header: bool = True,
     quoting: str = "auto",
+    label_required: bool = True,
+    keep_columns: bool = False,
 ) -> LabelledText:
     """Labelled examples from ``path``.
 
@@ -246,6 +254,10 @@ def read_labelled(
     per line; a line with several labels keeps the first (a warning says where).
     ``auto`` tells the format from the extension, or from the lines of other files; the
     choice is noted in :attr:`LabelledText.notes`.
+
+    ``label_required=False`` reads files to label (predict): a CSV/TSV/JSONL without the label
+    column gives the label ``""``; ``keep_columns`` keeps each example's own fields in
+    :attr:`LabelledText.columns` (folder and line formats: ``text`` and ``label``).
     """
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -258,7 +270,7 @@ def read_labelled(
     if len(files) > 1:
         if fmt not in ("auto", "lines"):
             raise UserError(f"{path}: a list of files is read as --format lines, not {fmt}")
-        return _read_line_files(files, encoding, str(path))
+        return _keeping(_read_line_files(files, encoding, str(path)), keep_columns)
     p = files[0]
     if fmt == "auto":
         fmt = guess_format(p, encoding)
@@ -273,10 +285,18 @@ def read_labelled(
     if fmt in ("csv", "tsv"):
         quote = quoting if quoting != "auto" else ("csv" if fmt == "csv" else "none")
         out = _read_table(
-            p, "," if fmt == "csv" else "\t", quote, text_column, label_column, encoding, header
+            p,
+            "," if fmt == "csv" else "\t",
+            quote,
+            text_column,
+            label_column,
+            encoding,
+            header,
+            label_required=label_required,
+            keep_columns=keep_columns,
         )
     elif fmt == "jsonl":
-        out = _read_jsonl(p, text_column, label_column, encoding)
+        out = _read_jsonl(p, text_column, label_column, encoding, label_required, keep_columns)
     elif fmt in ("label-text", "fasttext"):
         if p.is_dir():
             raise UserError(f"{p}: --format {fmt} reads a file, not a folder")
@@ -290,6 +310,15 @@ def read_labelled(
         out = _read_line_files(line_files, encoding, str(p))
     if chosen:
         out.notes.insert(0, chosen)
+    return _keeping(out, keep_columns)
+
+
+def _keeping(out: LabelledText, keep_columns: bool) -> LabelledText:
+    """The folder and line formats' examples with ``text`` and ``label`` as their columns."""
+    if keep_columns and out.columns is None:
+        out.columns = [
+            {"text": t, "label": lab} for t, lab in zip(out.texts, out.labels, strict=True)
+        ]
     return out
 
 
@@ -333,12 +362,21 @@ def _is_index(column: str) -> bool:
 
 
 def _read_table(
-    path, delimiter, quoting, text_column, label_column, encoding, header=True
+    path,
+    delimiter,
+    quoting,
+    text_column,
+    label_column,
+    encoding,
+    header=True,
+    *,
+    label_required=True,
+    keep_columns=False,
 ) -> LabelledText:
     lines = split_lines(read_text(path, encoding))
     if not lines:
         raise UserError(f"{path} is empty")
-    out = LabelledText(source=str(path), lines=len(lines))
+    out = LabelledText(source=str(path), lines=len(lines), columns=[] if keep_columns else None)
     kind = "TSV" if delimiter == "\t" else "CSV"
     rows = list(_split_rows(path, lines, delimiter, quoting, kind))
     defaults = (text_column, label_column) == ("text", "label")
@@ -348,6 +386,8 @@ def _read_table(
     if header:
         names = rows[0][2]
         missing = [c for c in (text_column, label_column) if c not in names]
+        if not label_required and missing == [label_column] and text_column in names:
+            missing = []  # a file to label: its text column is enough
         if missing and defaults and _looks_headerless(rows):
             header = False
             out.note(
@@ -360,13 +400,19 @@ def _read_table(
                 "--text-column / --label-column, or --no-header with column numbers"
             )
     if header:
-        ti, li = names.index(text_column), names.index(label_column)
+        ti = names.index(text_column)
+        li = names.index(label_column) if label_column in names else None
         width = len(names)
         out.header = rows[0][1]
         rows = rows[1:]
+    elif not label_required and not _is_index(label_column) and _is_index(text_column):
+        ti, li = int(text_column), None  # a file to label, its text column given by number
+        width = max(Counter(len(r[2]) for r in rows).most_common(1)[0][0], ti + 1)
     else:
         ti, li = _headerless_columns(path, rows, text_column, label_column, out)
         width = max(Counter(len(r[2]) for r in rows).most_common(1)[0][0], ti + 1, li + 1)
+    keys = names if header else [str(k) for k in range(width)]
+    last = ti if li is None else max(ti, li)
     for start, end, row in rows:
         out.joined += end - start
         if end > start:
@@ -378,7 +424,7 @@ def _read_table(
         if not row or all(not c.strip() for c in row):
             out.skipped += 1
             continue
-        if len(row) <= max(ti, li):
+        if len(row) <= last:
             raise UserError(f"{path}, line {start}: {len(row)} fields, expected {width}")
         if len(row) > width and any(c.strip() for c in row[width:]):
             out.malformed += 1
@@ -390,9 +436,10 @@ def _read_table(
             continue
         if len(row) < width:
             out.warn(f"{path}, line {start}: {len(row)} fields, expected {width}")
-        if not row[li].strip():
+        if li is not None and not row[li].strip() and label_required:
             raise UserError(f"{path}, line {start}: empty label")
-        out.add(row[ti], row[li].strip())
+        label = row[li].strip() if li is not None else ""
+        out.add(row[ti], label, dict(zip(keys, row, strict=False)) if keep_columns else None)
     return out
 
 
@@ -443,9 +490,11 @@ def _headerless_columns(path, rows, text_column, label_column, out) -> tuple[int
     return ti, li
 
 
-def _read_jsonl(path, text_column, label_column, encoding) -> LabelledText:
+def _read_jsonl(
+    path, text_column, label_column, encoding, label_required=True, keep_columns=False
+) -> LabelledText:
     lines = split_lines(read_text(path, encoding))
-    out = LabelledText(source=str(path), lines=len(lines))
+    out = LabelledText(source=str(path), lines=len(lines), columns=[] if keep_columns else None)
     for n, line in enumerate(lines, 1):
         if not line.strip():
             out.skipped += 1
@@ -456,16 +505,16 @@ def _read_jsonl(path, text_column, label_column, encoding) -> LabelledText:
             raise UserError(f"{path}, line {n}: not JSON ({e.msg})") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}, line {n}: expected a JSON object")
-        for col in (text_column, label_column):
+        for col in (text_column, label_column) if label_required else (text_column,):
             if col not in obj:
                 raise UserError(
                     f"{path}, line {n}: no field {col!r} (fields: {', '.join(obj)}); choose "
                     "with --text-column / --label-column"
                 )
-        label = str(obj[label_column]).strip()
-        if not label:
+        label = str(obj.get(label_column, "")).strip()
+        if not label and label_required:
             raise UserError(f"{path}, line {n}: empty label")
-        out.add(str(obj[text_column]), label)
+        out.add(str(obj[text_column]), label, obj if keep_columns else None)
     return out
 
 

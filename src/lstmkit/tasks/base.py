@@ -20,7 +20,7 @@ import pkgutil
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +56,23 @@ def get_task(name: str) -> type[Task]:
     if name not in tasks:
         raise UserError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
     return tasks[name]
+
+
+READ_OPTIONS = ("format", "text_column", "label_column", "header", "quoting", "encoding")
+"""Options of ``predict --input`` and ``evaluate --data`` that say how to read a file. A task
+takes those of its ``Config`` (sentiment all of them, lm and translation ``encoding``); left
+out, each is the run's own (the file is read as the training data was)."""
+
+
+@dataclass
+class InputRecords:
+    """Inputs to predict read from a file, each with the file's own fields (its CSV row or
+    JSON object), which predict writes back beside the prediction."""
+
+    inputs: list[str]
+    columns: list[dict]
+    summary: str = ""
+    """What reading found (``800 examples from 881 lines: 1 header, ...``), said on stderr."""
 
 
 MAX_CONFIG_INT = 2**53
@@ -135,6 +152,9 @@ class Task(abc.ABC):
     """``min`` or ``max``: the better direction of :attr:`metric`."""
     train_defaults: ClassVar[dict[str, Any]] = {}
     """TrainConfig defaults that suit this task (learning rate, steps...)."""
+    split_options: ClassVar[str] = "--test"
+    """The training options that give a run its test set, for the message of an evaluation
+    with none."""
     checkpoint_state: ClassVar[tuple[str, ...]] = ()
     """Keys of :meth:`state` that a checkpoint must hold to rebuild the task (its vocabulary,
     its labels): without them the task would quietly make new ones from the training data."""
@@ -242,6 +262,43 @@ class Task(abc.ABC):
     def examples(self) -> list[str]:
         """A few inputs in the format that :meth:`predict` reads, for help texts and demos."""
         return []
+
+    # ----- the user's own files: predict --input, evaluate --data
+    def read_config(self, options: dict[str, Any]) -> Any:
+        """The task's ``Config`` with the read options given (:data:`READ_OPTIONS`, ``None`` or
+        ``""`` for not given) in place of the run's; one the task does not take is an error
+        naming it."""
+        given = {k: v for k, v in options.items() if v is not None and v != ""}
+        names = {f.name for f in fields(self.cfg)}
+        for key in given:
+            if key not in READ_OPTIONS or key not in names:
+                takes = [f"--{k.replace('_', '-')}" for k in READ_OPTIONS if k in names]
+                raise UserError(
+                    f"--{key.replace('_', '-')}: task {self.name!r} does not take it when reading "
+                    f"a file (it takes {', '.join(takes) or 'no read options'})"
+                )
+        return replace(self.cfg, **given)
+
+    def read_input_file(self, path: str, **options: Any) -> InputRecords | None:
+        """Inputs to :meth:`predict` from ``path`` in the formats the task trains from (a CSV
+        read with the run's columns, a manifest, a folder), each with its own fields. None (the
+        default): the file holds one input per line, in :meth:`predict`'s text format."""
+        self.read_config(options)
+        return None
+
+    def split_source(self, split: str) -> str:
+        """Where the run's ``split`` (``valid`` or ``test``) comes from, in words; ``""`` when
+        the run has none (``evaluate`` then says so, and how to give one)."""
+        return f"the {split} set of the run"
+
+    def use_data(self, path: str, **options: Any) -> str:
+        """Read the labelled file ``path`` (the formats the task trains from, read with the
+        run's options or ``options``) as a new evaluation set; returns its split name, for
+        :meth:`evaluate` and :meth:`evaluation_plots`."""
+        raise UserError(
+            f"evaluate --data: task {self.name!r} reads no data files; it is evaluated on "
+            f"{self.split_source('test') or 'its own sets'}"
+        )
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -337,6 +337,7 @@ class LanguageModelTask(Task):
     name = "lm"
     checkpoint_state = ("tokenizer",)
     summary = "text files as a character or word language model (then lstmkit generate)"
+    split_options = "--test or --test-fraction"
     Config = LMConfig
     ModelConfig = LMModelConfig
     metric = "loss"
@@ -373,6 +374,7 @@ class LanguageModelTask(Task):
         self._data_stats: dict = dict(state.get("data", {}))
         self._splits: dict[str, np.ndarray] | None = None
         self._carry: tuple[int, Any] | None = None  # (step, state after that step)
+        self._files: dict[str, tuple[np.ndarray, int]] = {}  # evaluate --data: (ids, words)
 
     # ----- data, loaded on first use
     @property
@@ -537,12 +539,35 @@ class LanguageModelTask(Task):
         state = parts[0] if len(parts) == 1 else tuple(parts)
         self._carry = (int(tensors["lm_step"].item()), state)
 
+    def split_source(self, split: str) -> str:
+        c = self.cfg
+        given = getattr(c, split, "")
+        if split not in ("valid", "test") or given:
+            return f"--{split} {given}" if given else ""
+        share = c.valid_fraction if split == "valid" else c.test_fraction
+        return f"the last {100 * share:g}% of --train {c.train}" if share else ""
+
+    def use_data(self, path, **options) -> str:
+        """Text file(s) (comma-separated, plain or .gz) scored as one stream, as --test is."""
+        cfg = self.read_config(options)
+        check_encoding(cfg.encoding)
+        corpus = read_corpus(parse_paths(path, "--data"), cfg.encoding)
+        ids = encode_stream(self.tokenizer, corpus.text)
+        if len(ids) < 2:
+            raise UserError(f"--data: {path} has {len(ids)} tokens; at least 2 are scored")
+        self._files["data"] = (ids, count_words(corpus.text))
+        return "data"
+
     def evaluate(self, model, split, device):
-        ids = self._load()[split]
+        if split in self._files:
+            ids, words = self._files[split]
+        else:
+            ids = self._load()[split]
+            words = self._words[split] if len(ids) >= 2 else 0
         if len(ids) < 2:
             return {}
         total, count = stream_nll(model, ids, self.cfg.eval_streams, self.cfg.seq_len, device)
-        return self.metrics(total, count, self._words[split] - 1)
+        return self.metrics(total, count, words - 1)
 
     def metrics(self, total_nll: float, count: int, words: int) -> dict[str, float | str]:
         """``loss`` and ``ppl`` per token, ``word_ppl`` per word (``words`` predicted words),

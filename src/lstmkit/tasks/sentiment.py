@@ -44,7 +44,7 @@ from lstmkit.data.sampling import epoch_batch, rank_slice
 from lstmkit.data.text import FORMATS, QUOTING, LabelledText, check_encoding, read_labelled
 from lstmkit.data.tokenize import KINDS, PAD, UNK, TextTokenizer, fit_tokenizer
 from lstmkit.nn import LSTM, record_gates
-from lstmkit.tasks.base import Task, chunks, register
+from lstmkit.tasks.base import InputRecords, Task, chunks, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
@@ -367,6 +367,7 @@ class SentimentTask(Task):
             self.tokenizer = TextTokenizer.from_state(state["tokenizer"])
             self.labels = list(state["labels"])
         self._splits: dict[str, _Split] | None = None
+        self._files: dict[str, _Split] = {}  # evaluate --data: files read after training
         self.report: dict = {}
 
     # ----- data
@@ -374,8 +375,9 @@ class SentimentTask(Task):
         self._ensure_vocab()
         return {"tokenizer": self.tokenizer.state(), "labels": self.labels}
 
-    def _read(self, path: str) -> LabelledText:
-        c = self.cfg
+    def _read(self, path: str, cfg: SentimentConfig | None = None, **kw) -> LabelledText:
+        c = cfg or self.cfg
+        check_encoding(c.encoding)
         return read_labelled(
             path,
             fmt=c.format,
@@ -384,7 +386,48 @@ class SentimentTask(Task):
             encoding=c.encoding,
             header=c.header,
             quoting=c.quoting,
+            **kw,
         )
+
+    def split_source(self, split: str) -> str:
+        c = self.cfg
+        if split not in ("valid", "test"):
+            return ""
+        if split == "test" and c.cv:
+            return f"fold {c.fold} of --cv {c.cv} (of --train {c.train})"
+        given = getattr(c, split)
+        if given:
+            return f"--{split} {given}"
+        share = c.test_fraction if split == "test" else c.valid_fraction
+        return f"a seeded {100 * share:g}% of --train {c.train} (--split-seed {c.split_seed})"
+
+    def read_input_file(self, path, **options) -> InputRecords | None:
+        """A CSV/TSV/JSONL file (by its extension, read with the run's columns; the label
+        column may be missing), a folder, or any file with ``--format``: the texts with their
+        rows. Other files (``.txt``): one text per line (None)."""
+        cfg = self.read_config(options)
+        p = Path(path)
+        table = p.name.removesuffix(".gz").lower().endswith((".csv", ".tsv", ".jsonl", ".json"))
+        if not (options.get("format") or p.is_dir() or table):
+            return None
+        if not options.get("format"):
+            cfg = replace(cfg, format="auto")  # the run's --format was for its training files
+        data = self._read(path, cfg, label_required=False, keep_columns=True)
+        if not len(data):
+            raise UserError(f"--input: {path} holds no text ({data.summary()})")
+        return InputRecords(list(data.texts), list(data.columns or []), f"{path}: {data.summary()}")
+
+    def use_data(self, path, **options) -> str:
+        data = self._read(path, self.read_config(options))
+        if not len(data):
+            raise UserError(f"--data: {path} holds no examples ({data.summary()})")
+        self._ensure_vocab()
+        self._files["data"], _ = self._to_split("data", data)
+        self.report["data_file"] = data.summary()
+        return "data"
+
+    def _split(self, name: str) -> _Split:
+        return self._files[name] if name in self._files else self.splits()[name]
 
     def _report_read(self, split: str, data: LabelledText) -> None:
         """What reading the file gave, against its lines, for the ``data`` log line."""
@@ -489,27 +532,33 @@ class SentimentTask(Task):
         if self._splits is None:
             raw = self._raw_splits()
             self._ensure_vocab(raw)
-            index = {label: k for k, label in enumerate(self.labels)}
             self._splits, truncated = {}, 0
             for name, d in raw.items():
-                unseen = sorted(set(d.labels) - set(index))
-                if unseen:
-                    raise UserError(
-                        f"{d.source or name}: label(s) {', '.join(map(repr, unseen[:5]))} in the "
-                        f"{name} set never occur in training (labels: {', '.join(self.labels)})"
-                    )
-                ids = self.tokenizer.encode_batch(d.texts)
-                if self.cfg.max_tokens:
-                    truncated += sum(len(x) > self.cfg.max_tokens for x in ids)
-                    ids = [x[: self.cfg.max_tokens] for x in ids]
-                ids = [x or [UNK] for x in ids]  # text of unknown characters only: one <unk>
-                labels = np.array([index[label] for label in d.labels], dtype=np.int64)
-                self._splits[name] = _Split(ids, labels, d.source)
+                self._splits[name], cut = self._to_split(name, d)
+                truncated += cut
             self.report.update(
                 {f"{k}_examples": len(v.ids) for k, v in self._splits.items()}
                 | {"labels": self.labels, "vocabulary": len(self.tokenizer), "truncated": truncated}
             )
         return self._splits
+
+    def _to_split(self, name: str, d: LabelledText) -> tuple[_Split, int]:
+        """Token ids and label indices of ``d``, and how many texts were cut to --max-tokens."""
+        index = {label: k for k, label in enumerate(self.labels)}
+        unseen = sorted(set(d.labels) - set(index))
+        if unseen:
+            raise UserError(
+                f"{d.source or name}: label(s) {', '.join(map(repr, unseen[:5]))} in the "
+                f"{name} set never occur in training (labels: {', '.join(self.labels)})"
+            )
+        ids = self.tokenizer.encode_batch(d.texts)
+        truncated = 0
+        if self.cfg.max_tokens:
+            truncated = sum(len(x) > self.cfg.max_tokens for x in ids)
+            ids = [x[: self.cfg.max_tokens] for x in ids]
+        ids = [x or [UNK] for x in ids]  # text of unknown characters only: one <unk>
+        labels = np.array([index[label] for label in d.labels], dtype=np.int64)
+        return _Split(ids, labels, d.source), truncated
 
     def data_report(self) -> dict:
         self.splits()
@@ -573,13 +622,13 @@ class SentimentTask(Task):
         return out
 
     def confusion(self, model, split: str, device) -> np.ndarray:
-        data = self.splits()[split]
+        data = self._split(split)
         pred = self.logits(model, data.ids, device).argmax(1).numpy()
         k = len(self.labels)
         return np.bincount(data.labels * k + pred, minlength=k * k).reshape(k, k)
 
     def evaluate(self, model, split, device) -> dict[str, float]:
-        data = self.splits()[split]
+        data = self._split(split)
         logits = self.logits(model, data.ids, device)
         labels = torch.from_numpy(data.labels)
         pred = logits.argmax(1)

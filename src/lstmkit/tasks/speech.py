@@ -42,7 +42,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from lstmkit.data import audio
 from lstmkit.data.sampling import BucketBatches, epoch_batch, rank_slice
 from lstmkit.nn import LSTM, record_gates
-from lstmkit.tasks.base import Task, register
+from lstmkit.tasks.base import InputRecords, Task, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
@@ -524,6 +524,53 @@ class SpeechTask(Task):
             torch.zeros(1, dtype=torch.long),
         )
 
+    # ----- the user's own files
+    def split_source(self, split: str) -> str:
+        c = self.cfg
+        if split == "valid":
+            return f"--valid {c.valid}" if c.valid else f"every 10th utterance of --train {c.train}"
+        return f"--{split} {getattr(c, split)}" if getattr(c, split, "") else ""
+
+    def use_data(self, path, **options) -> str:
+        """A manifest (or, for spoken-words, a folder per label) scored as --test is."""
+        self.read_config(options)
+        utts = audio.read_dataset(path, key=self.key)
+        self._splits["data"] = _Split(self.filter(utts, "data"), self.cfg.spec, False, self)
+        return "data"
+
+    def read_input_file(self, path, **options) -> InputRecords | None:
+        """A JSONL manifest (its target field may be missing), a folder per label, or a folder
+        of audio files; other files: one audio path per line (None)."""
+        self.read_config(options)
+        p = Path(path)
+        if p.is_dir():
+            if any(x.is_dir() for x in p.iterdir()):
+                utts = audio.scan_label_folders(p)
+                cols = [{"audio_filepath": u.path, "label": u.text} for u in utts]
+            else:
+                files = sorted(
+                    x
+                    for x in p.iterdir()
+                    if x.is_file() and x.suffix.lower() in audio.AUDIO_SUFFIXES
+                )
+                if not files:
+                    raise UserError(
+                        f"--input: {p}: no audio files ({', '.join(audio.AUDIO_SUFFIXES)})"
+                    )
+                cols = [{"audio_filepath": str(x)} for x in files]
+            return InputRecords(
+                [c["audio_filepath"] for c in cols], cols, f"{p}: {len(cols)} files"
+            )
+        if not p.name.lower().endswith((".jsonl", ".json")):
+            return None
+        utts = audio.read_manifest(p, key=self.key, required=False)
+        cols = [
+            {"audio_filepath": u.path, **({self.key: u.text} if u.text else {})}
+            | ({"duration": u.duration} if u.duration else {})
+            for u in utts
+        ]
+        return InputRecords([u.path for u in utts], cols, f"{p}: {len(utts)} entries")
+
     def examples(self) -> list[str]:
         """The first test (or validation) recordings, where the data is at hand."""
         for name in ("test", "valid"):
@@ -666,6 +713,35 @@ class SpokenWordsTask(SpeechTask):
 
     def predict(self, model, inputs, device):
         return [self.classify(model, path, device) for path in inputs]
+
+    def confusion(self, model, split: str, device) -> np.ndarray:
+        """Counts of (true, predicted) label pairs on ``split``: rows true, columns predicted."""
+        k = len(self.labels)
+        conf = np.zeros((k, k), dtype=np.int64)
+        for _, b in self.eval_batches(split):
+            pred = model(b.feats.to(device), b.lengths.to(device)).argmax(-1).cpu().numpy()
+            np.add.at(conf, (b.targets[:, 0].numpy(), pred), 1)
+        return conf
+
+    def evaluation_plots(self, model, split, out, device) -> list[Path]:
+        """The confusion matrix of ``split`` (``confusion-SPLIT.png``), as sentiment draws it."""
+        from lstmkit.viz import plot_heatmap
+
+        conf = self.confusion(model, split, device)
+        acc = np.trace(conf) / max(1, conf.sum())
+        return [
+            plot_heatmap(
+                conf,
+                Path(out) / f"confusion-{split}.png",
+                row_labels=self.labels,
+                col_labels=self.labels,
+                title=f"{split}: accuracy {100 * acc:.1f}% on {int(conf.sum())} recordings",
+                xlabel="predicted",
+                ylabel="true",
+                cmap="Blues",
+                fmt="d",
+            )
+        ]
 
     def describe_audio(self, model, batch):
         p = model(batch.feats, batch.lengths)[0].float().softmax(-1)

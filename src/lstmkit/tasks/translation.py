@@ -281,6 +281,39 @@ class TranslationTask(Task):
         logits = model(batch.src, batch.src_len, batch.tgt_in)
         return label_smoothed_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
 
+    # ----- the user's own files
+    def split_source(self, split: str) -> str:
+        if split not in SPLITS:
+            return ""
+        src, tgt = self.paths(split)
+        return f"{src} and {tgt}"
+
+    def use_data(self, path, **options) -> str:
+        """``SRC,TGT`` (two line-aligned files), or a ``PREFIX`` with PREFIX.SRC_LANG and
+        PREFIX.TGT_LANG beside it (``.gz`` too), as Multi30k's files are named."""
+        cfg = self.read_config(options)
+        check_encoding(cfg.encoding)
+        if "," in path:
+            parts = path.split(",")
+            if len(parts) != 2 or not all(parts):
+                raise UserError(f"--data {path}: give SRC,TGT (two files) or a PREFIX")
+            src, tgt = Path(parts[0]), Path(parts[1])
+        else:
+            pair = []
+            for lang in (cfg.src_lang, cfg.tgt_lang):
+                p = Path(f"{path}.{lang}")
+                gz = p.with_name(p.name + ".gz")
+                pair.append(gz if gz.exists() and not p.exists() else p)
+            src, tgt = pair
+        for f in (src, tgt):
+            if not f.is_file():
+                raise UserError(
+                    f"--data: file not found: {f} (give SRC,TGT, or a PREFIX of PREFIX."
+                    f"{cfg.src_lang} and PREFIX.{cfg.tgt_lang})"
+                )
+        self._data["data"] = read_parallel(src, tgt, cfg.encoding, what="--data")
+        return "data"
+
     # ----- evaluation
     def eval_pairs(self, split: str) -> ParallelText:
         d = self.data(split)
