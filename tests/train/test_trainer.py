@@ -417,3 +417,157 @@ def test_full_disk_while_logging_is_a_user_error_naming_the_log(tmp_path, monkey
     with pytest.raises(UserError) as e:
         train(_task(), _cfg(out, steps=10))
     assert str(e.value).startswith(f"cannot write {out / 'train.jsonl'}: No space left on device")
+
+
+def test_resume_refuses_other_training_options_but_takes_the_changeable_ones(tmp_path):
+    train(_task(), _cfg(tmp_path / "run", steps=20, stop_when_solved=False))
+    with pytest.raises(UserError, match=r"--lr 0\.01 \(run\) vs 0\.5 \(now\).*only --steps"):
+        train(_task(), _cfg(tmp_path / "run", steps=30, resume=True, lr=0.5))
+    with pytest.raises(UserError, match=r"--seed 0 \(run\) vs 3 \(now\)"):
+        train(_task(), _cfg(tmp_path / "run", steps=30, resume=True, seed=3))
+    r = train(
+        _task(),
+        _cfg(tmp_path / "run", steps=30, resume=True, eval_every=5, log_every=5, patience=9),
+    )
+    assert r.state.step == 30
+
+
+def _events_at_draws(monkeypatch):
+    """Replace the curves' drawing by a recorder of what each drawing was given."""
+    import lstmkit.train.curves as curves
+
+    drawn = []
+
+    def record(out, events, metric, name):
+        drawn.append([e["step"] for e in events if e["event"] == "valid"])
+        return out / curves.CURVES_FILE
+
+    monkeypatch.setattr(curves, "write_run_curves", record)
+    return drawn
+
+
+def test_curves_are_drawn_at_every_evaluation_while_drawing_is_cheap(tmp_path, monkeypatch):
+    from lstmkit.train import trainer
+
+    drawn = _events_at_draws(monkeypatch)
+    monkeypatch.setattr(trainer, "_CURVES_FIRST_COST", 0.0)  # a drawing that costs nothing
+    train(_task(), _cfg(tmp_path / "run", steps=30, stop_when_solved=False))
+    assert drawn == [[10], [10, 20], [10, 20, 30], [10, 20, 30]]  # each evaluation, the end
+
+
+def test_curves_are_not_redrawn_when_drawing_would_dominate(tmp_path, monkeypatch):
+    from lstmkit.train import trainer
+
+    drawn = _events_at_draws(monkeypatch)
+    monkeypatch.setattr(trainer, "_CURVES_FIRST_COST", 3600.0)  # an hour per drawing
+    train(_task(), _cfg(tmp_path / "run", steps=30, stop_when_solved=False))
+    assert drawn == [[10, 20, 30]]  # only the final one
+    drawn.clear()
+    train(_task(), _cfg(tmp_path / "off", steps=30, stop_when_solved=False, curves=False))
+    assert drawn == [] and not (tmp_path / "off" / "curves.png").exists()
+
+
+def test_every_run_writes_curves_png_with_earlier_sessions(tmp_path):
+    from lstmkit.train.curves import read_run_events
+
+    out = tmp_path / "run"
+    train(_task(), _cfg(out, steps=20, stop_when_solved=False))
+    first = (out / "curves.png").read_bytes()
+    assert first.startswith(b"\x89PNG\r\n\x1a\n")
+    train(_task(), _cfg(out, steps=40, resume=True, stop_when_solved=False))
+    assert (out / "curves.png").read_bytes() != first
+    steps = [e["step"] for e in read_run_events(out) if e["event"] == "valid"]
+    assert steps == [10, 20, 30, 40]  # what the redrawn picture holds: both sessions
+    assert not list(out.glob(".curves.png.*"))  # no temporary left beside it
+
+
+def test_ctrl_c_says_where_resume_starts(tmp_path, monkeypatch, capsys):
+    from lstmkit.cli.main import cli_main
+
+    original = AddingTask.train_batch
+
+    def interrupted(self, step, *args):
+        if step == 37:  # steps 1..37 done: a Ctrl-C while the 38th batch is made
+            raise KeyboardInterrupt
+        return original(self, step, *args)
+
+    monkeypatch.setattr(AddingTask, "train_batch", interrupted)
+    out = tmp_path / "run"
+    args = ["train", "adding", "--seq-len", "10", "--hidden-size", "8", "--steps", "100"]
+    args += ["--eval-every", "50", "--save-every", "15", "--no-progress", "--device", "cpu"]
+    assert cli_main([*args, "--out", str(out)]) == 130
+    err = capsys.readouterr().err.lstrip("\n")  # click ends the terminal's ^C line first
+    assert err == (
+        f"lstmkit: interrupted at step 37; the last checkpoint is of step 30: `lstmkit train "
+        f"adding --out {out} --resume` continues from there (steps 31-37 are trained again; "
+        "--save-every N saves more often)\n"
+    )
+    assert json.loads((out / "last" / "model.json").read_text())["step"] == 30
+    monkeypatch.setattr(AddingTask, "train_batch", original)
+    assert cli_main(["train", "adding", "--out", str(out), "--resume", "--steps", "40"]) == 0
+    assert json.loads((out / "last" / "model.json").read_text())["step"] == 40
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(
+    tmp_path, monkeypatch, capsys
+):
+    from lstmkit.cli.main import cli_main
+
+    def interrupted(self, step, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AddingTask, "train_batch", interrupted)
+    out = tmp_path / "run"
+    assert (
+        cli_main(["train", "adding", "--no-progress", "--device", "cpu", "--out", str(out)]) == 130
+    )
+    err = capsys.readouterr().err.lstrip("\n")
+    assert err.startswith("lstmkit: interrupted at step 0, before the first checkpoint")
+    assert "--overwrite" in err and err.count("\n") == 1
+
+
+def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (lstmkit[tensorboard])")
+    out = tmp_path / "run"
+    r = train(_task(), _cfg(out, steps=30, stop_when_solved=False, log_every=5, tensorboard=True))
+    scalars = _scalars(out / "tensorboard")
+    assert {"train/loss", "train/lr", "valid/loss", "valid/mse", "test/mse"} <= set(scalars)
+    log = read_jsonl(out / "train.jsonl")
+    train_loss = [(e["step"], e["loss"]) for e in log if e["event"] == "train"]
+    assert (
+        [s for s, _ in scalars["train/loss"]] == [s for s, _ in train_loss] == list(range(5, 31, 5))
+    )
+    for (_, got), (_, want) in zip(scalars["train/loss"], train_loss, strict=True):
+        assert got == pytest.approx(want, rel=1e-6)
+    assert [s for s, _ in scalars["valid/mse"]] == [10, 20, 30]
+    assert scalars["train/lr"][0][1] == pytest.approx(0.01)
+    assert scalars["test/mse"] == [(r.state.best_step, pytest.approx(r.test["mse"], rel=1e-6))]
+    # a resumed run continues the same curves, steps after its checkpoint not doubled
+    train(
+        _task(),
+        _cfg(out, steps=40, resume=True, stop_when_solved=False, log_every=5, tensorboard=True),
+    )
+    steps = [s for s, _ in _scalars(out / "tensorboard")["train/loss"]]
+    assert steps == list(range(5, 41, 5))
+
+
+def test_tensorboard_missing_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from lstmkit.cli.main import cli_main
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    out = tmp_path / "run"
+    args = ["train", "adding", "--steps", "10", "--no-progress", "--device", "cpu"]
+    assert cli_main([*args, "--tensorboard", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "lstmkit: error: --tensorboard needs the tensorboard package: pip install "
+        "'lstmkit[tensorboard]' (or pip install tensorboard)\n"
+    )
+    assert not out.exists()

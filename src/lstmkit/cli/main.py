@@ -14,6 +14,7 @@ import sys
 import traceback
 import warnings
 from dataclasses import fields
+from pathlib import Path
 
 import click
 
@@ -72,6 +73,8 @@ def _train_command(task_cls) -> click.Command:
     def callback(**values):
         from lstmkit.train import distributed
 
+        if values["resume"]:
+            values = _resumed_values(task_cls, values)
         train_cfg = build(TrainConfig, values)
         if train_cfg.nproc > 1 and distributed.world_from_env().size == 1:
             argv = click.get_current_context().find_root().obj["argv"]
@@ -91,6 +94,23 @@ def _train_command(task_cls) -> click.Command:
         short_help=task_cls.summary,
         context_settings=CONTEXT,
     )
+
+
+def _resumed_values(task_cls, values: dict) -> dict:
+    """``--resume``: the run's saved options, over which only the options typed on the line
+    (click's parameter source) are laid; the trainer refuses those that may not change."""
+    from click.core import ParameterSource
+
+    from lstmkit.train.trainer import resume_values
+
+    ctx = click.get_current_context()
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    given = {name for name in values if ctx.get_parameter_source(name) in typed}
+    out = values["out"]
+    if not out:  # the trainer's default folders
+        cross = values.get("cv") and values.get("fold", 0) < 0
+        out = f"runs/{task_cls.name}-cv{values['cv']}" if cross else f"runs/{task_cls.name}"
+    return resume_values(task_cls.name, values, given, Path(out))
 
 
 def _plain(doc: str) -> str:
@@ -117,7 +137,7 @@ def _run_training(task, cfg) -> int:
 
     result = train(task, cfg)
     if distributed.world_from_env().is_main:
-        print_training_result(result)
+        print_training_result(result, task)
     return 0
 
 
@@ -352,6 +372,33 @@ def _add_transcribe_command() -> None:
 _add_transcribe_command()
 
 
+def _plot(cfg) -> int:
+    from lstmkit.train.curves import plot_runs
+
+    click.echo(f"wrote {plot_runs(cfg)}", err=True)
+    return 0
+
+
+def _add_plot_command() -> None:
+    from lstmkit.train.curves import PlotConfig
+
+    cli.add_command(
+        _command(
+            "plot",
+            PlotConfig,
+            _plot,
+            "Draw the training curves of one or several runs side by side (a PNG)",
+            "Draw the training curves of RUNS side by side from their train.jsonl: the "
+            "training and validation values of each metric against steps, the test value of "
+            "the best checkpoint and the task's baseline where it has one. `lstmkit train` "
+            "draws the same picture into RUN/curves.png as it trains.",
+        )
+    )
+
+
+_add_plot_command()
+
+
 @cli.command(
     context_settings={**CONTEXT, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
@@ -401,8 +448,11 @@ def cli_main(argv: list[str] | None = None) -> int:
         status = cli.main(args=argv, prog_name="lstmkit", standalone_mode=False, obj={"argv": argv})
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        print("lstmkit: aborted", file=sys.stderr)
+    except click.exceptions.Abort as e:
+        # Ctrl-C: click turns it into Abort; a training run's says where a resume starts
+        cause = e.__cause__
+        detail = str(cause) if isinstance(cause, KeyboardInterrupt) and str(cause) else "aborted"
+        print(f"lstmkit: {detail}", file=sys.stderr)
         return 130
     except click.ClickException as e:
         if debug:
@@ -414,8 +464,8 @@ def cli_main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"lstmkit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lstmkit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"lstmkit: {e or 'interrupted'}", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as e:
         if not _out_of_memory(e):

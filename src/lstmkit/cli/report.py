@@ -17,7 +17,9 @@ def _fmt(v: object) -> str:
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    """One row per metric, one column per split."""
+    """One row per metric, one column per split; a split without metrics (a task with no test
+    set) has no column."""
+    metrics = {split: m for split, m in metrics.items() if m}
     table = Table()
     table.add_column("metric")
     for split in metrics:
@@ -34,15 +36,37 @@ def print_metrics(task, ckpt, metrics: dict[str, dict[str, float]]) -> None:
     console.print(metrics_table(metrics))
 
 
-def print_training_result(result) -> None:
+def use_verbs(task) -> list[str]:
+    """The ``lstmkit`` commands that use a trained model of ``task``, in the order a user
+    tries them: evaluate, then the task's own (generate, translate, transcribe), predict and
+    inspect where the task has them."""
+    from lstmkit.tasks.base import Task
+
+    verbs = ["evaluate"]
+    if hasattr(task, "encode_prompt"):  # a language model (the long-lag tasks' generate makes data)
+        verbs.append("generate")
+    for verb in ("translate", "transcribe"):
+        if callable(getattr(task, verb, None)):
+            verbs.append(verb)
+    for verb in ("predict", "inspect"):
+        if getattr(type(task), verb, None) is not getattr(Task, verb):
+            verbs.append(verb)
+    return verbs
+
+
+def print_training_result(result, task=None) -> None:
     s = result.state
     console.print(
         f"{result.out}: {s.stop_reason}; {s.step} steps, {s.sequences:,} sequences, "
         f"{s.elapsed:.0f} s; metrics of the best checkpoint:"
     )
     console.print(metrics_table({"valid": result.valid, "test": result.test}))
-    console.print(
-        f"best checkpoint: {result.out / 'best'}   log: {result.out / 'train.jsonl'}\n"
-        f"next: lstmkit evaluate {result.out}   lstmkit predict {result.out}   "
-        f"lstmkit inspect {result.out}"
-    )
+    curves = result.out / "curves.png"
+    console.print(f"best checkpoint: {result.out / 'best'}   log: {result.out / 'train.jsonl'}")
+    if curves.exists():
+        console.print(f"curves: {curves} (lstmkit plot RUN... compares runs)")
+    verbs = use_verbs(task) if task is not None else ["evaluate", "predict", "inspect"]
+    args = {"translate": " SENTENCE", "transcribe": " AUDIO.wav"}
+    hints = [f"lstmkit {verb} {result.out}{args.get(verb, '')}" for verb in verbs]
+    # one command per line: a wrapped line would split a command in two
+    console.print("next:\n" + "\n".join(f"  {h}" for h in hints), soft_wrap=True)

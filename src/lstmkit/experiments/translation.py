@@ -68,7 +68,7 @@ def load_translator(checkpoint: str, device: str = "auto", **overrides):
     dev = resolve_device(device)
     task, model, ckpt = load_trained(checkpoint, dev)
     if not isinstance(task, TranslationTask):
-        raise UserError(f"{ckpt.path} holds a {task.name!r} model, not a translation model")
+        raise UserError(f"{ckpt.path} holds a model of task {task.name!r}, not a translation model")
     return with_decoding(task, **overrides), model, dev
 
 

@@ -9,6 +9,30 @@ from lstmkit.utils.meta import help_meta as _help
 SCHEDULES = ("constant", "cosine", "linear")
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+RESUMABLE = (
+    "steps",
+    "max_time",
+    "max_cpu_time",
+    "eval_every",
+    "save_every",
+    "log_every",
+    "patience",
+    "stop_when_solved",
+    "progress",
+    "curves",
+    "tensorboard",
+    "device",
+    "nproc",
+    "threads",
+)
+"""Options that ``--resume`` takes from the command line; every other option of a resumed run
+is the run's own (its saved configuration), and giving another value for it is an error. These
+change when or where training runs, not what is learned at each step."""
+RESUMABLE_TASK = ("backend", "enc_backend", "dec_backend", "cv_jobs", "decode_batch")
+"""Task and model options that ``--resume`` also takes anew: where the recurrence runs and how
+many processes or sentences work at once, not what the model is."""
+UNCHECKED = ("out", "resume", "overwrite")
+"""Options that name the run or how to open it, not part of its configuration."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +99,13 @@ class TrainConfig:
         default="", metadata=_help("output folder (default runs/TASK); holds checkpoints and logs")
     )
     resume: bool = field(
-        default=False, metadata=_help("continue from the last checkpoint in --out")
+        default=False,
+        metadata=_help(
+            "continue the run in --out from its last checkpoint, with the options it was "
+            "started with (task, model and training); only these may be given anew: "
+            + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE)
+            + " (the options a run must be started with, like --train, need not be given again)"
+        ),
     )
     overwrite: bool = field(
         default=False, metadata=_help("replace a previous run in --out instead of refusing")
@@ -85,6 +115,20 @@ class TrainConfig:
     )
     log_every: int = field(default=20, metadata=_help("log the training loss every N steps"))
     progress: bool = field(default=True, metadata=_help("show a live progress bar"))
+    curves: bool = field(
+        default=True,
+        metadata=_help(
+            "draw OUT/curves.png (training and validation metrics against steps) at the "
+            "evaluations, while drawing takes under 5% of the training time, and at the end"
+        ),
+    )
+    tensorboard: bool = field(
+        default=False,
+        metadata=_help(
+            "also write TensorBoard event files to OUT/tensorboard (training loss, learning "
+            "rate, validation metrics); needs pip install 'lstmkit[tensorboard]'"
+        ),
+    )
     nproc: int = field(
         default=1,
         metadata=_help("data-parallel processes to launch on this machine (torch.distributed)"),

@@ -12,6 +12,8 @@ An output folder holds::
     last/             the latest checkpoint, with optimiser and RNG state (for --resume)
     best/             the checkpoint with the best validation metric (for evaluate/predict)
     results.json      final validation and test metrics of best/
+    curves.png        training and validation metrics against steps (``--no-curves``: none)
+    tensorboard/      with ``--tensorboard``: TensorBoard event files of the same scalars
     logs/             with ``--nproc``: each process's standard error, ``rank<k>.log``
 
 With ``--ema`` (:mod:`lstmkit.train.ema`) validation and ``best/`` use the moving average of the
@@ -30,6 +32,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +53,7 @@ from lstmkit.train.checkpoint import (
     optimizer_to_tensors,
     save_checkpoint,
 )
-from lstmkit.train.config import TrainConfig
+from lstmkit.train.config import RESUMABLE, RESUMABLE_TASK, UNCHECKED, TrainConfig
 from lstmkit.train.ema import WeightAverage
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
@@ -207,21 +210,68 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return events
 
 
-def _check_same_run(task: Task, meta: dict, out: Path) -> None:
-    """--resume must not change the task or the model under the saved weights."""
-    now = task.describe()
+def _comparable(value: object) -> object:
+    """``value`` as JSON reads it back (tuples are lists), for comparing with a saved config."""
+    return json.loads(json.dumps(value))
+
+
+def _check_same_run(task: Task, meta: dict, out: Path, cfg: TrainConfig | None = None) -> None:
+    """--resume must not change the task, the model or how it learns under the saved weights;
+    only the options of :data:`~lstmkit.train.config.RESUMABLE` may differ."""
+    now = {**task.describe(), "train_config": asdict(cfg) if cfg is not None else {}}
     diffs = []
     if meta.get("task") != now["task"]:
         raise UserError(
             f"--resume: {out} holds a run of task {meta.get('task')!r}, not {task.name!r}"
         )
-    for section in ("task_config", "model_config"):
+    free = set(RESUMABLE) | set(RESUMABLE_TASK) | set(UNCHECKED)
+    for section in ("task_config", "model_config", "train_config"):
         saved = meta.get(section, {})
+        if not isinstance(saved, dict):
+            continue
         for key, value in now[section].items():
-            if key in saved and saved[key] != value:
+            if key in free or key not in saved:
+                continue
+            if _comparable(saved[key]) != _comparable(value):
                 diffs.append(f"--{key.replace('_', '-')} {saved[key]} (run) vs {value} (now)")
     if diffs:
-        raise UserError(f"--resume: options differ from the run in {out}: {'; '.join(diffs)}")
+        raise UserError(
+            f"--resume: options differ from the run in {out}: {'; '.join(diffs)} (a resumed run "
+            f"keeps its options; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
+            "may change)"
+        )
+
+
+def find_resumable(out: Path) -> tuple[dict, Path]:
+    """The metadata of the checkpoint that ``--resume`` continues in ``out`` and its run folder
+    (``out``, or for a cross-validation its first fold with a checkpoint)."""
+    for folder in [out, *sorted(out.glob("fold-*"))]:
+        if (folder / "last").exists() or list(folder.glob(".last.old-*")):
+            return load_checkpoint(folder, prefer="last").meta, folder
+    raise UserError(f"--resume: {out} has no checkpoint to resume from (no {out}/last)")
+
+
+def resume_values(task_name: str, values: dict, given: set[str], out: Path) -> dict:
+    """The option values of ``lstmkit train TASK --resume``: the run's saved options (task,
+    model and training), except those the user gave on the line (``given``), which the trainer
+    then checks against the run (only :data:`RESUMABLE` ones may differ)."""
+    meta, folder = find_resumable(out)
+    if meta.get("task") != task_name:
+        raise UserError(
+            f"--resume: {out} holds a run of task {meta.get('task')!r}, not {task_name!r}"
+        )
+    merged = dict(values)
+    keep = set(given) | set(UNCHECKED)
+    if folder != out:
+        keep.add("fold")  # a fold's own index; the cross-validation trains every fold
+    for section in ("task_config", "model_config", "train_config"):
+        saved = meta.get(section)
+        if not isinstance(saved, dict):
+            continue
+        for key, value in saved.items():
+            if key in merged and key not in keep:
+                merged[key] = tuple(value) if isinstance(value, list) else value
+    return merged
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -302,7 +352,75 @@ def _better(task: Task, value: float, best: float | None) -> bool:
     return value < best if task.mode == "min" else value > best
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its message says where ``--resume`` will start from."""
+
+
+def _saved_step(out: Path) -> int | None:
+    """The step of ``out``'s resumable checkpoint (None without one)."""
+    for folder in [out / "last", *sorted(out.glob(".last.old-*"))]:
+        try:
+            return int(json.loads((folder / "model.json").read_text(encoding="utf-8"))["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def interrupted_message(task_name: str, out: Path, reached: int | None) -> str:
+    """What a Ctrl-C of a run says: the step reached, the checkpoint that ``--resume`` starts
+    from, and the command."""
+    saved = _saved_step(out)
+    where = f"interrupted at step {reached}" if reached is not None else "interrupted"
+    if saved is None:
+        return (
+            f"{where}, before the first checkpoint: nothing to resume; start again with "
+            f"`lstmkit train {task_name} --out {shlex.quote(str(out))} --overwrite ...`"
+        )
+    command = f"lstmkit train {task_name} --out {shlex.quote(str(out))} --resume"
+    if reached is None or reached <= saved:
+        return f"{where}; `{command}` continues from the checkpoint of step {saved}"
+    return (
+        f"{where}; the last checkpoint is of step {saved}: `{command}` continues from there "
+        f"(steps {saved + 1}-{reached} are trained again; --save-every N saves more often)"
+    )
+
+
+def _logged_step(out: Path) -> int | None:
+    path = out / "train.jsonl"
+    if not path.exists():
+        return None
+    steps = [e.get("step") for e in read_jsonl(path) if e.get("event") == "train"]
+    steps = [s for s in steps if isinstance(s, int)]
+    return steps[-1] if steps else None
+
+
+def _summary_writer_class():
+    """torch's SummaryWriter, or a UserError saying how to install TensorBoard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError(
+            "--tensorboard needs the tensorboard package: pip install 'lstmkit[tensorboard]' "
+            "(or pip install tensorboard)"
+        ) from None
+    return SummaryWriter
+
+
+def _scalars(values: dict) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in ("step", "sequences", "elapsed")
+    }
+
+
 ProgressHook = Callable[[TrainState, dict], None]
+
+_CURVES_FIRST_COST = 0.5
+"""Seconds that drawing curves.png is assumed to take before it has been measured (0.3-0.5 s
+on a loaded 2-core machine): a run redraws at an evaluation once 20 times that has passed."""
 
 
 def train(
@@ -322,6 +440,8 @@ def train(
         )
     device = resolve_device(cfg.device, world)
     _autocast(cfg, device)  # rejects --amp on CPU before anything is written
+    if cfg.tensorboard:
+        _summary_writer_class()
     out = Path(cfg.out or f"runs/{task.name}")
     dist_utils.die_with_parent()  # a worker of --nproc: its launcher's death stops it
     # One owner per folder, before anything in it is read or written: rank 0 (or the --nproc
@@ -357,13 +477,19 @@ def launch(task_name: str, cfg: TrainConfig, argv: list[str]) -> int:
         raise UserError(
             f"--batch-size {cfg.batch_size} must divide evenly among {cfg.nproc} processes"
         )
+    if cfg.tensorboard:
+        _summary_writer_class()
     out = Path(cfg.out or f"runs/{task_name}")
     with lock_folder(out) as lock:
         _prepare_out(out, cfg)
         logs = out / "logs"
         with _writing(logs):
             logs.mkdir(exist_ok=True)
-        return dist_utils.launch(cfg.nproc, argv, logs=logs, held_lock=lock.path)
+        try:
+            return dist_utils.launch(cfg.nproc, argv, logs=logs, held_lock=lock.path)
+        except KeyboardInterrupt:
+            message = interrupted_message(task_name, out, _logged_step(out))
+            raise TrainingInterrupted(message) from None
 
 
 def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
@@ -382,10 +508,18 @@ def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
                 "data: " + ", ".join(f"{k} {v}" for k, v in run.data_report.items())
             )
     try:
-        run.loop(progress)
+        try:
+            run.loop(progress)
+        finally:
+            progress.close()
+        return run.finish()
+    except KeyboardInterrupt:
+        if not world.is_main:
+            raise
+        message = interrupted_message(task.name, out, run.state.step)
+        raise TrainingInterrupted(message) from None
     finally:
-        progress.close()
-    return run.finish()
+        run.close()
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device):
@@ -417,7 +551,7 @@ class _Run:
         self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema else None
         if cfg.resume:
             ckpt = load_checkpoint(out, trainer=True, prefer="last")
-            _check_same_run(task, ckpt.meta, out)
+            _check_same_run(task, ckpt.meta, out, cfg)
             load_weights(self.model, ckpt.weights, ckpt.path)
             optimizer_from_tensors(self.opt, ckpt.trainer_tensors, ckpt.trainer_meta["optimizer"])
             for group in self.opt.param_groups:  # this version's kernel, whatever saved it
@@ -445,11 +579,24 @@ class _Run:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.log = JsonlLog(out / "train.jsonl" if world.is_main else None)
-        self.log.write(
+        # the events of earlier sessions too (a resumed run's log), for curves.png
+        log_path = out / "train.jsonl"
+        self.events: list[dict] = []
+        if world.is_main and cfg.resume and cfg.curves and log_path.exists():
+            self.events = read_jsonl(log_path)
+        self.log = JsonlLog(log_path if world.is_main else None)
+        self.tensorboard = None
+        if world.is_main and cfg.tensorboard:
+            with _writing(out / "tensorboard"):
+                # purge_step: a killed session's events after the checkpoint are redone
+                self.tensorboard = _summary_writer_class()(
+                    str(out / "tensorboard"), purge_step=self.state.step + 1 if cfg.resume else None
+                )
+        self._write(
             "resume" if cfg.resume else "start",
             step=self.state.step,
             world=world.size,
+            metric=task.metric,
             malloc=malloc_state(),
         )
         self.data_report = task.data_report()
@@ -457,12 +604,46 @@ class _Run:
             self.log.write("data", **self.data_report)
         self.valid: dict[str, float] = {}
         self.history: list[dict] = []
+        self._curves_cost = _CURVES_FIRST_COST  # measured at each drawing
+        self._curves_at = time.perf_counter()
+
+    def _write(self, event: str, **values: object) -> None:
+        self.log.write(event, **values)
+        if self.world.is_main and self.cfg.curves:
+            self.events.append({"event": event, **values})
 
     def _record(self, event: str, values: dict) -> None:
-        self.log.write(event, **values)
+        self._write(event, **values)
         self.history.append({"event": event, **values})
+        if self.tensorboard is not None:
+            for name, value in _scalars(values).items():
+                self.tensorboard.add_scalar(f"{event}/{name}", value, values["step"])
+            if event != "train":
+                self.tensorboard.flush()
         if self.on_log:
             self.on_log(self.state, values)
+
+    def draw_curves(self, force: bool = False) -> None:
+        """Redraw ``out/curves.png`` at an evaluation, unless the last drawing was so recent
+        that drawing would take over 5% of the training time; ``force``: at the end."""
+        if not (self.world.is_main and self.cfg.curves):
+            return
+        now = time.perf_counter()
+        if not force and now - self._curves_at < 20 * self._curves_cost:
+            return
+        from lstmkit.train.curves import CURVES_FILE, write_run_curves
+
+        with _writing(self.out / CURVES_FILE):
+            write_run_curves(self.out, self.events, self.task.metric, self.task.name)
+        self._curves_at = time.perf_counter()
+        self._curves_cost = self._curves_at - now
+
+    def close(self) -> None:
+        """Close the log and the TensorBoard writer (also after an error or Ctrl-C)."""
+        self.log.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def train_step(self) -> tuple[float, int]:
         cfg, state = self.cfg, self.state
@@ -541,7 +722,7 @@ class _Run:
             window_t += time.perf_counter() - t_pause  # the speeds are of training steps only
         if not state.stop_reason:
             state.stop_reason = f"reached --steps {cfg.steps}"
-        self.log.write("stop", step=state.step, reason=state.stop_reason)
+        self._write("stop", step=state.step, reason=state.stop_reason)
 
     def validate(self) -> None:
         # Every process evaluates the whole validation set, so that all take the same decision.
@@ -575,6 +756,7 @@ class _Run:
             with _writing(self.out / "best"):
                 save_checkpoint(self.out / "best", weights, meta)
         self.save_last()
+        self.draw_curves()
 
     def _averaged(self):
         return self.ema.applied() if self.ema else nullcontext()
@@ -609,8 +791,12 @@ class _Run:
             valid = task.evaluate(self.model, "valid", self.device)
             test = task.evaluate(self.model, "test", self.device)
         solved = task.solved(valid)
-        self.log.write("test", step=best.meta["step"], **test)
-        self.log.close()
+        self._write("test", step=best.meta["step"], **test)
+        if self.tensorboard is not None:
+            for name, value in _scalars(test).items():
+                self.tensorboard.add_scalar(f"test/{name}", value, best.meta["step"])
+        self.close()
+        self.draw_curves(force=True)
         if self.world.is_main:
             results = {
                 "task": task.name,

@@ -51,7 +51,7 @@ def transcribe(cfg: TranscribeConfig) -> tuple[list[dict], str]:
     task, model, _ = load_trained(cfg.checkpoint, device)
     if not hasattr(task, "transcribe"):
         raise UserError(
-            f"{cfg.checkpoint} is a {task.name!r} model; transcribe needs an asr-ctc model "
+            f"{cfg.checkpoint} is a model of task {task.name!r}; transcribe needs an asr-ctc model "
             "(use `lstmkit predict` for classification)"
         )
     results = transcribe_files(task, model, device, cfg.audio, cfg.decoder, cfg.beam_size)
