@@ -5,21 +5,38 @@ BIN     := $(VENV)/bin
 # torch is pinned for the venv: pip takes the CPU wheel on this machine's disk. An unpinned or
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
+# The fused CPU kernel's source: an edit rebuilds it at the next make (pip install, setup.py).
+KERNEL  := src/lstmkit/kernels/cpu/lstm.cpp
+
+# After the install: one line when the kernel was not built (pip -q hides setup.py's own line).
+define KERNEL_CHECK
+import importlib.util, sys
+if importlib.util.find_spec("lstmkit.kernels.cpu._lstm_cpu") is None:
+    print("lstmkit: the fused CPU kernel was not built at install (no C++ compiler?); lstmkit "
+          "will build it at first use if it can, else run the slower PyTorch loop", file=sys.stderr)
+endef
+export KERNEL_CHECK
 
 .PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw results-longlag clean
 
-$(BIN)/.installed: pyproject.toml Makefile
+# --no-build-isolation: setup.py compiles the kernel against the venv's pinned torch; an isolated
+# build would download another torch (a CUDA build of GBs) to compile against (pyproject.toml).
+# So setuptools and torch go in first.
+$(BIN)/.installed: pyproject.toml setup.py Makefile $(KERNEL)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip 'setuptools>=77'
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
+	@$(BIN)/python -c "$$KERNEL_CHECK"
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/lstmkit demo
 
+# LSTMKIT_FORBID_JIT: a test that would compile the kernel at run time fails instead (the install
+# built it; minutes of silent recompiling inside a test run were issue 16's first complaint).
 test: $(BIN)/.installed lint
-	$(BIN)/python -m pytest -q
+	LSTMKIT_FORBID_JIT=1 $(BIN)/python -m pytest -q
 
 # The long robustness runs (about 4 minutes): random CLI options and input files under a memory
 # cap, and two trainers raced on one folder; the figures go in docs/RELIABILITY.md.

@@ -1,25 +1,32 @@
-"""The fused CPU LSTM recurrence: a C++ extension built on first use, and its autograd Function.
+"""The fused CPU LSTM recurrence: the C++ extension built at install, and its autograd Function.
 
 The kernel (``lstm.cpp`` beside this file) mirrors :func:`lstmkit.reference.backward.
 recurrence_forward` and :func:`~lstmkit.reference.backward.recurrence_backward` step by step,
 every variant included; :func:`fused_forward` and :func:`fused_backward` have the same
-signatures and results. It is compiled with ``torch.utils.cpp_extension.load`` the first time
-it is needed in a process (about a minute) and cached by torch in its extension directory
-(``TORCH_EXTENSIONS_DIR``, by default under ``~/.cache/torch_extensions``), so later processes
-only load it.
+signatures and results.
 
-Building needs a C++ compiler and ninja. :func:`load_extension` raises on failure; callers that
-can fall back ask :func:`is_available` and report :func:`build_error`.
+``pip install`` compiles it (``setup.py``) into ``lstmkit.kernels.cpu._lstm_cpu`` with a record
+of what it was built from (``_build.py``). :func:`load_extension` loads that module when the
+record matches this ``lstm.cpp``, torch and CPU. Otherwise (a source checkout without a build,
+``lstm.cpp`` edited since install, another torch) it compiles the kernel once with
+``torch.utils.cpp_extension.load``, saying so in one line on stderr first, into a folder of
+``TORCH_EXTENSIONS_DIR`` (by default ``~/.cache/torch_extensions``) named by the hash of the
+source, flags, torch, Python, compiler and ninja binary; a later process with the same inputs
+loads that build without running the compiler or ninja. Importing lstmkit compiles nothing.
+
+Environment: ``LSTMKIT_NO_PREBUILT=1`` ignores the install-time module; ``LSTMKIT_FORBID_JIT=1``
+makes a run-time compile an error instead (``make test`` sets it, so a test session never spends
+a minute compiling). :func:`load_extension` raises on failure; callers that can fall back ask
+:func:`is_available` and report :func:`build_error` (one line).
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
+import importlib.util
 import os
-import platform
 import shutil
 import sys
-import sysconfig
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +34,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from lstmkit.kernels.cpu import _build
 from lstmkit.reference.backward import (
     N_GRAD_ARGS,
     recurrence_function,
@@ -39,18 +47,16 @@ __all__ = [
     "fused_backward",
     "fused_forward",
     "is_available",
+    "kernel_origin",
     "load_extension",
 ]
 
-_SOURCE = Path(__file__).resolve().with_name("lstm.cpp")
-# -ffast-math lets GCC call glibc's vector expf/tanhf (libmvec) in the gate loops and vectorize
-# the GEMV dot products; it is given only to the compiler, not the linker, so crtfastmath (which
-# would flush denormals for the whole process) is not linked in. -march=native is safe because
-# the build directory is per build environment (see _build_name). -fopenmp makes
-# at::parallel_for (inline in the headers) parallel; the library resolves to the libgomp that
-# torch already loaded.
-_CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
-_LDFLAGS = ["-fopenmp"]
+_SOURCE = _build.SOURCE
+_CFLAGS = _build.CFLAGS
+_LDFLAGS = _build.LDFLAGS
+_PREBUILT = f"lstmkit.kernels.cpu.{_build.EXT_NAME}"
+# Written into a run-time build's folder once its module imported: the folder is complete.
+_DONE = "lstmkit-built"
 # Order of the saved tensors returned by the extension after out, h_n, c_n.
 _SAVED_NAMES = (
     "gates",
@@ -67,74 +73,140 @@ _SAVED_NAMES = (
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
+_origin: str | None = None
 _available: bool | None = None
 _error: str | None = None
 
 
-def _cpu_signature() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln for ln in f if ln.startswith("flags")), "")
-    except OSError:
-        return platform.processor()
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _build_name() -> str:
-    """The extension's name, one per build environment (compiler, CPU, Python, torch).
-
-    Torch keys its cache directory on the name alone. Environments sharing that directory (a
-    shared home, other machines, another CXX) would otherwise rebuild over each other's objects
-    on every switch (ninja sees a new command line), and a -march=native build could reach a CPU
-    it was not built for.
-    """
-    env = "|".join(
-        (
-            os.environ.get("CXX", "c++"),
-            sys.prefix,  # one build per environment: venvs sharing the cache do not rebuild
-            sysconfig.get_paths()["include"],
-            torch.__version__,
-            platform.machine(),
-            _cpu_signature(),
-            " ".join(_CFLAGS + _LDFLAGS),
-        )
-    )
-    return "lstmkit_cpu_lstm_" + hashlib.sha1(env.encode()).hexdigest()[:10]
-
-
-def _ensure_ninja() -> None:
-    """Put the ``ninja`` package's binary on PATH when the venv's bin is not (torch needs it)."""
-    if shutil.which("ninja") is not None:
-        return
+def _ensure_ninja() -> str | None:
+    """The ninja binary torch will run: PATH's, else the ``ninja`` package's (put on PATH)."""
+    found = shutil.which("ninja")
+    if found is not None:
+        return found
     try:
         import ninja
     except ImportError:
-        return  # torch then reports that ninja is missing
+        return None  # torch then reports that ninja is missing
     bin_dir = getattr(ninja, "BIN_DIR", None)
     if bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    return shutil.which("ninja")
+
+
+def _build_name() -> str:
+    """The run-time build's module and folder name (see :func:`lstmkit.kernels.cpu._build.
+    jit_key`): one per source, flags, torch, Python, environment, compiler, ninja and CPU."""
+    return _build.jit_key(torch.__version__, shutil.which("ninja"), _SOURCE)
+
+
+def _load_prebuilt() -> tuple[ModuleType | None, str]:
+    """The module ``pip install`` built, when it matches what would be built now; else None and
+    why not (for the one line said before compiling)."""
+    if _flag("LSTMKIT_NO_PREBUILT"):
+        return None, "LSTMKIT_NO_PREBUILT is set"
+    spec = importlib.util.find_spec(_PREBUILT)
+    if spec is None or not spec.origin:
+        return None, "no kernel was built at install"
+    record = _build.read_record(Path(spec.origin).with_name(_build.RECORD_NAME))
+    if record is None:
+        return None, f"the installed kernel has no readable {_build.RECORD_NAME}"
+    why = _build.mismatch(record, _build.build_record(torch.__version__, _SOURCE))
+    if why is not None:
+        return None, why
+    try:
+        return importlib.import_module(_PREBUILT), ""
+    except ImportError as e:
+        return None, f"the installed kernel does not load: {e}"
+
+
+def _import_from(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _one_line(message: str) -> str:
+    """The line of a compiler's output that says what went wrong (the first error), else the
+    first line: what the dispatch warning and a test skip print."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    err = next((ln for ln in lines if "error:" in ln or "Error:" in ln), None)
+    first = lines[0] if lines else message
+    return first if err is None or err == first else f"{first} ... {err}"
+
+
+class _NotBuilt(RuntimeError):
+    """The run-time build was not tried; the message says why in one line."""
+
+
+def _jit_build(why: str) -> tuple[ModuleType, str]:
+    """Compile ``lstm.cpp`` at run time (once per key; a later process only imports it)."""
+    from torch.utils import cpp_extension
+
+    ninja = _ensure_ninja()
+    name = _build.jit_key(torch.__version__, ninja, _SOURCE)
+    # torch's own rule for its extensions folder (get_default_build_root ignores the variable)
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    build_dir = Path(root) / name
+    built = build_dir / f"{name}.so"
+    if (build_dir / _DONE).is_file() and built.is_file():
+        return _import_from(built, name), str(built)
+    if _flag("LSTMKIT_FORBID_JIT"):
+        raise _NotBuilt(
+            f"the fused CPU kernel would be compiled at run time ({why}), and LSTMKIT_FORBID_JIT "
+            "is set; run `make` (pip install --no-build-isolation -e .) to build it"
+        )
+    cxx = _build.compiler()
+    if cxx is None:
+        raise _NotBuilt(
+            f"no C++ compiler to build {_SOURCE.name} ({os.environ.get('CXX', 'c++')} not found; "
+            f"{why})"
+        )
+    if ninja is None:
+        raise _NotBuilt(f"ninja not found to build {_SOURCE.name} ({why}); pip install ninja")
+    print(
+        f"lstmkit: building the fused CPU kernel ({why}); about a minute, once "
+        f"(cached in {build_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
+    build_dir.mkdir(parents=True, exist_ok=True)
+    module = cpp_extension.load(
+        name=name,
+        sources=[str(_SOURCE)],
+        extra_cflags=_CFLAGS,
+        extra_ldflags=_LDFLAGS,
+        build_directory=str(build_dir),
+        verbose=False,
+    )
+    (build_dir / _DONE).write_text(f"{_SOURCE}\n")
+    return module, str(built)
 
 
 def load_extension() -> ModuleType:
-    """Build (once per process; cached on disk by torch) and return the C++ extension.
+    """The C++ extension: the install-time build when it matches, else a run-time build.
 
     Raises :class:`RuntimeError` with the compiler's message when the build fails.
     """
-    global _module
+    global _module, _origin
     if _module is not None:
         return _module
     with _lock:
         if _module is None:
-            from torch.utils import cpp_extension
-
+            module, why = _load_prebuilt()
+            if module is not None:
+                _module, _origin = module, str(module.__file__)
+                return _module
             try:
-                _ensure_ninja()
-                _module = cpp_extension.load(
-                    name=_build_name(),
-                    sources=[str(_SOURCE)],
-                    extra_cflags=_CFLAGS,
-                    extra_ldflags=_LDFLAGS,
-                    verbose=False,
-                )
+                _module, _origin = _jit_build(why)
+            except _NotBuilt:
+                raise
             except Exception as e:  # the compiler's output is in the message
                 raise RuntimeError(
                     f"building the fused CPU LSTM extension ({_SOURCE.name}) failed: {e}"
@@ -142,20 +214,26 @@ def load_extension() -> ModuleType:
     return _module
 
 
+def kernel_origin() -> str | None:
+    """The file of the loaded extension (the prebuilt module or a run-time build), else None."""
+    return _origin
+
+
 def is_available() -> bool:
-    """Whether the extension builds and loads here; tried once per process."""
+    """Whether the extension loads (or builds) here; tried once per process."""
     global _available, _error
     if _available is None:
         try:
             load_extension()
             _available = True
         except RuntimeError as e:
-            _available, _error = False, str(e)
+            _available, _error = False, _one_line(str(e))
     return _available
 
 
 def build_error() -> str | None:
-    """Why the extension is unavailable (after :func:`is_available` returned False), else None."""
+    """Why the extension is unavailable (after :func:`is_available` returned False), in one
+    line, else None."""
     return _error
 
 
