@@ -19,15 +19,24 @@ export KERNEL_CHECK
 
 .PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw results-longlag clean
 
-# --no-build-isolation: setup.py compiles the kernel against the venv's pinned torch; an isolated
-# build would download another torch (a CUDA build of GBs) to compile against (pyproject.toml).
-# So setuptools and torch go in first.
+# What the library needs at run time (make demo, bench, results): torch, lstmkit and its
+# dependencies, the kernel compiled. --no-build-isolation: setup.py compiles the kernel against
+# the venv's pinned torch; an isolated build would download another torch (a CUDA build of GBs)
+# to compile against (pyproject.toml). So setuptools and torch go in first.
 $(BIN)/.installed: pyproject.toml setup.py Makefile $(KERNEL)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 'setuptools>=77'
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
+	$(BIN)/pip install -q --no-build-isolation -e .
 	@$(BIN)/python -c "$$KERNEL_CHECK"
+	touch $@
+
+# The dev extras on top (make test, lint, fuzz): pytest, hypothesis, ruff, triton (its CPU
+# interpreter runs the kernel tests), librosa (the speech features' reference; it brings scipy,
+# numba, llvmlite, scikit-learn). Reinstalling lstmkit here does not compile again: setup.py
+# keeps the in-place kernel whose record matches.
+$(BIN)/.installed-dev: $(BIN)/.installed
+	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -35,19 +44,19 @@ demo: $(BIN)/.installed
 
 # LSTMKIT_FORBID_JIT: a test that would compile the kernel at run time fails instead (the install
 # built it; minutes of silent recompiling inside a test run were issue 16's first complaint).
-test: $(BIN)/.installed lint
+test: $(BIN)/.installed-dev lint
 	LSTMKIT_FORBID_JIT=1 $(BIN)/python -m pytest -q
 
 # The long robustness runs (about 4 minutes): random CLI options and input files under a memory
 # cap, and two trainers raced on one folder; the figures go in docs/RELIABILITY.md.
-fuzz: $(BIN)/.installed
+fuzz: $(BIN)/.installed-dev
 	LSTMKIT_FUZZ_REPORT=docs/fuzz-report.json $(BIN)/python -m pytest -q -m fuzz tests
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-format: $(BIN)/.installed
+format: $(BIN)/.installed-dev
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
@@ -58,7 +67,7 @@ bench-backends: $(BIN)/.installed
 	$(BIN)/python bench/cpu_backends.py --out bench-out/cpu_backends.json
 
 # GPU speed table (issue 7): Triton kernels vs cuDNN vs a PyTorch loop; needs CUDA.
-bench-gpu: $(BIN)/.installed
+bench-gpu: $(BIN)/.installed-dev
 	$(BIN)/python bench/gpu.py
 
 # Packed sequences on CPU: lstmkit's auto routing vs torch.nn.LSTM (docs/BENCHMARKS.md).
