@@ -96,6 +96,33 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def file_rate(path: str | os.PathLike) -> int:
+    """The sample rate of ``path`` from its header (no samples are read)."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        reason = str(e).split(": ", 1)[-1] if str(e) else type(e).__name__
+        raise UserError(f"{path}: cannot read audio ({reason})") from None
+
+
+RATE_SAMPLE = 256  # files whose headers give the data's rate (evenly spaced over the list)
+
+
+def data_rate(paths: list[str]) -> tuple[int, dict[int, int]]:
+    """The most common sample rate of the audio files ``paths`` (the higher on a tie), and the
+    count of each rate, from the headers of at most :data:`RATE_SAMPLE` evenly spaced files."""
+    if not paths:
+        raise UserError("no audio files to take the sample rate from")
+    step = max(1, math.ceil(len(paths) / RATE_SAMPLE))
+    counts: dict[int, int] = {}
+    for path in paths[::step]:
+        rate = file_rate(path)
+        counts[rate] = counts.get(rate, 0) + 1
+    return max(counts, key=lambda r: (counts[r], r)), dict(sorted(counts.items()))
+
+
 def resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
     """``wave`` (1-D) resampled from ``rate`` to ``new_rate`` Hz with soxr."""
     import soxr

@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import re
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -67,7 +68,11 @@ class _SpeechConfig:
     )
     test: str = field(default="", metadata=_help("test data (reported after training)"))
     sample_rate: int = field(
-        default=16000, metadata=_help("model sample rate in Hz; audio is resampled to it")
+        default=0,
+        metadata=_help(
+            "model sample rate in Hz; audio is resampled to it; 0: the training audio's own "
+            "rate (the most common one, from the files' headers; saved with the model)"
+        ),
     )
     n_mels: int = field(default=40, metadata=_help("log-mel filterbank bins"))
     win_ms: float = field(default=25.0, metadata=_help("analysis window in milliseconds"))
@@ -387,7 +392,7 @@ class SpeechTask(Task):
 
     def __init__(self, cfg, model_cfg, state=None):
         super().__init__(cfg, model_cfg, state)
-        cfg.spec.check()
+        self._rate_note = ""
         for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
             if getattr(cfg, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0")
@@ -404,6 +409,10 @@ class SpeechTask(Task):
                 p = getattr(cfg, name)
                 if p and not Path(p).exists():
                     raise UserError(f"--{name}: {p} not found")
+            cfg = self.cfg = self._with_data_rate(cfg)
+        elif cfg.sample_rate == 0:
+            raise UserError("checkpoint: sample_rate is 0; the run's sample rate was not saved")
+        cfg.spec.check()
         self._splits: dict[str, _Split] = {}
         self._buckets: dict[int, BucketBatches] = {}
         self._stats: tuple[np.ndarray, np.ndarray] | None = None
@@ -414,6 +423,33 @@ class SpeechTask(Task):
             )
         elif state and cfg.normalize == "global":
             raise UserError("checkpoint: --normalize global but no feature statistics saved")
+
+    def _with_data_rate(self, cfg):
+        """``cfg`` with ``--sample-rate 0`` replaced by the training audio's rate; a rate above
+        it is a warning, since upsampling leaves the mel bins above the data's band empty."""
+        rate, counts = audio.data_rate(
+            [u.path for u in audio.read_dataset(cfg.train, key=self.key)]
+        )
+        read = sum(counts.values())
+        if len(counts) == 1:
+            seen = f"{read} file headers read, all {rate} Hz"
+        else:
+            rates = ", ".join(f"{n} at {r} Hz" for r, n in counts.items())
+            seen = f"{read} file headers read: {rates}; the most common"
+        if cfg.sample_rate == 0:
+            self._rate_note = f"{rate} Hz, the training audio's ({seen})"
+            return replace(cfg, sample_rate=rate)
+        if cfg.sample_rate > rate:
+            warnings.warn(
+                f"lstmkit: --sample-rate {cfg.sample_rate} is above the training audio's "
+                f"{rate} Hz ({seen}): upsampled audio leaves the mel bins above {rate // 2} Hz "
+                f"empty; --sample-rate 0 (the default) uses the data's rate",
+                stacklevel=2,
+            )
+        return cfg
+
+    def data_report(self) -> dict:
+        return {"sample_rate": self._rate_note} if self._rate_note else {}
 
     # ----- data
     def split(self, name: str) -> _Split:
@@ -763,7 +799,9 @@ class AsrCtcTask(SpeechTask):
     """Speech transcription with CTC over characters: a JSONL manifest per split
     (``audio_filepath``, ``text``, ``duration``). A (bi)directional multi-layer lstmkit.LSTM
     encoder (``--proj-size`` gives projection LSTMs) over stacked log-mel frames, a blank plus
-    the training transcripts' characters as outputs. Metrics: WER and CER (jiwer).
+    the training transcripts' characters as outputs. Metrics: WER and CER (jiwer), and the
+    loss: CTC's negative log-likelihood per target character, averaged over utterances (torch's
+    ``ctc_loss`` mean), on the progress bar and in validation alike.
     ``lstmkit transcribe RUN a.wav`` writes transcripts."""
 
     name = "asr-ctc"
@@ -846,14 +884,17 @@ class AsrCtcTask(SpeechTask):
         for idx, b in self.eval_batches(split):
             b = SpeechBatch(*(t.to(device) for t in b))
             log_probs, lengths = model(b.feats, b.lengths)
-            loss += self.ctc_loss(log_probs, lengths, b, reduction="sum").item()
+            # per target character, then the mean over utterances: the training loss's scale
+            # (ctc_loss's "mean"); it was the sum per input frame, 0.48 against the bar's 12.6
+            # for one untrained model (tests/tasks/test_speech_units.py)
+            per_char = self.ctc_loss(log_probs, lengths, b, reduction="none")
+            loss += (per_char / b.target_lengths.clamp(min=1)).sum().item()
             for j, k in enumerate(idx):
                 hyps[int(k)] = self.decode(
                     log_probs[j], int(lengths[j]), self.cfg.decoder, self.cfg.beam_size
                 )
         refs = [u.text for u in s.utterances]
-        frames = sum(s.lengths)
-        return {"loss": loss / frames, **error_rates(refs, hyps)}
+        return {"loss": loss / max(len(s), 1), **error_rates(refs, hyps)}
 
     def transcribe(
         self, model, paths: Sequence[str], device, decoder: str = "", beam_size: int = 0
