@@ -158,6 +158,9 @@ class Task(abc.ABC):
     checkpoint_state: ClassVar[tuple[str, ...]] = ()
     """Keys of :meth:`state` that a checkpoint must hold to rebuild the task (its vocabulary,
     its labels): without them the task would quietly make new ones from the training data."""
+    prints_data_summary: ClassVar[bool] = False
+    """True where the task says what it read in a line of its own (lm), so that the trainer
+    logs :meth:`data_report` without printing it a second time."""
 
     def __init__(self, cfg: Any, model_cfg: Any, state: dict | None = None) -> None:
         self.cfg = cfg

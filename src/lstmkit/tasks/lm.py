@@ -336,6 +336,7 @@ class LanguageModelTask(Task):
 
     name = "lm"
     checkpoint_state = ("tokenizer",)
+    prints_data_summary = True  # "lm: read FILE: ..." when the text is read
     summary = "text files as a character or word language model (then lstmkit generate)"
     split_options = "--test or --test-fraction"
     Config = LMConfig

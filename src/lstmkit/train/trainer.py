@@ -503,7 +503,7 @@ def _train(task, cfg, world, device, out, on_log, label) -> TrainResult:
             f"{'resuming at step ' + str(run.state.step) + ', ' if cfg.resume else ''}"
             f"output {out}"
         )
-        if run.data_report:
+        if run.data_report and not task.prints_data_summary:
             progress.bar.console.print(
                 "data: " + ", ".join(f"{k} {v}" for k, v in run.data_report.items())
             )
