@@ -6,7 +6,7 @@ What it measures: the forward recurrence of the layer-norm LSTM variant (layer n
 named:
 
 * ``cpp``          the project's C++ extension (``lstmkit.kernels.cpu.recurrence.fused_forward``)
-* ``python``       the eager PyTorch loop ``lstmkit.reference.backward.recurrence_forward``
+* ``python``       the eager PyTorch loop ``lstmkit.reference.lstm.recurrence_forward``
 * ``torchscript``  the same loop written here and compiled with ``torch.jit.script``
 * ``numba-dot``    an ``@numba.njit`` loop on numpy views, recurrent matmul through ``np.dot``
 * ``numba-loops``  the same with the matmul as explicit loops (single-threaded)
@@ -52,8 +52,7 @@ import torch
 from torch import Tensor
 
 from lstmkit.kernels.cpu import recurrence
-from lstmkit.reference.backward import recurrence_forward
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.lstm import CellOptions, RecurrenceInputs, recurrence_forward
 
 try:
     import numba
@@ -186,7 +185,8 @@ else:
 
 def _numba_runner(kernel: Callable, args: tuple) -> Callable[[], tuple[Tensor, ...]]:
     """Timed call of a numba kernel, tensor conversions included."""
-    xg, h0, c0, w_hh, b_hh, _, _, _, _, ln_hh, ln_c_w, ln_c_b = args[:12]
+    xg, h0, c0, w_hh, b_hh = args.xg, args.h0, args.c0, args.weight_hh, args.bias_hh
+    ln_hh, ln_c_w, ln_c_b = args.ln_weight_hh, args.ln_weight_c, args.ln_bias_c
 
     def run() -> tuple[Tensor, ...]:
         out = torch.empty(xg.shape[0], *h0.shape)
@@ -250,8 +250,10 @@ def _compile_numba() -> dict[str, dict]:
     return info
 
 
-def _problem(T: int, B: int, I: int, H: int, seed: int = 0) -> tuple[tuple, Tensor, Callable]:
-    """The recurrence arguments (RECURRENCE_ARGS order), the raw input, and its projection."""
+def _problem(
+    T: int, B: int, I: int, H: int, seed: int = 0
+) -> tuple[RecurrenceInputs, Tensor, Callable]:
+    """The recurrence's inputs, the raw input, and its projection."""
     g = torch.Generator().manual_seed(seed)
     G, k = 4 * H, H**-0.5
 
@@ -271,14 +273,17 @@ def _problem(T: int, B: int, I: int, H: int, seed: int = 0) -> tuple[tuple, Tens
     def project() -> Tensor:
         return torch.addmm(b_ih, x.reshape(T * B, I), w_ih.t()).view(T, B, G)
 
-    args = (project(), h0, c0, u(G, H), u(G), None, None, None, None, ln_hh, ln_c_w, ln_c_b)
-    return args + (None, None, None), x, project
+    args = RecurrenceInputs(
+        project(), h0, c0, u(G, H), u(G), ln_weight_hh=ln_hh, ln_weight_c=ln_c_w, ln_bias_c=ln_c_b
+    )
+    return args, x, project
 
 
 def _candidates(T: int, B: int, I: int, H: int) -> tuple[dict[str, Callable], set[str]]:
     """Zero-argument callables per row, and the names of those checked against ``cpp``."""
     args, x, project = _problem(T, B, I, H)
-    xg, h0, c0, w_hh, b_hh, _, _, _, _, ln_hh, ln_c_w, ln_c_b = args[:12]
+    xg, h0, c0, w_hh, b_hh = args.xg, args.h0, args.c0, args.weight_hh, args.bias_hh
+    ln_hh, ln_c_w, ln_c_b = args.ln_weight_hh, args.ln_weight_c, args.ln_bias_c
     lstm = torch.nn.LSTM(I, H).eval()
     fns: dict[str, Callable] = {
         "cpp": lambda: recurrence.fused_forward(args, None, False, OPTS, save=False)[:3],

@@ -1,6 +1,6 @@
 """Benchmark of the fused CPU recurrence against torch.nn.LSTM, one full layer each.
 
-``python -m lstmkit.kernels.cpu._bench_recurrence [--repeats N] [--variants a,b]``
+``python bench/cpu_recurrence.py [--repeats N] [--variants a,b]``
 
 Ours: ``xg = x W_ih^T + b_ih`` through torch, then :class:`FusedLSTMRecurrenceFunction`.
 Theirs: a ``torch.nn.LSTM`` of the same sizes (vanilla; with ``proj_size`` for the projection
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lstmkit.kernels.cpu.recurrence import FusedLSTMRecurrenceFunction, load_extension
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.lstm import CellOptions, RecurrenceInputs
 
 SHAPES = {
     "fwd T=200 B=1 I=64 H=128": dict(T=200, B=1, I=64, H=128, backward=False),
@@ -75,22 +75,10 @@ def _layer(variant: str, T: int, B: int, I: int, H: int, x: torch.Tensor) -> Cal
             xg = F.layer_norm((x.reshape(T * B, I) @ w_ih.t()), (G,), ln_ih, b_ih)
         else:
             xg = torch.addmm(b_ih, x.reshape(T * B, I), w_ih.t())
-        out, _, _ = FusedLSTMRecurrenceFunction.apply(
-            None,
-            False,
-            opts,
-            xg.view(T, B, G),
-            h0,
-            c0,
-            w_hh,
-            b_hh,
-            w_hr,
-            *peep,
-            *ln,
-            zh,
-            zc,
-            None,
+        inputs = RecurrenceInputs(
+            xg.view(T, B, G), h0, c0, w_hh, b_hh, w_hr, *peep, *ln, zoneout_h=zh, zoneout_c=zc
         )
+        out, _, _ = FusedLSTMRecurrenceFunction.run(inputs, None, False, opts)
         return out
 
     return run

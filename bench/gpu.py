@@ -5,7 +5,7 @@ LSTM, in float16 and bfloat16 (and float32 for the Triton kernel):
 
 * ``lstmkit-triton``  ``x W_ih^T + b`` (one torch GEMM) then the Triton recurrence
 * ``torch-cudnn``     :class:`torch.nn.LSTM` on the same weights (cuDNN)
-* ``torch-loop``      the reference loop :func:`lstmkit.reference.backward.recurrence_forward`
+* ``torch-loop``      the reference loop :func:`lstmkit.reference.lstm.recurrence_forward`
 
 Modes ``fwd`` (under no_grad) and ``fwdbwd`` (forward, then backward of ``out.sum()``). Each
 measurement is the median of 10 runs timed with CUDA events after 2 warm-up runs, printed as
@@ -71,8 +71,7 @@ def run_dtype(a, lstm: torch.nn.LSTM, dtype: torch.dtype, emit) -> None:
     """Every measurement of one dtype (the closures below bind this call's tensors)."""
     from lstmkit.kernels.triton.lstm_fwd import triton_forward
     from lstmkit.kernels.triton.recurrence import TritonLSTMRecurrenceFunction
-    from lstmkit.reference.backward import recurrence_forward
-    from lstmkit.reference.lstm import CellOptions
+    from lstmkit.reference.lstm import CellOptions, RecurrenceInputs, recurrence_forward
 
     dev = torch.device("cuda")
     B, T, H, I = a.B, a.T, a.H, a.I
@@ -82,23 +81,22 @@ def run_dtype(a, lstm: torch.nn.LSTM, dtype: torch.dtype, emit) -> None:
     h0 = torch.zeros(B, H, device=dev, dtype=dtype)
     c0 = torch.zeros(B, H, device=dev, dtype=dtype)
     params = [w_hh.clone().requires_grad_(), b_hh.clone().requires_grad_()]
-    nones = (None,) * 10
 
     def tensors(xg, grad):
         w, b = params if grad else (w_hh, b_hh)
-        return (xg, h0, c0, w, b, *nones)
+        return RecurrenceInputs(xg, h0, c0, w, b)
 
     def triton_fwd():
         with torch.no_grad():
             xg = torch.addmm(b_ih, x.view(T * B, I), w_ih.T).view(T, B, 4 * H)
             return triton_forward(
-                None, False, opts, *tensors(xg, False), save=False, programs=a.programs
+                tensors(xg, False), None, False, opts, save=False, programs=a.programs
             )
 
     def triton_fwdbwd():
         xg = torch.addmm(b_ih, x.view(T * B, I), w_ih.T).view(T, B, 4 * H)
         xg.requires_grad_()
-        out, _, _ = TritonLSTMRecurrenceFunction.apply(None, False, opts, *tensors(xg, True))
+        out, _, _ = TritonLSTMRecurrenceFunction.run(tensors(xg, True), None, False, opts)
         out.float().sum().backward()
 
     ref, _ = lstm(x, (h0[None], c0[None]))

@@ -2,6 +2,8 @@
 
 import torch
 
+from lstmkit.reference.recurrence import RecurrenceInputs
+
 
 def make_args(
     dtype=torch.float64,
@@ -17,7 +19,7 @@ def make_args(
     grad=True,
     **_,
 ):
-    """Tensors in RECURRENCE_ARGS order (and batch_sizes) for one variant combination.
+    """RecurrenceInputs (and batch_sizes) for one variant combination.
 
     Flags the recurrence tensors do not carry (coupled, no_forget) are accepted and ignored.
     """
@@ -29,7 +31,7 @@ def make_args(
     def mask(shape, p):
         return torch.bernoulli(torch.full(shape, p, dtype=dtype))
 
-    args = (
+    args = RecurrenceInputs(
         r(T, B, 4 * H),
         r(B, P),
         r(B, H),

@@ -5,7 +5,6 @@ import torch
 
 from lstmkit.kernels import dispatch
 from lstmkit.kernels.cpu import recurrence as cpu_recurrence
-from lstmkit.reference.backward import RECURRENCE_ARGS
 from lstmkit.reference.lstm import CellOptions
 from tests.recurrence_args import make_args
 
@@ -17,14 +16,10 @@ BACKENDS = [
         marks=pytest.mark.skipif(not cpu_recurrence.is_available(), reason="no fused CPU kernel"),
     ),
 ]
-IDX = {name: k for k, name in enumerate(RECURRENCE_ARGS)}
 
 
 def replaced(args, **new):
-    out = list(args)
-    for name, t in new.items():
-        out[IDX[name]] = t
-    return tuple(out)
+    return args._replace(**new)
 
 
 def bad_cases():
@@ -74,7 +69,7 @@ CASES = bad_cases()
 def test_recurrence_rejects_bad_tensors(backend, case):
     _, args, bs, opts, exc, match = case
     with pytest.raises(exc, match=match):
-        dispatch.recurrence(backend)(bs, False, opts, *args)
+        dispatch.recurrence(backend)(args, bs, False, opts)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -85,7 +80,7 @@ def test_recurrence_accepts_strided_views(backend):
     wide[:, ::2] = args[3]
     strided = replaced(args, weight_hh=wide[:, ::2])
     assert not strided[3].is_contiguous()
-    ref = dispatch.recurrence(backend)(bs, False, CellOptions(), *args)
-    got = dispatch.recurrence(backend)(bs, False, CellOptions(), *strided)
+    ref = dispatch.recurrence(backend)(args, bs, False, CellOptions())
+    got = dispatch.recurrence(backend)(strided, bs, False, CellOptions())
     for a, b in zip(ref, got, strict=True):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0)

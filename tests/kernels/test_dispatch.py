@@ -79,3 +79,27 @@ def test_triton_backend_is_checked(monkeypatch):
         dispatch.resolve_backend("triton", torch.device("cpu"), torch.float64)
     # auto never picks it until it has been checked on a GPU
     assert dispatch.resolve_backend("auto", torch.device("cpu")) != "triton"
+
+
+def test_plan_is_the_whole_decision(monkeypatch):
+    from lstmkit.reference.options import VariantOptions
+
+    monkeypatch.setattr(cpu_recurrence, "is_available", lambda: True)
+    cpu, f32 = torch.device("cpu"), torch.float32
+    vanilla, peep = VariantOptions(), VariantOptions(peephole=True)
+    assert dispatch.plan(vanilla, "auto", cpu, f32).backend == "torch"
+    assert dispatch.plan(vanilla, "auto", cpu, f32).recurrence is None
+    assert dispatch.plan(vanilla, "auto", cpu, f32, proj=True).backend == "cpu"
+    assert dispatch.plan(vanilla, "auto", cpu, f32, packed=True).backend == "cpu"
+    assert dispatch.plan(vanilla, "torch", cpu, f32, packed=True).backend == "torch"
+    # torch cannot show the gates: a recording call runs auto's recurrence
+    assert dispatch.plan(vanilla, "torch", cpu, f32, recording=True).backend == "cpu"
+    assert dispatch.plan(peep, "auto", cpu, f32).backend == "cpu"
+    assert dispatch.plan(peep, "auto", cpu, f32, step=True).backend == "reference"
+    assert dispatch.plan(vanilla, "auto", cpu, f32, step=True).backend == "torch"
+    p = dispatch.plan(peep, "python", cpu, f32, step=True)
+    assert p.backend == "python" and p.recurrence is not None
+    with pytest.raises(ValueError, match="backend='torch' runs only the vanilla LSTM"):
+        dispatch.plan(peep, "torch", cpu, f32)
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch'"):
+        dispatch.plan(vanilla, "fast", cpu, f32)

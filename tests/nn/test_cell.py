@@ -81,3 +81,58 @@ def test_cell_errors():
         cell(torch.randn(1, 2, 3))
     with pytest.raises(ValueError, match="zoneout_h"):
         lstmkit.LSTMCell(3, 4, zoneout_h=2.0)
+
+
+@pytest.fixture
+def recurrences_used(monkeypatch):
+    """The backends whose recurrence the cell runs, in call order."""
+    from lstmkit.kernels import dispatch
+
+    used = []
+    real = dispatch.recurrence
+    monkeypatch.setattr(dispatch, "recurrence", lambda b: used.append(b) or real(b))
+    return used
+
+
+@pytest.mark.parametrize("backend", ["python", "reference"])
+@pytest.mark.parametrize("kw", [{}, {"peephole": True, "zoneout_h": 0.2}])
+def test_cell_runs_the_backend_it_names(recurrences_used, backend, kw):
+    """A named backend runs its own recurrence for the step, with the eager step's numbers."""
+    torch.manual_seed(0)
+    ours = lstmkit.LSTMCell(3, 4, backend=backend, **kw).eval().double()
+    ref = lstmkit.LSTMCell(3, 4, **kw).eval().double()
+    ref.load_state_dict(ours.state_dict())
+    x, hx = torch.randn(2, 3).double(), (torch.randn(2, 4).double(), torch.randn(2, 4).double())
+    for a, b in zip(ours(x, hx), ref(x, hx), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    assert recurrences_used[0] == backend
+
+
+def test_cell_runs_the_fused_cpu_step(recurrences_used):
+    from lstmkit.kernels.cpu import recurrence as cpu_recurrence
+
+    if not cpu_recurrence.is_available():
+        pytest.skip(f"fused CPU kernel unavailable: {cpu_recurrence.build_error()}")
+    cell = lstmkit.LSTMCell(3, 4, layer_norm=True, backend="cpu").double()
+    ref = lstmkit.LSTMCell(3, 4, layer_norm=True, backend="reference").double()
+    ref.load_state_dict(cell.state_dict())
+    x = torch.randn(5, 3, dtype=torch.float64)
+    h, c = cell(x)
+    h_r, c_r = ref(x)
+    torch.testing.assert_close(h, h_r, atol=1e-10, rtol=0)
+    torch.testing.assert_close(c, c_r, atol=1e-10, rtol=0)
+    g = torch.autograd.grad(h.sum() + c.sum(), list(cell.parameters()))
+    g_r = torch.autograd.grad(h_r.sum() + c_r.sum(), list(ref.parameters()))
+    for a, b in zip(g, g_r, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    assert recurrences_used == ["cpu", "reference"]
+
+
+def test_cell_rejects_what_it_cannot_run():
+    with pytest.raises(ValueError, match="backend='torch' runs only the vanilla cell"):
+        lstmkit.LSTMCell(3, 4, peephole=True, backend="torch")
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch'"):
+        lstmkit.LSTMCell(3, 4, backend="cudnn")
+    cell = lstmkit.LSTMCell(3, 4, backend="cpu").to(torch.float16)
+    with pytest.raises(ValueError, match="backend='cpu' supports"):
+        cell(torch.randn(2, 3, dtype=torch.float16))

@@ -44,7 +44,7 @@ def test_gradcheck(name, reverse):
     args, bs = make_args(**flags)
     opts = opts_for(flags)
     assert torch.autograd.gradcheck(
-        lambda *a: LSTMRecurrenceFunction.apply(bs, reverse, opts, *a), args
+        lambda *a: LSTMRecurrenceFunction.apply(bs, reverse, opts, *a), tuple(args)
     )
 
 
@@ -74,7 +74,7 @@ def test_gradcheck(name, reverse):
 def test_matches_autograd_of_reference(flags):
     args, bs = make_args(**flags)
     opts = opts_for(flags)
-    out, h, c, _ = lstm_recurrence(*args, batch_sizes=bs, opts=opts)
+    out, h, c = lstm_recurrence(args, batch_sizes=bs, opts=opts)
     out2, h2, c2 = LSTMRecurrenceFunction.apply(bs, False, opts, *args)
     torch.testing.assert_close(out2, out, atol=1e-12, rtol=0)
     weights = [torch.randn_like(t) for t in (out, h, c)]

@@ -6,9 +6,12 @@ import torch
 from lstmkit.reference.lstm import (
     GATE_ORDER,
     CellOptions,
+    RecurrenceInputs,
     lstm_gates_pre,
     lstm_recurrence,
     lstm_recurrent_step,
+    recorded_gates,
+    recurrence_forward,
 )
 from lstmkit.reference.variants import apply_zoneout, layer_norm
 
@@ -24,7 +27,7 @@ def test_step_matches_torch_lstm_cell():
     x, h, c = torch.randn(3, 5, dtype=DT), torch.randn(3, 7, dtype=DT), torch.randn(3, 7, dtype=DT)
     h_ref, c_ref = cell(x, (h, c))
     xg = x @ cell.weight_ih.T + cell.bias_ih
-    st = lstm_recurrent_step(xg, h, c, cell.weight_hh, cell.bias_hh)
+    st = lstm_recurrent_step(RecurrenceInputs(xg, h, c, cell.weight_hh, cell.bias_hh))
     torch.testing.assert_close(st.h, h_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(st.c, c_ref, atol=1e-12, rtol=0)
     gates = lstm_gates_pre(x, h, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
@@ -39,8 +42,8 @@ def test_scan_matches_torch_lstm_with_projection():
     out_ref, (h_ref, c_ref) = lstm(x)
     xg = x @ lstm.weight_ih_l0.T + lstm.bias_ih_l0
     h0, c0 = torch.zeros(2, 3, dtype=DT), torch.zeros(2, 6, dtype=DT)
-    out, h, c, _ = lstm_recurrence(
-        xg, h0, c0, lstm.weight_hh_l0, lstm.bias_hh_l0, lstm.weight_hr_l0
+    out, h, c = lstm_recurrence(
+        RecurrenceInputs(xg, h0, c0, lstm.weight_hh_l0, lstm.bias_hh_l0, lstm.weight_hr_l0)
     )
     torch.testing.assert_close(out, out_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(h, h_ref[0], atol=1e-12, rtol=0)
@@ -51,10 +54,16 @@ def test_coupled_and_no_forget_gate_values():
     xg = torch.randn(1, 2, 12, dtype=DT)
     w = torch.randn(12, 3, dtype=DT)
     h0, c0 = torch.randn(2, 3, dtype=DT), torch.randn(2, 3, dtype=DT)
-    _, _, c, rec = lstm_recurrence(xg, h0, c0, w, opts=CellOptions(coupled=True), record=True)
+
+    def record(opts):
+        inputs = RecurrenceInputs(xg, h0, c0, w)
+        out, _, c, saved = recurrence_forward(inputs, opts=opts, save=True)
+        return c, recorded_gates(inputs, saved, out)
+
+    c, rec = record(CellOptions(coupled=True))
     torch.testing.assert_close(rec["f"][0], 1 - rec["i"][0])
     torch.testing.assert_close(c, (1 - rec["i"][0]) * c0 + rec["i"][0] * rec["g"][0])
-    _, _, c, rec = lstm_recurrence(xg, h0, c0, w, opts=CellOptions(forget_gate=False), record=True)
+    c, rec = record(CellOptions(forget_gate=False))
     torch.testing.assert_close(c, c0 + rec["i"][0] * rec["g"][0])
 
 
@@ -85,11 +94,11 @@ def test_packed_rows_keep_state(reverse):
     w = torch.randn(4 * H, H, dtype=DT)
     h0, c0 = torch.randn(B, H, dtype=DT), torch.randn(B, H, dtype=DT)
     bs = torch.tensor([3, 3, 2, 1, 1])
-    out, h, c, _ = lstm_recurrence(xg, h0, c0, w, batch_sizes=bs, reverse=reverse)
+    out, h, c = lstm_recurrence(RecurrenceInputs(xg, h0, c0, w), batch_sizes=bs, reverse=reverse)
     lengths = [5, 3, 2]
     for b, n in enumerate(lengths):
-        o1, h1, c1, _ = lstm_recurrence(
-            xg[:n, b : b + 1], h0[b : b + 1], c0[b : b + 1], w, reverse=reverse
+        o1, h1, c1 = lstm_recurrence(
+            RecurrenceInputs(xg[:n, b : b + 1], h0[b : b + 1], c0[b : b + 1], w), reverse=reverse
         )
         torch.testing.assert_close(out[:n, b : b + 1], o1)
         assert (out[n:, b] == 0).all()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lstmkit
-from lstmkit.viz import plot_gates, plot_heatmap, plot_loss_curves, select_units
+from lstmkit.viz import LinePanel, plot_gates, plot_heatmap, plot_loss_curves, select_units
 from lstmkit.viz.plots import _ema
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -264,3 +264,66 @@ def test_curve_and_heatmap_validation_errors(tmp_path):
 def test_import_does_not_load_matplotlib():
     code = "import sys, lstmkit.viz; assert 'matplotlib' not in sys.modules, 'eager import'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _has_colour(img, hex_colour, tol=0.06, min_pixels=20):
+    rgb = np.array([int(hex_colour[k : k + 2], 16) / 255 for k in (1, 3, 5)])
+    return int((np.abs(img[..., :3] - rgb).max(-1) < tol).sum()) >= min_pixels
+
+
+def test_c_lines_that_coincide_stay_visible(tmp_path):
+    # two units with the same cell state: the second line must not hide the first
+    T = 40
+    c = np.zeros((T, 3))
+    c[10:, 0] = c[10:, 1] = 0.8
+    c[:, 2] = np.linspace(-0.5, 0.5, T)
+    img = read_png(plot_gates({"c": c}, tmp_path / "c.png", show=[], c_lines=3, dpi=100))
+    assert _has_colour(img, "#1f77b4")  # C0: unit 0
+    assert _has_colour(img, "#ff7f0e")  # C1: unit 1, drawn over unit 0
+
+
+def test_units_are_drawn_in_the_given_order_first_on_top(tmp_path):
+    T = 20
+    i = np.zeros((T, 6))
+    i[:, 4] = 1.0  # unit 4 all yellow, the others dark
+    img = read_png(plot_gates({"i": i}, tmp_path / "u.png", units=[4, 0, 1, 2], c_lines=0, dpi=60))
+    column = img[:, img.shape[1] // 2, :3]
+    yellow = np.where(np.abs(column - [0.993, 0.906, 0.144]).max(-1) < 0.1)[0]
+    purple = np.where(np.abs(column - [0.267, 0.005, 0.329]).max(-1) < 0.1)[0]
+    assert len(yellow) > 5 and len(purple) > 3 * len(yellow) // 2
+    assert yellow.max() < purple.min()  # unit 4, given first, is the top row
+
+
+def test_line_panels_unit_labels_and_caption(tmp_path):
+    T = 30
+    gates = adding_gates(T=T)
+    readout = np.concatenate([np.zeros(10), np.full(T - 10, 0.7)])
+    panel = LinePanel(
+        "read-out", {"read-out": readout, "target": np.full(T, 0.7)}, emphasize="read-out"
+    )
+    kw = {"units": [7, 2], "marks": [4, 20], "dpi": DPI}
+    plain = read_png(plot_gates(gates, tmp_path / "a.png", **kw))
+    more = read_png(
+        plot_gates(
+            gates,
+            tmp_path / "b.png",
+            line_panels=[panel],
+            unit_labels=["7 (w +1.0)", "2 (w -0.3)"],
+            caption="Units shown: the two that matter. " * 8,
+            **kw,
+        )
+    )
+    assert more.shape[0] > plain.shape[0] + 2 * DPI  # the panel and the caption take room
+    assert more.shape[1] == plain.shape[1]
+
+
+def test_line_panel_and_unit_label_errors(tmp_path):
+    g, p = adding_gates(T=10, marks=(4,)), tmp_path / "x.png"
+    with pytest.raises(ValueError, match=r"line 'r' of panel 'P' must have shape \(10,\)"):
+        plot_gates(g, p, line_panels=[LinePanel("P", {"r": np.zeros(9)})])
+    with pytest.raises(ValueError, match="line panel 'P' has no lines"):
+        plot_gates(g, p, line_panels=[LinePanel("P", {})])
+    with pytest.raises(ValueError, match="line_panels takes LinePanel objects, got dict"):
+        plot_gates(g, p, line_panels=[{"r": np.zeros(10)}])
+    with pytest.raises(ValueError, match="unit_labels has 1 entries but 2 units are shown"):
+        plot_gates(g, p, units=[0, 1], unit_labels=["a"])

@@ -1,8 +1,15 @@
-"""The only place that picks a backend for the LSTM recurrence.
+"""The only place that decides what runs an LSTM's recurrence: :func:`plan`.
 
-Backends, all with the same signature ``fn(batch_sizes, reverse, opts, *tensors) -> (out, h_n,
-c_n)`` (tensors in :data:`lstmkit.reference.backward.RECURRENCE_ARGS` order):
+:func:`plan` takes a module's :class:`~lstmkit.reference.options.VariantOptions`, its
+``backend`` option, the device and dtype and the input kind (a sequence or one step, packed or
+not, gates recorded or not, with a projection or not) and returns a frozen :class:`Plan`: which
+backend runs, or an error that lists what is supported.
 
+Backends:
+
+- ``"torch"``: PyTorch's own fused LSTM (``torch.nn.LSTM``/``LSTMCell``), vanilla math only.
+  ``"auto"`` picks it for vanilla layers except where the fused CPU kernel is faster (see
+  :func:`vanilla_uses_torch`), and for the vanilla cell.
 - ``"cpu"``: the fused C++ recurrence (:mod:`lstmkit.kernels.cpu.recurrence`), every variant.
 - ``"triton"``: the persistent Triton kernels (:mod:`lstmkit.kernels.triton.recurrence`),
   every variant, float32/bfloat16/float16, on CUDA (or on the CPU in Triton's interpreter with
@@ -11,28 +18,28 @@ c_n)`` (tensors in :data:`lstmkit.reference.backward.RECURRENCE_ARGS` order):
 - ``"python"``: the hand-written forward/backward in PyTorch
   (:class:`lstmkit.reference.backward.LSTMRecurrenceFunction`), any device.
 - ``"reference"``: eager autograd through :func:`lstmkit.reference.lstm.lstm_recurrence`,
-  the slowest and the ground truth.
+  the slowest, the ground truth and the only one with higher derivatives.
 
-``"torch"`` (PyTorch's own fused LSTM, vanilla only) is chosen by the module itself, since it
-runs whole stacks of layers; ``"auto"`` picks the fastest available.
+Every recurrence backend has the signature ``fn(inputs: RecurrenceInputs, batch_sizes, reverse,
+opts) -> (out, h_n, c_n)`` (see :mod:`lstmkit.reference.recurrence`); a one-step cell runs it
+with ``T = 1``.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from lstmkit.kernels.cpu import recurrence as cpu_recurrence
 from lstmkit.kernels.triton import recurrence as triton_recurrence
-from lstmkit.reference.backward import (
-    LSTMRecurrenceFunction,
-    check_recurrence_args,
-    recurrence_forward,
-)
-from lstmkit.reference.lstm import CellOptions, lstm_recurrence
+from lstmkit.reference.backward import LSTMRecurrenceFunction
+from lstmkit.reference.lstm import lstm_recurrence, recurrence_forward
+from lstmkit.reference.options import CellOptions, VariantOptions
+from lstmkit.reference.recurrence import RecurrenceInputs, SavedTensors
 
 BACKENDS = ("auto", "torch", "cpu", "triton", "python", "reference")
 
@@ -45,12 +52,6 @@ def _warn_once(msg: str) -> None:
     if msg not in _warned:
         _warned.add(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
-
-
-def _reference(batch_sizes, reverse, opts, *tensors):
-    check_recurrence_args(tensors, batch_sizes, opts)
-    out, h, c, _ = lstm_recurrence(*tensors, batch_sizes=batch_sizes, reverse=reverse, opts=opts)
-    return out, h, c
 
 
 CPU_DTYPES = (torch.float32, torch.float64)
@@ -105,10 +106,10 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
 
 
 _TABLE: dict[str, Callable[[], RecurrenceFn]] = {
-    "cpu": lambda: cpu_recurrence.FusedLSTMRecurrenceFunction.apply,
-    "triton": lambda: triton_recurrence.TritonLSTMRecurrenceFunction.apply,
-    "python": lambda: LSTMRecurrenceFunction.apply,
-    "reference": lambda: _reference,
+    "cpu": lambda: cpu_recurrence.FusedLSTMRecurrenceFunction.run,
+    "triton": lambda: triton_recurrence.TritonLSTMRecurrenceFunction.run,
+    "python": lambda: LSTMRecurrenceFunction.run,
+    "reference": lambda: lstm_recurrence,
 }
 
 
@@ -142,19 +143,99 @@ def recurrence(backend: str) -> RecurrenceFn:
 
 def trace_forward(
     backend: str,
-    tensors: tuple[Tensor | None, ...],
+    inputs: RecurrenceInputs,
     batch_sizes: Tensor | None,
     reverse: bool,
     opts: CellOptions,
-) -> dict[str, Tensor]:
+) -> SavedTensors:
     """Run the forward once without autograd and return its saved tensors (gates, cells).
 
     Used only when gates are recorded, so the recording costs nothing otherwise.
     """
     with torch.no_grad():
         if backend == "cpu":
-            _, _, _, saved = cpu_recurrence.fused_forward(tensors, batch_sizes, reverse, opts, True)
-            if {"gates", "c_prev", "c_new"} <= saved.keys():
-                return saved
-        _, _, _, saved = recurrence_forward(tensors, batch_sizes, reverse, opts, True)
-    return saved
+            return cpu_recurrence.fused_forward(inputs, batch_sizes, reverse, opts, True)[3]
+        return recurrence_forward(inputs, batch_sizes, reverse, opts, True)[3]
+
+
+CELL_BACKENDS = ("auto", "torch", "cpu", "triton", "python", "reference")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs one call of a module: the whole decision of :func:`plan`.
+
+    ``backend`` is concrete (``"torch"``, ``"cpu"``, ``"triton"``, ``"python"`` or
+    ``"reference"``). ``recurrence`` is that backend's recurrence function, None for
+    ``"torch"`` (the module then calls PyTorch's own LSTM).
+    """
+
+    backend: str
+    recurrence: RecurrenceFn | None = None
+
+    @property
+    def uses_torch(self) -> bool:
+        return self.backend == "torch"
+
+    def trace(
+        self,
+        inputs: RecurrenceInputs,
+        batch_sizes: Tensor | None,
+        reverse: bool,
+        opts: CellOptions,
+    ) -> SavedTensors:
+        """The saved tensors (gates, cells) of this plan's forward, for recording gates."""
+        return trace_forward(self.backend, inputs, batch_sizes, reverse, opts)
+
+
+def check_options(options: VariantOptions, backend: str, *, cell: bool = False) -> None:
+    """Raise ValueError unless ``backend`` names a backend that can run ``options`` at all.
+
+    What the constructors check; :func:`plan` checks the rest (device, dtype) at each call.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch" and not options.is_vanilla:
+        what = "cell" if cell else "LSTM"
+        raise ValueError(
+            f"backend='torch' runs only the vanilla {what}; with variant options use "
+            "backend='auto', 'cpu', 'python' or 'reference'"
+        )
+
+
+def plan(
+    options: VariantOptions,
+    backend: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    proj: bool = False,
+    packed: bool = False,
+    recording: bool = False,
+    step: bool = False,
+) -> Plan:
+    """Decide what runs one call of an :class:`lstmkit.LSTM` (``step=False``) or
+    :class:`lstmkit.LSTMCell` (``step=True``, one time step).
+
+    - ``backend="torch"``: PyTorch's own kernel; vanilla only (else ValueError). When gates are
+      recorded it cannot show them, so the recurrence ``"auto"`` would pick runs instead.
+    - ``backend="auto"``: for vanilla math PyTorch's kernel, except that a layer with a
+      projection or packed input on the CPU runs the fused CPU kernel
+      (:func:`vanilla_uses_torch`); with variants the fused CPU kernel on CPU, else the
+      hand-written loop. A cell with variants runs the eager reference step (autograd, higher
+      derivatives, as a cell has always done); a vanilla cell runs PyTorch's cell.
+    - a named recurrence backend (``"cpu"``, ``"triton"``, ``"python"``, ``"reference"``): that
+      one, checked against the device and dtype (see :func:`resolve_backend`); a cell runs it
+      for one step.
+    """
+    check_options(options, backend, cell=step)
+    vanilla = options.is_vanilla
+    if not recording and vanilla:
+        if backend == "torch":
+            return Plan("torch")
+        if backend == "auto" and (step or vanilla_uses_torch(device, dtype, int(proj), packed)):
+            return Plan("torch")
+    if step and backend == "auto":
+        return Plan("reference", recurrence("reference"))
+    name = resolve_backend("auto" if backend == "torch" else backend, device, dtype)
+    return Plan(name, recurrence(name))

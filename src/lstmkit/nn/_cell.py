@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lstmkit.kernels import dispatch
 from lstmkit.nn import _checks
-from lstmkit.nn._lstm import set_variant_options
-from lstmkit.nn.config import variants_are_vanilla
-from lstmkit.reference.lstm import CellOptions, lstm_recurrent_step, unused_weight_cf
+from lstmkit.nn._variants import VariantModule
+from lstmkit.reference.lstm import RecurrenceInputs
 from lstmkit.reference.variants import variational_dropout_mask, zoneout_mask
 
 
-class LSTMCell(nn.LSTMCell):
+class LSTMCell(VariantModule, nn.LSTMCell):
     r"""One LSTM step, a drop-in for :class:`torch.nn.LSTMCell`, with variants.
 
     .. math::
@@ -37,6 +35,12 @@ class LSTMCell(nn.LSTMCell):
     with ``m = cell.recurrent_dropout_mask(batch)`` drawn once per sequence. ``weight_drop``
     (DropConnect on ``weight_hh``) draws its mask at every call in training, that is once per
     step; :class:`lstmkit.LSTM` draws it once per sequence.
+
+    ``backend``: ``"auto"`` runs torch's cell for the vanilla math and the eager reference step
+    (:func:`lstmkit.reference.lstm.lstm_recurrence` over one step) with variants; ``"torch"``
+    runs torch's cell and is vanilla only; ``"cpu"``, ``"triton"``, ``"python"`` and
+    ``"reference"`` run that backend's recurrence for one step (see
+    :func:`lstmkit.kernels.dispatch.plan`).
     """
 
     def __init__(
@@ -64,7 +68,9 @@ class LSTMCell(nn.LSTMCell):
         _checks.check_bool("bias", bias)
         _checks.check_factory(device, dtype)
         _checks.check_rate("weight_drop", weight_drop)
-        variant_kw = dict(
+        opts = self._check_variants(
+            backend,
+            cell=True,
             layer_norm=layer_norm,
             peephole=peephole,
             coupled=coupled,
@@ -72,52 +78,21 @@ class LSTMCell(nn.LSTMCell):
             zoneout_h=zoneout_h,
             zoneout_c=zoneout_c,
             recurrent_dropout=recurrent_dropout,
+            weight_drop=weight_drop,
             forget_bias=forget_bias,
             layer_norm_eps=layer_norm_eps,
-            backend=backend,
         )
-        set_variant_options(None, **variant_kw)
         self._variant_ready = False
         super().__init__(input_size, hidden_size, bias, device, dtype)
-        set_variant_options(self, **variant_kw)
-        self.weight_drop = float(weight_drop)
-        factory = {"device": device, "dtype": dtype}
-        H = hidden_size
-        if peephole:
-            for gate in ("ci", "cf", "co"):
-                self.register_parameter(f"weight_{gate}", nn.Parameter(torch.empty(H, **factory)))
-        if layer_norm:
-            for name, size in (("ih", 4 * H), ("hh", 4 * H), ("c", H)):
-                self.register_parameter(
-                    f"ln_weight_{name}", nn.Parameter(torch.empty(size, **factory))
-                )
-            self.ln_bias_c = nn.Parameter(torch.empty(H, **factory))
+        self._init_variants(opts, backend)
+        self._register_variant_parameters([""], {"device": device, "dtype": dtype})
         self._variant_ready = True
-        self._reset_variant_parameters()
-
-    @property
-    def is_vanilla(self) -> bool:
-        return variants_are_vanilla(self)
+        self._reset_variant_parameters([""])
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         if getattr(self, "_variant_ready", False):
-            self._reset_variant_parameters()
-
-    def _reset_variant_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        H = self.hidden_size
-        with torch.no_grad():
-            if self.peephole:
-                for gate in ("ci", "cf", "co"):
-                    getattr(self, f"weight_{gate}").uniform_(-stdv, stdv)
-            if self.layer_norm:
-                for name in ("ih", "hh", "c"):
-                    getattr(self, f"ln_weight_{name}").fill_(1.0)
-                self.ln_bias_c.zero_()
-            if self.forget_bias and self.bias:
-                self.bias_ih[H : 2 * H].fill_(self.forget_bias)
-                self.bias_hh[H : 2 * H].zero_()
+            self._reset_variant_parameters([""])
 
     def recurrent_dropout_mask(self, batch_size: int) -> Tensor:
         """A fresh per-sequence mask ``(B, H)`` for ``forward(..., dropout_mask=...)``."""
@@ -159,10 +134,11 @@ class LSTMCell(nn.LSTMCell):
         w_hh = self.weight_hh
         if self.weight_drop and self.training:
             w_hh = F.dropout(w_hh, self.weight_drop, True)
-        elif self.is_vanilla and self.backend in ("auto", "torch"):
-            return super().forward(x, hx)
-        if self.backend == "torch" and not self.is_vanilla:
-            raise ValueError("backend='torch' runs only the vanilla cell")
+        plan = dispatch.plan(self.variant_options, self.backend, x.device, x.dtype, step=True)
+        if plan.uses_torch:
+            if w_hh is self.weight_hh:
+                return super().forward(x, hx)
+            return self._torch_step(x, hx, w_hh, is_batched)
         if not is_batched:
             x = x.unsqueeze(0)
         Bn = x.shape[0]
@@ -173,41 +149,44 @@ class LSTMCell(nn.LSTMCell):
             h_prev, c_prev = hx
             if not is_batched:
                 h_prev, c_prev = h_prev.unsqueeze(0), c_prev.unsqueeze(0)
-        b_ih = self.bias_ih if self.bias else None
-        if self.layer_norm:  # b_ih is the layer norm's shift: LN(x W_ih^T) * gamma + b_ih
-            xg = F.layer_norm(
-                F.linear(x, self.weight_ih),
-                (4 * self.hidden_size,),
-                self.ln_weight_ih,
-                b_ih,
-                self.layer_norm_eps,
-            )
-        else:
-            xg = F.linear(x, self.weight_ih, b_ih)
-        shape = (Bn, self.hidden_size)
+        shape = (1, Bn, self.hidden_size)  # one time step
         zh = zoneout_mask(shape, self.zoneout_h, self.training, x) if self.zoneout_h else None
         zc = zoneout_mask(shape, self.zoneout_c, self.training, x) if self.zoneout_c else None
         dm = dropout_mask if self.training else None
-        opts = CellOptions(self.coupled, self.forget_gate, self.layer_norm_eps)
-        step = lstm_recurrent_step(
-            xg,
-            h_prev,
-            c_prev,
-            w_hh,
-            self.bias_hh if self.bias else None,
-            None,
-            getattr(self, "weight_ci", None),
-            getattr(self, "weight_cf", None),
-            getattr(self, "weight_co", None),
-            getattr(self, "ln_weight_hh", None),
-            getattr(self, "ln_weight_c", None),
-            getattr(self, "ln_bias_c", None),
-            zh,
-            zc,
-            dm,
-            opts,
+        if dm is not None and dm.dim() == 1:
+            dm = dm.unsqueeze(0)
+        inputs = RecurrenceInputs(
+            xg=self._input_projection(x, "").unsqueeze(0),
+            h0=h_prev.contiguous(),
+            c0=c_prev.contiguous(),
+            weight_hh=w_hh,
+            bias_hh=self.bias_hh if self.bias else None,
+            weight_ci=getattr(self, "weight_ci", None),
+            weight_cf=getattr(self, "weight_cf", None),
+            weight_co=getattr(self, "weight_co", None),
+            ln_weight_hh=getattr(self, "ln_weight_hh", None),
+            ln_weight_c=getattr(self, "ln_weight_c", None),
+            ln_bias_c=getattr(self, "ln_bias_c", None),
+            zoneout_h=zh,
+            zoneout_c=zc,
+            dropout_h=dm,
         )
-        h, c = unused_weight_cf(getattr(self, "weight_cf", None), opts, step.h, step.c)
+        _, h, c = plan.recurrence(inputs, None, False, self.variant_options.cell_options)
+        if not is_batched:
+            h, c = h.squeeze(0), c.squeeze(0)
+        return h, c
+
+    def _torch_step(self, x: Tensor, hx, w_hh: Tensor, is_batched: bool):
+        """torch's fused cell with this call's DropConnect ``W_hh``."""
+        if not is_batched:
+            x = x.unsqueeze(0)
+        if hx is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            hx = (zeros, zeros)
+        elif not is_batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+        b_ih, b_hh = (self.bias_ih, self.bias_hh) if self.bias else (None, None)
+        h, c = torch.lstm_cell(x, hx, self.weight_ih, w_hh, b_ih, b_hh)
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -12,64 +10,14 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmkit.kernels import dispatch
 from lstmkit.nn import _checks
 from lstmkit.nn._record import GateRecorder, GateTrace
-from lstmkit.nn.config import LSTMConfig, variants_are_vanilla
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.nn._variants import VariantModule
+from lstmkit.nn.config import LSTMConfig
+from lstmkit.reference.lstm import RecurrenceInputs, recorded_gates
+from lstmkit.reference.options import VariantOptions
 from lstmkit.reference.variants import variational_dropout_mask, zoneout_mask
 
 
-def set_variant_options(
-    module: nn.Module | None,
-    *,
-    layer_norm: bool,
-    peephole: bool,
-    coupled: bool,
-    forget_gate: bool,
-    zoneout_h: float,
-    zoneout_c: float,
-    recurrent_dropout: float,
-    forget_bias: float,
-    layer_norm_eps: float,
-    backend: str,
-) -> None:
-    """Check the variant options (naming the bad argument) and store them on ``module``.
-
-    Shared by :class:`LSTM` and :class:`LSTMCell`; call it before ``super().__init__`` with
-    ``module=None`` to validate only.
-    """
-    for name, v in (
-        ("layer_norm", layer_norm),
-        ("peephole", peephole),
-        ("coupled", coupled),
-        ("forget_gate", forget_gate),
-    ):
-        _checks.check_bool(name, v)
-    _checks.check_rate("zoneout_h", zoneout_h)
-    _checks.check_rate("zoneout_c", zoneout_c)
-    _checks.check_rate("recurrent_dropout", recurrent_dropout)
-    if coupled and not forget_gate:
-        raise ValueError(
-            "coupled=True (f = 1 - i) and forget_gate=False (f = 1) contradict each other; "
-            "choose one"
-        )
-    _checks.check_finite("forget_bias", forget_bias)
-    _checks.check_eps("layer_norm_eps", layer_norm_eps)
-    if backend not in dispatch.BACKENDS:
-        raise ValueError(f"backend must be one of {dispatch.BACKENDS}, got {backend!r}")
-    if module is None:
-        return
-    module.layer_norm = layer_norm
-    module.peephole = peephole
-    module.coupled = coupled
-    module.forget_gate = forget_gate
-    module.zoneout_h = float(zoneout_h)
-    module.zoneout_c = float(zoneout_c)
-    module.recurrent_dropout = float(recurrent_dropout)
-    module.forget_bias = float(forget_bias)
-    module.layer_norm_eps = layer_norm_eps
-    module.backend = backend
-
-
-class LSTM(nn.LSTM):
+class LSTM(VariantModule, nn.LSTM):
     r"""A multi-layer LSTM, a drop-in for :class:`torch.nn.LSTM`, with variants.
 
     For each element of the input sequence each layer computes
@@ -159,7 +107,9 @@ class LSTM(nn.LSTM):
             ("bidirectional", bidirectional),
         ):
             _checks.check_bool(name, v)
-        variant_kw = dict(
+        opts = self._check_variants(
+            backend,
+            cell=False,
             layer_norm=layer_norm,
             peephole=peephole,
             coupled=coupled,
@@ -167,11 +117,10 @@ class LSTM(nn.LSTM):
             zoneout_h=zoneout_h,
             zoneout_c=zoneout_c,
             recurrent_dropout=recurrent_dropout,
+            weight_drop=weight_drop,
             forget_bias=forget_bias,
             layer_norm_eps=layer_norm_eps,
-            backend=backend,
         )
-        set_variant_options(None, **variant_kw)
         _checks.check_rate("dropout", dropout)
         if dropout > 0 and num_layers == 1:
             raise ValueError(
@@ -197,35 +146,11 @@ class LSTM(nn.LSTM):
             device,
             dtype,
         )
-        set_variant_options(self, **variant_kw)
-        self.weight_drop = float(weight_drop)
-        if backend == "torch" and not self.config.is_vanilla:
-            raise ValueError(
-                "backend='torch' runs only the vanilla LSTM; with variant options use "
-                "backend='auto', 'cpu', 'python' or 'reference'"
-            )
+        self._init_variants(opts, backend)
         self._gate_recorder: tuple[GateRecorder, str] | None = None
-        factory = {"device": device, "dtype": dtype}
-        H = hidden_size
-        for sfx in self._suffixes():
-            if peephole:
-                for gate in ("ci", "cf", "co"):
-                    self.register_parameter(
-                        f"weight_{gate}{sfx}", nn.Parameter(torch.empty(H, **factory))
-                    )
-            if layer_norm:
-                self.register_parameter(
-                    f"ln_weight_ih{sfx}", nn.Parameter(torch.empty(4 * H, **factory))
-                )
-                self.register_parameter(
-                    f"ln_weight_hh{sfx}", nn.Parameter(torch.empty(4 * H, **factory))
-                )
-                self.register_parameter(
-                    f"ln_weight_c{sfx}", nn.Parameter(torch.empty(H, **factory))
-                )
-                self.register_parameter(f"ln_bias_c{sfx}", nn.Parameter(torch.empty(H, **factory)))
+        self._register_variant_parameters(self._suffixes(), {"device": device, "dtype": dtype})
         self._variant_ready = True
-        self._reset_variant_parameters()
+        self._reset_variant_parameters(self._suffixes())
 
     # -- construction -------------------------------------------------------------------------
 
@@ -245,16 +170,7 @@ class LSTM(nn.LSTM):
             dropout=float(self.dropout),
             bidirectional=self.bidirectional,
             proj_size=self.proj_size,
-            layer_norm=self.layer_norm,
-            peephole=self.peephole,
-            coupled=self.coupled,
-            forget_gate=self.forget_gate,
-            zoneout_h=self.zoneout_h,
-            zoneout_c=self.zoneout_c,
-            recurrent_dropout=self.recurrent_dropout,
-            weight_drop=self.weight_drop,
-            forget_bias=self.forget_bias,
-            layer_norm_eps=self.layer_norm_eps,
+            **{name: getattr(self.variant_options, name) for name in VariantOptions.fields()},
             backend=self.backend,
         )
 
@@ -269,25 +185,7 @@ class LSTM(nn.LSTM):
         # same weights as torch.nn.LSTM.
         super().reset_parameters()
         if getattr(self, "_variant_ready", False):
-            self._reset_variant_parameters()
-
-    def _reset_variant_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        H = self.hidden_size
-        with torch.no_grad():
-            for sfx in self._suffixes():
-                if self.peephole:
-                    for gate in ("ci", "cf", "co"):
-                        getattr(self, f"weight_{gate}{sfx}").uniform_(-stdv, stdv)
-                if self.layer_norm:
-                    getattr(self, f"ln_weight_ih{sfx}").fill_(1.0)
-                    getattr(self, f"ln_weight_hh{sfx}").fill_(1.0)
-                    getattr(self, f"ln_weight_c{sfx}").fill_(1.0)
-                    getattr(self, f"ln_bias_c{sfx}").zero_()
-                if self.forget_bias and self.bias:
-                    # b_ih + b_hh is what the gate sees: put the whole bias in one of them.
-                    getattr(self, f"bias_ih{sfx}")[H : 2 * H].fill_(self.forget_bias)
-                    getattr(self, f"bias_hh{sfx}")[H : 2 * H].zero_()
+            self._reset_variant_parameters(self._suffixes())
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -318,7 +216,7 @@ class LSTM(nn.LSTM):
         if isinstance(data, Tensor) and torch.is_autocast_enabled(data.device.type):
             w = self.weight_ih_l0
             recording = self._gate_recorder is not None or return_gates
-            if recording or not self._runs_on_torch(w, isinstance(input, PackedSequence)):
+            if not self._plan(w, isinstance(input, PackedSequence), recording).uses_torch:
                 # Our recurrences keep one dtype throughout: under autocast they run in the
                 # weights' dtype, while the layers around them keep autocast's precision.
                 # (torch's own path casts for cuDNN itself.)
@@ -338,10 +236,12 @@ class LSTM(nn.LSTM):
         x, batch_sizes, sorted_idx, unsorted_idx, is_batched = self._check_input(input)
         hx = self._check_hx(hx, x, batch_sizes, is_batched)
         w_hh = self._dropped_weight_hh()
-        if recorder is None and self._runs_on_torch(x, batch_sizes is not None):
+        plan = self._plan(x, batch_sizes is not None, recorder is not None)
+        if plan.uses_torch:
             result = self._torch_forward(input, hx, w_hh)
         else:
             result = self._forward_recurrence(
+                plan,
                 x,
                 hx,
                 batch_sizes,
@@ -378,12 +278,16 @@ class LSTM(nn.LSTM):
         finally:
             self._flat_weights = flat
 
-    def _runs_on_torch(self, x: Tensor, packed: bool) -> bool:
-        if self.backend == "torch":
-            return True
-        if self.backend != "auto" or not variants_are_vanilla(self):
-            return False
-        return dispatch.vanilla_uses_torch(x.device, x.dtype, self.proj_size, packed)
+    def _plan(self, x: Tensor, packed: bool, recording: bool) -> dispatch.Plan:
+        return dispatch.plan(
+            self.variant_options,
+            self.backend,
+            x.device,
+            x.dtype,
+            proj=self.proj_size > 0,
+            packed=packed,
+            recording=recording,
+        )
 
     def _check_input(self, input):
         w = self.weight_ih_l0
@@ -445,6 +349,7 @@ class LSTM(nn.LSTM):
 
     def _forward_recurrence(
         self,
+        plan: dispatch.Plan,
         x,
         hx,
         batch_sizes,
@@ -476,13 +381,8 @@ class LSTM(nn.LSTM):
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
             if sorted_idx is not None:
                 h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
-        backend = dispatch.resolve_backend(
-            "auto" if self.backend == "torch" else self.backend, x.device, x.dtype
-        )
-        run = dispatch.recurrence(backend)
-        opts = CellOptions(
-            coupled=self.coupled, forget_gate=self.forget_gate, layer_norm_eps=self.layer_norm_eps
-        )
+        run = plan.recurrence
+        opts = self.variant_options.cell_options
         layer_in = x_tb
         h_n, c_n = [], []
         for k in range(self.num_layers):
@@ -490,14 +390,14 @@ class LSTM(nn.LSTM):
             for d in range(D):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 idx = k * D + d
-                tensors = self._layer_tensors(layer_in, sfx, h0[idx], c0[idx], T, B, P, w_hh)
+                inputs = self._layer_inputs(layer_in, sfx, h0[idx], c0[idx], T, B, P, w_hh)
                 reverse = d == 1
-                out, h, c = run(batch_sizes, reverse, opts, *tensors)
+                out, h, c = run(inputs, batch_sizes, reverse, opts)
                 if recorder is not None:
-                    saved = dispatch.trace_forward(backend, tensors, batch_sizes, reverse, opts)
+                    saved = plan.trace(inputs, batch_sizes, reverse, opts)
                     trace = self._trace(
                         saved,
-                        tensors,
+                        inputs,
                         out,
                         module_name,
                         k,
@@ -530,18 +430,11 @@ class LSTM(nn.LSTM):
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return out, (h_n, c_n)
 
-    def _layer_tensors(self, layer_in, sfx, h0, c0, T, B, P, w_hh=None):
-        """Input projection for all steps at once, then the recurrence's tensor arguments."""
+    def _layer_inputs(self, layer_in, sfx, h0, c0, T, B, P, w_hh=None) -> RecurrenceInputs:
+        """Input projection for all steps at once, then the recurrence's inputs."""
         H = self.hidden_size
         p = lambda name: getattr(self, name + sfx, None)  # noqa: E731
-        b_ih = p("bias_ih") if self.bias else None
-        # The bias rides along in the GEMM (addmm) or in the layer norm's shift, saving a pass
-        # over the (T, B, 4H) tensor; F.layer_norm is reference.variants.layer_norm, fused.
-        if self.layer_norm:
-            xg = F.linear(layer_in, p("weight_ih"))
-            xg = F.layer_norm(xg, (4 * H,), p("ln_weight_ih"), b_ih, self.layer_norm_eps)
-        else:
-            xg = F.linear(layer_in, p("weight_ih"), b_ih)
+        xg = self._input_projection(layer_in, sfx)
         like = xg
         zh = (
             zoneout_mask((T, B, P), self.zoneout_h, self.training, like) if self.zoneout_h else None
@@ -552,34 +445,28 @@ class LSTM(nn.LSTM):
         dm = None
         if self.recurrent_dropout and self.training:
             dm = variational_dropout_mask((B, P), self.recurrent_dropout, like)
-        return (
-            xg.contiguous(),
-            h0.contiguous(),
-            c0.contiguous(),
-            (w_hh or {}).get("weight_hh" + sfx, p("weight_hh")),
-            p("bias_hh") if self.bias else None,
-            p("weight_hr") if self.proj_size else None,
-            p("weight_ci"),
-            p("weight_cf"),
-            p("weight_co"),
-            p("ln_weight_hh"),
-            p("ln_weight_c"),
-            p("ln_bias_c"),
-            zh,
-            zc,
-            dm,
+        return RecurrenceInputs(
+            xg=xg.contiguous(),
+            h0=h0.contiguous(),
+            c0=c0.contiguous(),
+            weight_hh=(w_hh or {}).get("weight_hh" + sfx, p("weight_hh")),
+            bias_hh=p("bias_hh") if self.bias else None,
+            weight_hr=p("weight_hr") if self.proj_size else None,
+            weight_ci=p("weight_ci"),
+            weight_cf=p("weight_cf"),
+            weight_co=p("weight_co"),
+            ln_weight_hh=p("ln_weight_hh"),
+            ln_weight_c=p("ln_weight_c"),
+            ln_bias_c=p("ln_bias_c"),
+            zoneout_h=zh,
+            zoneout_c=zc,
+            dropout_h=dm,
         )
 
-    def _trace(
-        self, saved, tensors, h, module_name, k, d, batch_sizes, unsorted_idx, is_batched, B
-    ):
-        i, f, g, o = saved["gates"].chunk(4, -1)
-        c_prev, c_new = saved["c_prev"], saved["c_new"]
-        zc = tensors[13]
-        c = c_new if zc is None else zc * c_prev + (1 - zc) * c_new
-        parts = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+    def _trace(self, saved, inputs, h, module_name, k, d, batch_sizes, unsorted_idx, is_batched, B):
+        parts = recorded_gates(inputs, saved, h)
         if batch_sizes is not None:
-            active = _active_mask(batch_sizes, B, like=c)
+            active = _active_mask(batch_sizes, B, like=parts["c"])
             parts = {key: v * active for key, v in parts.items()}
             if unsorted_idx is not None:
                 parts = {key: v.index_select(1, unsorted_idx) for key, v in parts.items()}

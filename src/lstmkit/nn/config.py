@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from lstmkit.nn import _checks
+from lstmkit.reference.options import VariantOptions
 from lstmkit.utils.meta import help_meta as _help
 
 
@@ -54,28 +55,18 @@ class LSTMConfig:
 
     def __post_init__(self) -> None:
         # The numbers no later check would catch: nan passes every comparison-free path.
-        for name in ("dropout", "zoneout_h", "zoneout_c", "recurrent_dropout", "weight_drop"):
-            _checks.check_rate(name, getattr(self, name))
-        _checks.check_finite("forget_bias", self.forget_bias)
-        _checks.check_eps("layer_norm_eps", self.layer_norm_eps)
+        _checks.check_rate("dropout", self.dropout)
+        self.variant_options  # noqa: B018 - builds VariantOptions, which checks the variants
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @property
+    def variant_options(self) -> VariantOptions:
+        """The variant options of this config, checked."""
+        return VariantOptions.from_object(self)
+
+    @property
     def is_vanilla(self) -> bool:
         """True when the math is exactly torch.nn.LSTM's."""
-        return variants_are_vanilla(self)
-
-
-def variants_are_vanilla(obj: object) -> bool:
-    """True when ``obj`` (a config, an LSTM or a cell) has no variant option switched on."""
-    return not (
-        obj.layer_norm
-        or obj.peephole
-        or obj.coupled
-        or not obj.forget_gate
-        or obj.zoneout_h
-        or obj.zoneout_c
-        or obj.recurrent_dropout
-    )
+        return self.variant_options.is_vanilla

@@ -19,11 +19,18 @@ import torch
 from torch import Tensor
 
 
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None, eps: float) -> Tensor:
-    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last dimension (biased var)."""
+def layer_norm_normalize(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``x_hat = (x - mean) * rstd`` and ``rstd = 1 / sqrt(var + eps)`` over the last dimension
+    (biased var); the backward reads both."""
     mu = x.mean(-1, keepdim=True)
     var = ((x - mu) ** 2).mean(-1, keepdim=True)
-    y = (x - mu) * torch.rsqrt(var + eps) * weight
+    rstd = torch.rsqrt(var + eps)
+    return (x - mu) * rstd, rstd
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor | None, eps: float) -> Tensor:
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last dimension (biased var)."""
+    y = layer_norm_normalize(x, eps)[0] * weight
     return y if bias is None else y + bias
 
 

@@ -3,6 +3,20 @@
 matplotlib is imported only when a plot is drawn, so importing this package stays cheap.
 """
 
-from lstmkit.viz.plots import plot_gates, plot_heatmap, plot_loss_curves, select_units, to_numpy
+from lstmkit.viz.plots import (
+    LinePanel,
+    plot_gates,
+    plot_heatmap,
+    plot_loss_curves,
+    select_units,
+    to_numpy,
+)
 
-__all__ = ["plot_gates", "plot_heatmap", "plot_loss_curves", "select_units", "to_numpy"]
+__all__ = [
+    "LinePanel",
+    "plot_gates",
+    "plot_heatmap",
+    "plot_loss_curves",
+    "select_units",
+    "to_numpy",
+]

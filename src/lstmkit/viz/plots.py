@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,53 @@ _GATE_TITLES = {
 }
 _MARK_COLOR = "#e6194b"  # a red that stands out on viridis and next to the blue/red of c
 _DPI = 120
+# colour and dash pattern of the k-th line of a panel: two lines that lie on each other stay
+# visible (a dashed line over a solid one of another colour)
+_LINE_STYLES = (
+    ("C0", "-"),
+    ("C1", (0, (5, 2))),
+    ("C2", (0, (1, 1.5))),
+    ("C3", (0, (6, 2, 1, 2))),
+    ("C4", (0, (3, 1, 1, 1, 1, 1))),
+    ("C5", (0, (8, 3))),
+    ("C6", "-"),
+    ("C8", (0, (2, 2))),
+)
+
+
+@dataclass(frozen=True)
+class LinePanel:
+    """A panel of lines over time that :func:`plot_gates` draws under the inputs.
+
+    ``lines`` maps a legend name to ``T`` values. Each line gets its own colour and dash
+    pattern, so lines that coincide stay visible. Names in ``steps`` are drawn as steps (for
+    values that change at given steps only); ``emphasize`` names the one line drawn thick and
+    black (e.g. the network's output); ``zero_line`` draws a thin grey line at 0.
+    """
+
+    title: str
+    lines: Mapping[str, Any]
+    ylabel: str = ""
+    steps: tuple[str, ...] = ()
+    emphasize: str | None = None
+    zero_line: bool = False
+
+
+def _draw_lines(ax: Axes, lines: Mapping[str, np.ndarray], *, steps=(), emphasize=None) -> None:
+    t = None
+    k = 0
+    for name, y in lines.items():
+        t = np.arange(len(y)) if t is None else t
+        if name == emphasize:
+            style = {"color": "black", "lw": 2.0, "ls": "-", "zorder": 4}
+        else:
+            color, ls = _LINE_STYLES[k % len(_LINE_STYLES)]
+            style = {"color": color, "ls": ls, "lw": 1.4, "zorder": 3}
+            k += 1
+        if name in steps:
+            ax.step(t, y, where="mid", label=name, **style)
+        else:
+            ax.plot(t, y, label=name, **style)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +218,7 @@ def _time_ticks(ax: Axes, T: int, step_labels: Sequence[str] | None) -> None:
     ax.set_xticklabels(labels, rotation=90 if long else 0, fontsize=7 if T > 30 else 8)
 
 
-def _unit_ticks(ax: Axes, units: Sequence[int]) -> None:
+def _unit_ticks(ax: Axes, units: Sequence[int | str]) -> None:
     n = len(units)
     every = 1 if n <= 16 else math.ceil(n / 16)
     rows = list(range(0, n, every))
@@ -225,10 +274,13 @@ def plot_gates(
     marks: Sequence[int] = (),
     step_labels: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
+    unit_labels: Sequence[str] | None = None,
     max_units: int = 16,
     show: Sequence[str] | None = None,
     c_lines: int = 4,
+    line_panels: Sequence[LinePanel] = (),
     title: str | None = None,
+    caption: str | None = None,
     dpi: int = _DPI,
 ) -> Path:
     """Draw the gates of one sequence over time and write a PNG; returns ``path``.
@@ -238,15 +290,19 @@ def plot_gates(
 
     - ``inputs`` ``(T, I)`` or ``(T,)``, if given: lines (0/1 channels as steps) named by
       ``input_labels``; one-hot inputs (or more than 6 channels) as a heatmap instead;
+    - each of ``line_panels`` (:class:`LinePanel`), e.g. a read-out over time;
     - one heatmap per key in ``show`` (default: those of ``i, f, o, c`` present), time on x and
-      units on y labelled with their real indices. Sigmoid gates use a fixed [0, 1] scale,
-      ``g`` and ``h`` a diverging [-1, 1] one, ``c`` a diverging one symmetric about 0;
+      units on y, the first of ``units`` at the top, labelled with their real indices (or
+      ``unit_labels``). Sigmoid gates use a fixed [0, 1] scale, ``g`` and ``h`` a diverging
+      [-1, 1] one, ``c`` a diverging one symmetric about 0;
     - ``c`` over time for ``c_lines`` of the shown units, if ``c`` is given and ``c_lines > 0``:
       those whose cell state jumps most at the marks, or without marks moves most over time.
 
     ``marks`` are time steps drawn as red bands on every panel (legend "marked input").
     ``step_labels`` (T strings, e.g. tokens) label the time axis, thinned when T > 60.
-    ``units`` picks the units to show; otherwise :func:`select_units` picks ``max_units``.
+    ``units`` picks the units to show, in that order; otherwise :func:`select_units` picks
+    ``max_units`` (ascending). ``caption`` is set in small type under the time axis: say there
+    which units are shown and why.
     """
     from matplotlib.gridspec import GridSpec
     from matplotlib.lines import Line2D
@@ -294,6 +350,28 @@ def plot_gates(
         if len(set(units)) != len(units):
             raise ValueError(f"units has duplicates: {units}")
         units = [int(u) for u in units]
+    if unit_labels is not None:
+        unit_labels = [str(s) for s in unit_labels]
+        if len(unit_labels) != len(units):
+            raise ValueError(
+                f"unit_labels has {len(unit_labels)} entries but {len(units)} units are shown"
+            )
+
+    panels: list[tuple[LinePanel, dict[str, np.ndarray]]] = []
+    for p in line_panels:
+        if not isinstance(p, LinePanel):
+            raise ValueError(f"line_panels takes LinePanel objects, got {type(p).__name__}")
+        if not p.lines:
+            raise ValueError(f"line panel {p.title!r} has no lines")
+        ys = {}
+        for name, y in p.lines.items():
+            y = to_numpy(y, f"line {name!r}")
+            if y.shape != (T,):
+                raise ValueError(
+                    f"line {name!r} of panel {p.title!r} must have shape ({T},), got {y.shape}"
+                )
+            ys[str(name)] = y
+        panels.append((p, ys))
 
     if step_labels is not None:
         step_labels = [str(s) for s in step_labels]
@@ -326,6 +404,7 @@ def plot_gates(
             moves = np.nanmax(c_sel, axis=0) - np.nanmin(c_sel, axis=0)
         order = np.argsort(-np.nan_to_num(moves, nan=-1.0), kind="stable")[:c_lines]
         line_units = [units[j] for j in sorted(order)]
+    tick_of = dict(zip(units, unit_labels or [str(u) for u in units], strict=True))
 
     # --- layout: one row per panel, a narrow second column for the colorbars so that every
     # panel's time axis lines up
@@ -337,11 +416,21 @@ def plot_gates(
         rows.append(
             ("inputs", min(2.0, max(0.9, 0.14 * x_in.shape[1] + 0.5)) if input_as_map else 1.3)
         )
+    rows += [(f"panel{j}", 1.9) for j in range(len(panels))]
     rows += [(k, heat_h) for k in show]
     if line_units:
         rows.append(("c_lines", 1.8))
     width = min(16.0, max(8.0, 3.0 + 0.09 * T))
-    height = sum(h for _, h in rows) + 0.45 * len(rows) + 0.7 + (0.3 if title else 0.0)
+    caption_lines = (
+        textwrap.wrap(caption, width=int(width * 15)) if caption else []
+    )  # about 15 characters of 8-point type per inch
+    height = (
+        sum(h for _, h in rows)
+        + 0.45 * len(rows)
+        + 0.7
+        + (0.3 if title else 0.0)
+        + 0.16 * len(caption_lines)
+    )
     # constrained layout, unlike tight_layout, makes room for the titles and legends that sit
     # above each panel and keeps the colorbar column aligned
     fig = _new_figure(width, height, layout="constrained")
@@ -349,7 +438,7 @@ def plot_gates(
     gs = GridSpec(
         len(rows), 2, figure=fig, width_ratios=[1, 0.015], height_ratios=[h for _, h in rows]
     )
-    extent = (-0.5, T - 0.5, -0.5, len(units) - 0.5)
+    extent = (-0.5, T - 0.5, len(units) - 0.5, -0.5)  # the first unit on top
     axes: list[Axes] = []
     for r, (kind, _) in enumerate(rows):
         ax = fig.add_subplot(gs[r, 0], sharex=axes[0] if axes else None)
@@ -413,12 +502,23 @@ def plot_gates(
                     frameon=False,
                     borderaxespad=0.1,
                 )
+        elif kind.startswith("panel"):
+            panel, ys = panels[int(kind[5:])]
+            _draw_marks(ax, marks, filled=True)
+            if panel.zero_line:
+                ax.axhline(0, color="0.6", lw=0.6, zorder=0)
+            _draw_lines(ax, ys, steps=panel.steps, emphasize=panel.emphasize)
+            ax.set_ylabel(panel.ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.margins(y=0.1)
+            ax.set_title(panel.title, loc="left", fontsize=9)
+            # inside the panel, where the lines leave room: long names do not fit above it
+            ax.legend(loc="best", ncol=min(len(ys), 3), fontsize=7, framealpha=0.85)
+            cax.set_axis_off()
         elif kind == "c_lines":
             _draw_marks(ax, marks, filled=True)
             c = arrays["c"]
-            t = np.arange(T)
-            for u in line_units:
-                ax.plot(t, c[:, u], lw=1.2, label=f"unit {u}")
+            _draw_lines(ax, {f"unit {tick_of[u]}": c[:, u] for u in line_units})
             ax.axhline(0, color="0.6", lw=0.6, zorder=0)
             ax.set_ylabel("c", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -447,14 +547,14 @@ def plot_gates(
                 a,
                 aspect="auto",
                 interpolation="nearest",
-                origin="lower",
+                origin="upper",
                 cmap=cmap,
                 vmin=lo,
                 vmax=hi,
                 extent=extent,
             )
             _draw_marks(ax, marks, filled=False)
-            _unit_ticks(ax, units)
+            _unit_ticks(ax, [tick_of[u] for u in units])
             ax.set_ylabel("unit", fontsize=8)
             ax.set_title(_GATE_TITLES[kind], loc="left", fontsize=9)
             cb = fig.colorbar(im, cax=cax)
@@ -485,6 +585,8 @@ def plot_gates(
         )
     if title:
         fig.suptitle(title, fontsize=11)
+    if caption_lines:
+        fig.supxlabel("\n".join(caption_lines), fontsize=8, ha="left", x=0.01, color="0.2")
     return _save(fig, path, dpi)
 
 

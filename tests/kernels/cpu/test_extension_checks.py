@@ -23,12 +23,14 @@ def test_extension_rejects_what_it_cannot_run():
         """
         import torch
         from lstmkit.kernels.cpu import recurrence
+        from lstmkit.reference.options import CellOptions
+        from lstmkit.reference.recurrence import RecurrenceInputs
         ext = recurrence.load_extension()
         T, B, H = 3, 2, 4
         f = torch.float64
         def call(xg, h0, c0, w, bs=None, ln=None, eps=1e-5):
-            return ext.forward(xg, h0, c0, w, None, None, None, None, None, ln, None, None,
-                               None, None, None, bs, False, False, True, eps, True)
+            inputs = RecurrenceInputs(xg, h0, c0, w, ln_weight_hh=ln)
+            return ext.forward(inputs, bs, False, CellOptions(layer_norm_eps=eps), True)
         good = (torch.randn(T, B, 4 * H, dtype=f), torch.zeros(B, H, dtype=f),
                 torch.zeros(B, H, dtype=f), torch.randn(4 * H, H, dtype=f))
         call(*good)  # the baseline runs

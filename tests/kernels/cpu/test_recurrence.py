@@ -6,14 +6,12 @@ import pytest
 import torch
 
 from lstmkit.kernels.cpu import recurrence
-from lstmkit.reference.backward import (
-    N_GRAD_ARGS,
-    RECURRENCE_ARGS,
-    LSTMRecurrenceFunction,
-    recurrence_forward,
-)
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.backward import LSTMRecurrenceFunction
+from lstmkit.reference.lstm import CellOptions, recurrence_forward
+from lstmkit.reference.recurrence import N_GRAD_ARGS, RecurrenceInputs
 from tests.recurrence_args import make_args
+
+RECURRENCE_ARGS = RecurrenceInputs._fields
 
 # Per-dtype tolerances (atol, rtol) of the fused kernel against the reference, for the outputs
 # and for the grads. In float32 the grads sum rounding over all steps and rows and the layer
@@ -106,12 +104,13 @@ def test_saved_tensors_mirror_reference(flags):
     opts = CellOptions()
     *ref, saved_ref = recurrence_forward(args, bs, False, opts, True)
     *fused, saved = recurrence.fused_forward(args, bs, False, opts, True)
+    saved_ref, saved = saved_ref.present(), saved.present()
     assert set(saved) == set(saved_ref)
     for name in saved_ref:
         torch.testing.assert_close(saved[name], saved_ref[name], atol=1e-12, rtol=0, msg=name)
     for a, b in zip(ref, fused, strict=True):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
-    assert recurrence.fused_forward(args, bs, False, opts, False)[3] == {}
+    assert recurrence.fused_forward(args, bs, False, opts, False)[3] is None
 
 
 def test_fused_backward_direct_matches_reference():
@@ -158,7 +157,7 @@ def test_non_contiguous_inputs():
     args[0] = args[0].transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
     args[3] = args[3].t().contiguous().t().requires_grad_()
     assert not args[0].is_contiguous() and not args[3].is_contiguous()
-    assert_matches(tuple(args), bs, False, CellOptions(), torch.float64)
+    assert_matches(RecurrenceInputs(*args), bs, False, CellOptions(), torch.float64)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -166,7 +165,7 @@ def test_saturated_gates(dtype):
     """Pre-activations far into the flat tails of sigmoid and tanh (exp overflows there)."""
     args, bs = make_args(dtype, peephole=True, grad=False)
     xg = (args[0] * 100).requires_grad_()
-    args = (xg, *(a.requires_grad_() if a is not None else None for a in args[1:]))
+    args = RecurrenceInputs(xg, *(a.requires_grad_() if a is not None else None for a in args[1:]))
     assert_matches(args, bs, False, CellOptions(), dtype)
 
 
@@ -186,5 +185,5 @@ def test_gradcheck(name, reverse):
     args, bs = make_args(torch.float64, **flags, T=3, B=2, H=2)
     opts = opts_for(gate)
     assert torch.autograd.gradcheck(
-        lambda *a: recurrence.FusedLSTMRecurrenceFunction.apply(bs, reverse, opts, *a), args
+        lambda *a: recurrence.FusedLSTMRecurrenceFunction.apply(bs, reverse, opts, *a), tuple(args)
     )

@@ -20,17 +20,13 @@ if not torch.cuda.is_available():
 from lstmkit.kernels.triton import _common, recurrence  # noqa: E402
 from lstmkit.kernels.triton.lstm_bwd import triton_backward  # noqa: E402
 from lstmkit.kernels.triton.lstm_fwd import triton_forward  # noqa: E402
-from lstmkit.reference.backward import (  # noqa: E402
-    N_GRAD_ARGS,
-    RECURRENCE_ARGS,
-    LSTMRecurrenceFunction,
-    recurrence_backward,
-    recurrence_forward,
-)
-from lstmkit.reference.lstm import CellOptions  # noqa: E402
+from lstmkit.reference.backward import LSTMRecurrenceFunction, recurrence_backward  # noqa: E402
+from lstmkit.reference.lstm import CellOptions, recurrence_forward  # noqa: E402
+from lstmkit.reference.recurrence import N_GRAD_ARGS, RecurrenceInputs  # noqa: E402
 from tests.recurrence_args import make_args  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+RECURRENCE_ARGS = RecurrenceInputs._fields
 
 # (atol, rtol) of the kernel against the float32 reference run on the same (rounded) inputs.
 # float32: as for the CPU kernel. bfloat16/float16: the kernel keeps float32 inside and rounds
@@ -68,10 +64,11 @@ VARIANTS = {  # tensor flags for make_args, CellOptions
 
 def cast_args(args, dtype, grad=True):
     """The same values in ``dtype`` on the test device, the differentiable ones as leaves."""
-    return tuple(
-        None if a is None else a.detach().to(DEVICE, dtype).requires_grad_(grad and k < N_GRAD_ARGS)
-        for k, a in enumerate(args)
-    )
+
+    def cast(k, a):
+        return a.detach().to(DEVICE, dtype).requires_grad_(grad and k < N_GRAD_ARGS)
+
+    return RecurrenceInputs(*(None if a is None else cast(k, a) for k, a in enumerate(args)))
 
 
 def forward_and_grads(fn, args, bs, reverse, opts):
@@ -143,24 +140,26 @@ def test_saved_tensors_and_direct_backward(variant):
     args, bs = make_args(torch.float32, **flags, grad=False)
     args = cast_args(args, torch.float32, grad=False)
     *ref, s_ref = recurrence_forward(args, bs, True, opts, True)
-    *got, s = triton_forward(bs, True, opts, *args)
+    *got, s = triton_forward(args, bs, True, opts)
+    s_ref_all, s_all = s_ref, s
+    s_ref, s = s_ref.present(), s.present()
     assert set(s) == set(s_ref)
     for name in s_ref:
         assert s[name].shape == s_ref[name].shape, name
         torch.testing.assert_close(s[name], s_ref[name], atol=1e-5, rtol=1e-5, msg=name)
     for a, b in zip(ref, got, strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    assert triton_forward(bs, True, opts, *args, save=False)[3] == {}
+    assert triton_forward(args, bs, True, opts, save=False)[3] is None
     dout, dh, dc = (torch.randn_like(x) for x in ref)
-    g_ref = recurrence_backward(args, s_ref, dout, dh, dc, bs, True, opts)
-    g = triton_backward(args, s, dout, dh, dc, bs, True, opts)
+    g_ref = recurrence_backward(args, s_ref_all, dout, dh, dc, bs, True, opts)
+    g = triton_backward(args, s_all, dout, dh, dc, bs, True, opts)
     assert len(g) == N_GRAD_ARGS
     for name, a, b in zip(RECURRENCE_ARGS, g_ref, g, strict=False):
         assert (a is None) == (b is None), name
         if a is not None:
             torch.testing.assert_close(b, a, atol=2e-4, rtol=1e-4, msg=name)
     only_dxg = triton_backward(
-        args, s, dout, dh, dc, bs, True, opts, needs_grad=(True,) + (False,) * (N_GRAD_ARGS - 1)
+        args, s_all, dout, dh, dc, bs, True, opts, needs_grad=(True,) + (False,) * (N_GRAD_ARGS - 1)
     )
     torch.testing.assert_close(only_dxg[0], g_ref[0], atol=2e-4, rtol=1e-4)
     assert all(x is None for x in only_dxg[1:])
@@ -193,7 +192,7 @@ def test_is_available():
 def test_rejects_unsupported_dtype():
     args, bs = make_args(torch.float64, grad=False)
     with pytest.raises(ValueError, match="supports"):
-        triton_forward(bs, False, CellOptions(), *cast_args(args, torch.float64, grad=False))
+        triton_forward(cast_args(args, torch.float64, grad=False), bs, False, CellOptions())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter-only restriction")
@@ -255,7 +254,7 @@ def direct_run(args, bs, reverse, opts, **kw):
     """triton_forward then triton_backward (or the reference's): outputs, saved, grads."""
     torch.manual_seed(2)
     if kw:
-        *outs, saved = triton_forward(bs, reverse, opts, *args, **kw)
+        *outs, saved = triton_forward(args, bs, reverse, opts, **kw)
     else:
         *outs, saved = recurrence_forward(args, bs, reverse, opts, True)
     douts = [torch.randn(o.shape) for o in outs]
@@ -270,6 +269,7 @@ def assert_runs_close(ref, got, atol, rtol, grad_atol, grad_rtol):
     (ref_outs, ref_saved, ref_grads), (outs, saved, grads) = ref, got
     for name, a, b in zip(("out", "h_n", "c_n"), ref_outs, outs, strict=True):
         torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}")
+    saved, ref_saved = saved.present(), ref_saved.present()
     assert set(saved) == set(ref_saved)
     for name in ref_saved:
         torch.testing.assert_close(
@@ -311,8 +311,8 @@ def test_stepwise_layer_norm_needs_one_program():
     args, bs = make_args(torch.float32, layer_norm=True, grad=False)
     args = cast_args(args, torch.float32, grad=False)
     with pytest.raises(NotImplementedError, match="programs=2 with layer norm"):
-        triton_forward(bs, False, CellOptions(), *args, programs=2, mode="stepwise")
-    *outs, saved = triton_forward(bs, False, CellOptions(), *args)
+        triton_forward(args, bs, False, CellOptions(), programs=2, mode="stepwise")
+    *outs, saved = triton_forward(args, bs, False, CellOptions())
     with pytest.raises(NotImplementedError, match="programs=3 with layer norm"):
         triton_backward(args, saved, *outs, bs, False, CellOptions(), programs=3, mode="stepwise")
 

@@ -225,23 +225,30 @@ struct Options {
   double eps;
 };
 
+// The recurrence's inputs (lstmkit.reference.recurrence.RecurrenceInputs), checked and
+// contiguous; undefined where the Python field is None.
+struct Args {
+  Tensor xg, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, zh, zc, dmask;
+};
+
+// What the forward keeps for the backward (lstmkit.reference.recurrence.SavedTensors).
+struct Saved {
+  Tensor gates, c_prev, h_in, c_new, c_out, r_hat, rstd_hh, c_hat, rstd_c, m;
+};
+
+// Which weight gradients are wanted (the fields of RecurrenceGrads; xg, h0 and c0 always are).
+struct Need {
+  bool w_hh = true, b_hh = true, w_hr = true, w_ci = true, w_cf = true, w_co = true,
+       ln_hh = true, ln_c_w = true, ln_c_b = true;
+};
+
 template <typename S>
-std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
-                                 const Tensor& h0,         // (B, P)
-                                 const Tensor& c0,         // (B, H)
-                                 const Tensor& w_hh,       // (G, P)
-                                 const Tensor& b_hh,       // (G,) or undefined
-                                 const Tensor& w_hr,       // (P, H) or undefined
-                                 const Tensor& w_ci,       // (H,) or undefined
-                                 const Tensor& w_cf,       // (H,) or undefined
-                                 const Tensor& w_co,       // (H,) or undefined
-                                 const Tensor& ln_hh,      // (G,) or undefined
-                                 const Tensor& ln_c_w,     // (H,) or undefined
-                                 const Tensor& ln_c_b,     // (H,) or undefined
-                                 const Tensor& zh,         // (T, B, P) or undefined
-                                 const Tensor& zc,         // (T, B, H) or undefined
-                                 const Tensor& dmask,      // (B, P) or undefined
-                                 const Steps& st, const Options& o, bool save) {
+std::pair<std::vector<Tensor>, Saved> forward_impl(const Args& a, const Steps& st,
+                                                   const Options& o, bool save) {
+  const Tensor &xg = a.xg, &h0 = a.h0, &c0 = a.c0, &w_hh = a.w_hh, &b_hh = a.b_hh;
+  const Tensor &w_hr = a.w_hr, &w_ci = a.w_ci, &w_cf = a.w_cf, &w_co = a.w_co;
+  const Tensor &ln_hh = a.ln_hh, &ln_c_w = a.ln_c_w, &ln_c_b = a.ln_c_b;
+  const Tensor &zh = a.zh, &zc = a.zc, &dmask = a.dmask;
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, P = h0.size(1);
   const auto opt = xg.options();
   const bool proj = w_hr.defined(), packed = st.bs != nullptr;
@@ -455,45 +462,28 @@ std::vector<Tensor> forward_impl(const Tensor& xg,         // (T, B, G)
     }
   }
 
-  return {out, h, c, s_gates, s_c_prev, s_h_in, s_c_new, s_c_out,
-          s_r_hat, s_rstd_hh, s_c_hat, s_rstd_c, s_m};
+  return {{out, h, c},
+          Saved{s_gates, s_c_prev, s_h_in, s_c_new, s_c_out, s_r_hat, s_rstd_hh, s_c_hat,
+                s_rstd_c, s_m}};
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward
 
 template <typename S>
-std::vector<Tensor> backward_impl(
-    const Tensor& xg,         // (T, B, G)
-    const Tensor& h0,         // (B, P)
-    [[maybe_unused]] const Tensor& c0,  // (B, H); the shapes come from dc_n
-    const Tensor& w_hh,       // (G, P)
-    const Tensor& b_hh,       // (G,) or undefined
-    const Tensor& w_hr,       // (P, H) or undefined
-    const Tensor& w_ci,       // (H,) or undefined
-    const Tensor& w_cf,       // (H,) or undefined
-    const Tensor& w_co,       // (H,) or undefined
-    const Tensor& ln_hh,      // (G,) or undefined
-    const Tensor& ln_c_w,     // (H,) or undefined
-    const Tensor& ln_c_b,     // (H,) or undefined
-    const Tensor& zh,         // (T, B, P) or undefined
-    const Tensor& zc,         // (T, B, H) or undefined
-    const Tensor& dmask,      // (B, P) or undefined
-    const Tensor& s_gates,    // (T, B, G) activated i|f|g|o
-    const Tensor& s_c_prev,   // (T, B, H)
-    const Tensor& s_h_in,     // (T, B, P)
-    const Tensor& s_c_new,    // (T, B, H)
-    const Tensor& s_c_out,    // (T, B, H)
-    const Tensor& s_r_hat,    // (T, B, G) or undefined
-    const Tensor& s_rstd_hh,  // (T, B, 1) or undefined
-    const Tensor& s_c_hat,    // (T, B, H) or undefined
-    const Tensor& s_rstd_c,   // (T, B, 1) or undefined
-    const Tensor& s_m,        // (T, B, H) or undefined
-    const Tensor& dout,       // (T, B, P)
-    const Tensor& dh_n,       // (B, P)
-    const Tensor& dc_n,       // (B, H)
-    const Steps& st, const Options& o,
-    const std::vector<bool>& need) {  // (12,) which of xg .. ln_bias_c want a grad
+std::vector<Tensor> backward_impl(const Args& a, const Saved& sv,
+                                  const Tensor& dout,  // (T, B, P)
+                                  const Tensor& dh_n,  // (B, P)
+                                  const Tensor& dc_n,  // (B, H)
+                                  const Steps& st, const Options& o, const Need& need) {
+  const Tensor &xg = a.xg, &h0 = a.h0, &w_hh = a.w_hh, &b_hh = a.b_hh;
+  const Tensor &w_hr = a.w_hr, &w_ci = a.w_ci, &w_cf = a.w_cf, &w_co = a.w_co;
+  const Tensor &ln_hh = a.ln_hh, &ln_c_w = a.ln_c_w, &ln_c_b = a.ln_c_b;
+  const Tensor &zh = a.zh, &zc = a.zc, &dmask = a.dmask;
+  const Tensor &s_gates = sv.gates, &s_c_prev = sv.c_prev, &s_h_in = sv.h_in;
+  const Tensor &s_c_new = sv.c_new, &s_c_out = sv.c_out, &s_r_hat = sv.r_hat;
+  const Tensor &s_rstd_hh = sv.rstd_hh, &s_c_hat = sv.c_hat, &s_rstd_c = sv.rstd_c;
+  const Tensor &s_m = sv.m;
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, P = h0.size(1);
   const auto opt = xg.options();
   const bool proj = w_hr.defined(), packed = st.bs != nullptr;
@@ -516,13 +506,13 @@ std::vector<Tensor> backward_impl(
     acc_len += len;
     return acc_len - len;
   };
-  const int64_t o_bhh = slot(b_hh.defined() && need[4], G);
-  const int64_t o_lnhh = slot(ln_hh.defined() && need[9], G);
-  const int64_t o_ci = slot(peep && need[6], H);
-  const int64_t o_cf = slot(peep && w_cf.defined() && need[7], H);
-  const int64_t o_co = slot(w_co.defined() && need[8], H);
-  const int64_t o_lncw = slot(ln_c_w.defined() && need[10], H);
-  const int64_t o_lncb = slot(ln_c_w.defined() && ln_c_b.defined() && need[11], H);
+  const int64_t o_bhh = slot(b_hh.defined() && need.b_hh, G);
+  const int64_t o_lnhh = slot(ln_hh.defined() && need.ln_hh, G);
+  const int64_t o_ci = slot(peep && need.w_ci, H);
+  const int64_t o_cf = slot(peep && w_cf.defined() && need.w_cf, H);
+  const int64_t o_co = slot(w_co.defined() && need.w_co, H);
+  const int64_t o_lncw = slot(ln_c_w.defined() && need.ln_c_w, H);
+  const int64_t o_lncb = slot(ln_c_w.defined() && ln_c_b.defined() && need.ln_c_b, H);
   Tensor acc = at::zeros({B, acc_len}, opt);
   Tensor dm_buf = at::empty({B, H}, opt);
   Tensor dhin_buf = at::empty({B, P}, opt);
@@ -718,8 +708,8 @@ std::vector<Tensor> backward_impl(
   const int64_t R = T * B;
   Tensor dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b;
   // One GEMM each for the recurrent weights over all steps, as the reference.
-  if (need[3]) dw_hh = at::mm(d_rec.view({R, G}).t(), s_h_in.view({R, P}));
-  if (proj && need[5]) dw_hr = at::mm(dhn_all.view({R, P}).t(), s_m.view({R, H}));
+  if (need.w_hh) dw_hh = at::mm(d_rec.view({R, G}).t(), s_h_in.view({R, P}));
+  if (proj && need.w_hr) dw_hr = at::mm(dhn_all.view({R, P}).t(), s_m.view({R, H}));
   Tensor acc_sum = acc_len > 0 ? acc.sum(0) : acc;
   auto take = [&](int64_t off, int64_t len) { return acc_sum.narrow(0, off, len).clone(); };
   if (o_bhh >= 0) db_hh = take(o_bhh, G);
@@ -728,45 +718,50 @@ std::vector<Tensor> backward_impl(
   if (o_co >= 0) dw_co = take(o_co, H);
   if (o_lncw >= 0) dln_c_w = take(o_lncw, H);
   // Unused by the forward (no peephole on i, no cell layer norm), so zero, as in the reference.
-  if (w_cf.defined() && need[7]) dw_cf = o_cf >= 0 ? take(o_cf, H) : at::zeros_like(w_cf);
-  if (ln_c_b.defined() && need[11])
+  if (w_cf.defined() && need.w_cf) dw_cf = o_cf >= 0 ? take(o_cf, H) : at::zeros_like(w_cf);
+  if (ln_c_b.defined() && need.ln_c_b)
     dln_c_b = o_lncb >= 0 ? take(o_lncb, H) : at::zeros_like(ln_c_b);
   return {dxg, dh, dc, dw_hh, db_hh, dw_hr, dw_ci, dw_cf, dw_co, dln_hh, dln_c_w, dln_c_b};
 }
 
 // ---------------------------------------------------------------------------------------------
-// Entry points; tensors in lstmkit.reference.backward.RECURRENCE_ARGS order.
+// Entry points. The tensors come as the NamedTuples of lstmkit.reference.recurrence and are
+// read once, by field name, into the structs above; the options likewise from CellOptions.
 
-struct Args {
-  Tensor xg, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, zh, zc, dmask;
-};
+namespace py = pybind11;
 
-Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
-                const Tensor& w_hh_in, const OptTensor& b_hh, const OptTensor& w_hr,
-                const OptTensor& w_ci, const OptTensor& w_cf, const OptTensor& w_co,
-                const OptTensor& ln_hh, const OptTensor& ln_c_w, const OptTensor& ln_c_b,
-                const OptTensor& zh, const OptTensor& zc, const OptTensor& dmask) {
+OptTensor field(const py::handle& obj, const char* name) {
+  return obj.attr(name).cast<OptTensor>();
+}
+
+Args check_args(const py::handle& inputs) {
+  const OptTensor xg_opt = field(inputs, "xg");
+  TORCH_CHECK(xg_opt.has_value() && xg_opt->defined(), "xg is required");
+  const Tensor& xg_in = *xg_opt;
   TORCH_CHECK(xg_in.device().is_cpu(), "the fused CPU LSTM needs CPU tensors");
   TORCH_CHECK(xg_in.layout() == at::kStrided, "xg must be a dense (strided) tensor");
   // H >= 1: the row grain divides by 4H.
   TORCH_CHECK(xg_in.dim() == 3 && xg_in.size(2) > 0 && xg_in.size(2) % 4 == 0,
               "xg must be (T, B, 4H) with H >= 1");
+  auto get = [&](const char* name) { return prep(field(inputs, name), xg_in, name); };
   Args a;
   a.xg = xg_in.detach().contiguous();
-  a.h0 = prep(h0_in, xg_in, "h0");
-  a.c0 = prep(c0_in, xg_in, "c0");
-  a.w_hh = prep(w_hh_in, xg_in, "weight_hh");
-  a.b_hh = prep(b_hh, xg_in, "bias_hh");
-  a.w_hr = prep(w_hr, xg_in, "weight_hr");
-  a.w_ci = prep(w_ci, xg_in, "weight_ci");
-  a.w_cf = prep(w_cf, xg_in, "weight_cf");
-  a.w_co = prep(w_co, xg_in, "weight_co");
-  a.ln_hh = prep(ln_hh, xg_in, "ln_weight_hh");
-  a.ln_c_w = prep(ln_c_w, xg_in, "ln_weight_c");
-  a.ln_c_b = prep(ln_c_b, xg_in, "ln_bias_c");
-  a.zh = prep(zh, xg_in, "zoneout_h");
-  a.zc = prep(zc, xg_in, "zoneout_c");
-  a.dmask = prep(dmask, xg_in, "dropout_h");
+  a.h0 = get("h0");
+  a.c0 = get("c0");
+  a.w_hh = get("weight_hh");
+  a.b_hh = get("bias_hh");
+  a.w_hr = get("weight_hr");
+  a.w_ci = get("weight_ci");
+  a.w_cf = get("weight_cf");
+  a.w_co = get("weight_co");
+  a.ln_hh = get("ln_weight_hh");
+  a.ln_c_w = get("ln_weight_c");
+  a.ln_c_b = get("ln_bias_c");
+  a.zh = get("zoneout_h");
+  a.zc = get("zoneout_c");
+  a.dmask = get("dropout_h");
+  TORCH_CHECK(a.h0.defined() && a.c0.defined() && a.w_hh.defined(),
+              "h0, c0 and weight_hh are required");
   const int64_t T = a.xg.size(0), B = a.xg.size(1), G = a.xg.size(2), H = G / 4;
   TORCH_CHECK(a.h0.dim() == 2 && a.h0.size(0) == B && a.h0.size(1) > 0,
               "h0 must be (B, P) with P >= 1");
@@ -792,122 +787,113 @@ Args check_args(const Tensor& xg_in, const Tensor& h0_in, const Tensor& c0_in,
   return a;
 }
 
-std::vector<Tensor> lstm_forward(
-    const Tensor& xg,              // (T, B, G)
-    const Tensor& h0,              // (B, P)
-    const Tensor& c0,              // (B, H)
-    const Tensor& weight_hh,       // (G, P)
-    const OptTensor& bias_hh,      // (G,)
-    const OptTensor& weight_hr,    // (P, H)
-    const OptTensor& weight_ci,    // (H,)
-    const OptTensor& weight_cf,    // (H,)
-    const OptTensor& weight_co,    // (H,)
-    const OptTensor& ln_weight_hh, // (G,)
-    const OptTensor& ln_weight_c,  // (H,)
-    const OptTensor& ln_bias_c,    // (H,)
-    const OptTensor& zoneout_h,    // (T, B, P)
-    const OptTensor& zoneout_c,    // (T, B, H)
-    const OptTensor& dropout_h,    // (B, P)
-    const OptTensor& batch_sizes,  // (T,) int64
-    bool reverse, bool coupled, bool forget_gate, double eps, bool save) {
-  Args a = check_args(xg, h0, c0, weight_hh, bias_hh, weight_hr, weight_ci, weight_cf,
-                      weight_co, ln_weight_hh, ln_weight_c, ln_bias_c, zoneout_h, zoneout_c,
-                      dropout_h);
-  Tensor bs_keep;
-  Steps st = make_steps(batch_sizes, a.xg.size(0), a.xg.size(1), reverse, bs_keep);
-  TORCH_CHECK(!(a.ln_hh.defined() || a.ln_c_w.defined()) || (is_finite_bits(eps) && eps > 0),
-              "layer_norm_eps must be positive and finite, got ", eps);
-  Options o{coupled, forget_gate, eps};
-  std::vector<Tensor> res;
-  AT_DISPATCH_FLOATING_TYPES(a.xg.scalar_type(), "lstmkit_lstm_forward", [&] {
-    res = forward_impl<scalar_t>(a.xg, a.h0, a.c0, a.w_hh, a.b_hh, a.w_hr, a.w_ci, a.w_cf,
-                                 a.w_co, a.ln_hh, a.ln_c_w, a.ln_c_b, a.zh, a.zc, a.dmask, st, o,
-                                 save);
-  });
-  return res;
+// One call's arguments: the inputs, the time order and packing, the options.
+struct Recurrence {
+  Args a;
+  Steps st;
+  Options o;
+  Tensor bs_keep;  // owns the batch_sizes that st.bs points into
+};
+
+Recurrence unpack(const py::handle& inputs, const OptTensor& batch_sizes, bool reverse,
+                  const py::handle& opts) {
+  Recurrence r;
+  r.a = check_args(inputs);
+  r.st = make_steps(batch_sizes, r.a.xg.size(0), r.a.xg.size(1), reverse, r.bs_keep);
+  r.o = Options{opts.attr("coupled").cast<bool>(), opts.attr("forget_gate").cast<bool>(),
+                opts.attr("layer_norm_eps").cast<double>()};
+  TORCH_CHECK(!(r.a.ln_hh.defined() || r.a.ln_c_w.defined()) ||
+                  (is_finite_bits(r.o.eps) && r.o.eps > 0),
+              "layer_norm_eps must be positive and finite, got ", r.o.eps);
+  return r;
 }
 
-std::vector<Tensor> lstm_backward(
-    const Tensor& xg,              // (T, B, G)
-    const Tensor& h0,              // (B, P)
-    const Tensor& c0,              // (B, H)
-    const Tensor& weight_hh,       // (G, P)
-    const OptTensor& bias_hh,      // (G,)
-    const OptTensor& weight_hr,    // (P, H)
-    const OptTensor& weight_ci,    // (H,)
-    const OptTensor& weight_cf,    // (H,)
-    const OptTensor& weight_co,    // (H,)
-    const OptTensor& ln_weight_hh, // (G,)
-    const OptTensor& ln_weight_c,  // (H,)
-    const OptTensor& ln_bias_c,    // (H,)
-    const OptTensor& zoneout_h,    // (T, B, P)
-    const OptTensor& zoneout_c,    // (T, B, H)
-    const OptTensor& dropout_h,    // (B, P)
-    const OptTensor& gates,        // (T, B, G); the saved tensors are checked below
-    const OptTensor& c_prev,       // (T, B, H)
-    const OptTensor& h_in,         // (T, B, P)
-    const OptTensor& c_new,        // (T, B, H)
-    const OptTensor& c_out,        // (T, B, H)
-    const OptTensor& r_hat,        // (T, B, G)
-    const OptTensor& rstd_hh,      // (T, B, 1)
-    const OptTensor& c_hat,        // (T, B, H)
-    const OptTensor& rstd_c,       // (T, B, 1)
-    const OptTensor& m,            // (T, B, H)
-    const OptTensor& dout,         // (T, B, P)
-    const OptTensor& dh_n,         // (B, P)
-    const OptTensor& dc_n,         // (B, H)
-    const OptTensor& batch_sizes,  // (T,) int64
-    bool reverse, bool coupled, bool forget_gate, double eps,
-    std::vector<bool> need) {  // (12,) which grads to compute; empty: all
-  Args a = check_args(xg, h0, c0, weight_hh, bias_hh, weight_hr, weight_ci, weight_cf,
-                      weight_co, ln_weight_hh, ln_weight_c, ln_bias_c, zoneout_h, zoneout_c,
-                      dropout_h);
+// out, h_n, c_n and, when save, {name: saved tensor} (None where the variant has none).
+py::tuple lstm_forward(const py::object& inputs, const OptTensor& batch_sizes, bool reverse,
+                       const py::object& opts, bool save) {
+  Recurrence r = unpack(inputs, batch_sizes, reverse, opts);
+  std::pair<std::vector<Tensor>, Saved> res;
+  AT_DISPATCH_FLOATING_TYPES(r.a.xg.scalar_type(), "lstmkit_lstm_forward", [&] {
+    res = forward_impl<scalar_t>(r.a, r.st, r.o, save);
+  });
+  const auto& [outs, sv] = res;
+  py::object saved = py::none();
+  if (save) {
+    py::dict d;
+    d["gates"] = sv.gates;
+    d["c_prev"] = sv.c_prev;
+    d["h_in"] = sv.h_in;
+    d["c_new"] = sv.c_new;
+    d["c_out"] = sv.c_out;
+    d["r_hat"] = sv.r_hat;
+    d["rstd_hh"] = sv.rstd_hh;
+    d["c_hat"] = sv.c_hat;
+    d["rstd_c"] = sv.rstd_c;
+    d["m"] = sv.m;
+    saved = d;
+  }
+  return py::make_tuple(outs[0], outs[1], outs[2], saved);
+}
+
+// {name: grad} for the fields of RecurrenceGrads (None where absent or not needed).
+py::dict lstm_backward(const py::object& inputs, const py::object& saved, const Tensor& dout,
+                       const Tensor& dh_n, const Tensor& dc_n, const OptTensor& batch_sizes,
+                       bool reverse, const py::object& opts, const py::object& needs) {
+  Recurrence r = unpack(inputs, batch_sizes, reverse, opts);
+  const Args& a = r.a;
   const int64_t T = a.xg.size(0), B = a.xg.size(1), G = a.xg.size(2), H = G / 4;
   const int64_t P = a.h0.size(1);
-  if (need.empty()) need.assign(12, true);
-  TORCH_CHECK(need.size() == 12, "need must have 12 flags");
+  Need need;
+  if (!needs.is_none()) {
+    auto want = [&](const char* name) { return needs.attr(name).cast<bool>(); };
+    need = Need{want("weight_hh"), want("bias_hh"),      want("weight_hr"),
+                want("weight_ci"), want("weight_cf"),    want("weight_co"),
+                want("ln_weight_hh"), want("ln_weight_c"), want("ln_bias_c")};
+  }
   auto req = [&](const OptTensor& t, at::IntArrayRef shape, const char* name, bool wanted) {
-    Tensor r = prep(t, a.xg, name);
-    TORCH_CHECK(!wanted || r.defined(), "saved tensor ", name, " is missing");
-    TORCH_CHECK(!r.defined() || r.sizes() == shape, "saved ", name, " must have shape ", shape);
-    return r;
+    Tensor x = prep(t, a.xg, name);
+    TORCH_CHECK(!wanted || x.defined(), "saved tensor ", name, " is missing");
+    TORCH_CHECK(!x.defined() || x.sizes() == shape, "saved ", name, " must have shape ", shape);
+    return x;
   };
-  Tensor s_gates = req(gates, {T, B, G}, "gates", true);
-  Tensor s_c_prev = req(c_prev, {T, B, H}, "c_prev", true);
-  Tensor s_h_in = req(h_in, {T, B, P}, "h_in", true);
-  Tensor s_c_new = req(c_new, {T, B, H}, "c_new", true);
-  Tensor s_c_out = req(c_out, {T, B, H}, "c_out", true);
-  Tensor s_r_hat = req(r_hat, {T, B, G}, "r_hat", a.ln_hh.defined());
-  Tensor s_rstd_hh = req(rstd_hh, {T, B, 1}, "rstd_hh", a.ln_hh.defined());
-  Tensor s_c_hat = req(c_hat, {T, B, H}, "c_hat", a.ln_c_w.defined());
-  Tensor s_rstd_c = req(rstd_c, {T, B, 1}, "rstd_c", a.ln_c_w.defined());
-  Tensor s_m = req(m, {T, B, H}, "m", a.w_hr.defined());
+  auto s = [&](const char* name) { return field(saved, name); };
+  Saved sv;
+  sv.gates = req(s("gates"), {T, B, G}, "gates", true);
+  sv.c_prev = req(s("c_prev"), {T, B, H}, "c_prev", true);
+  sv.h_in = req(s("h_in"), {T, B, P}, "h_in", true);
+  sv.c_new = req(s("c_new"), {T, B, H}, "c_new", true);
+  sv.c_out = req(s("c_out"), {T, B, H}, "c_out", true);
+  sv.r_hat = req(s("r_hat"), {T, B, G}, "r_hat", a.ln_hh.defined());
+  sv.rstd_hh = req(s("rstd_hh"), {T, B, 1}, "rstd_hh", a.ln_hh.defined());
+  sv.c_hat = req(s("c_hat"), {T, B, H}, "c_hat", a.ln_c_w.defined());
+  sv.rstd_c = req(s("rstd_c"), {T, B, 1}, "rstd_c", a.ln_c_w.defined());
+  sv.m = req(s("m"), {T, B, H}, "m", a.w_hr.defined());
   Tensor d_out = req(dout, {T, B, P}, "dout", true);
   Tensor d_h = req(dh_n, {B, P}, "dh_n", true);
   Tensor d_c = req(dc_n, {B, H}, "dc_n", true);
-  Tensor bs_keep;
-  Steps st = make_steps(batch_sizes, T, B, reverse, bs_keep);
-  TORCH_CHECK(!(a.ln_hh.defined() || a.ln_c_w.defined()) || (is_finite_bits(eps) && eps > 0),
-              "layer_norm_eps must be positive and finite, got ", eps);
-  Options o{coupled, forget_gate, eps};
-  std::vector<Tensor> res;
+  std::vector<Tensor> g;
   AT_DISPATCH_FLOATING_TYPES(a.xg.scalar_type(), "lstmkit_lstm_backward", [&] {
-    res = backward_impl<scalar_t>(a.xg, a.h0, a.c0, a.w_hh, a.b_hh, a.w_hr, a.w_ci, a.w_cf,
-                                  a.w_co, a.ln_hh, a.ln_c_w, a.ln_c_b, a.zh, a.zc, a.dmask,
-                                  s_gates, s_c_prev, s_h_in, s_c_new, s_c_out, s_r_hat,
-                                  s_rstd_hh, s_c_hat, s_rstd_c, s_m, d_out, d_h, d_c, st, o,
-                                  need);
+    g = backward_impl<scalar_t>(a, sv, d_out, d_h, d_c, r.st, r.o, need);
   });
-  return res;
+  static const char* names[] = {"xg",        "h0",        "c0",           "weight_hh",
+                                "bias_hh",   "weight_hr", "weight_ci",    "weight_cf",
+                                "weight_co", "ln_weight_hh", "ln_weight_c", "ln_bias_c"};
+  py::dict d;
+  for (size_t k = 0; k < g.size(); ++k) d[names[k]] = g[k];
+  return d;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.doc() = "Fused CPU LSTM recurrence (lstmkit.kernels.cpu.recurrence)";
-  mod.def("forward", &lstm_forward,
-          "Forward scan: out, h_n, c_n, then the saved tensors gates, c_prev, h_in, c_new, "
-          "c_out, r_hat, rstd_hh, c_hat, rstd_c, m (None where absent)");
-  mod.def("backward", &lstm_backward,
-          "Backward through time: grads of xg .. ln_bias_c (None where absent or not needed)");
+  mod.def("forward", &lstm_forward, py::arg("inputs"), py::arg("batch_sizes"),
+          py::arg("reverse"), py::arg("opts"), py::arg("save"),
+          "Forward scan of RecurrenceInputs: out, h_n, c_n, then {name: saved tensor} "
+          "(SavedTensors' fields) or None");
+  mod.def("backward", &lstm_backward, py::arg("inputs"), py::arg("saved"), py::arg("dout"),
+          py::arg("dh_n"), py::arg("dc_n"), py::arg("batch_sizes"), py::arg("reverse"),
+          py::arg("opts"), py::arg("needs"),
+          "Backward through time: {name: grad} for RecurrenceGrads' fields (None where absent "
+          "or not needed)");
 }

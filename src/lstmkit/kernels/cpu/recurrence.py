@@ -1,7 +1,7 @@
 """The fused CPU LSTM recurrence: the C++ extension built at install, and its autograd Function.
 
-The kernel (``lstm.cpp`` beside this file) mirrors :func:`lstmkit.reference.backward.
-recurrence_forward` and :func:`~lstmkit.reference.backward.recurrence_backward` step by step,
+The kernel (``lstm.cpp`` beside this file) mirrors :func:`lstmkit.reference.lstm.
+recurrence_forward` and :func:`lstmkit.reference.backward.recurrence_backward` step by step,
 every variant included; :func:`fused_forward` and :func:`fused_backward` have the same
 signatures and results.
 
@@ -35,11 +35,14 @@ import torch
 from torch import Tensor
 
 from lstmkit.kernels.cpu import _build
-from lstmkit.reference.backward import (
-    N_GRAD_ARGS,
-    recurrence_function,
+from lstmkit.reference.backward import recurrence_function
+from lstmkit.reference.options import CellOptions
+from lstmkit.reference.recurrence import (
+    GRAD_FIELDS,
+    RecurrenceGrads,
+    RecurrenceInputs,
+    SavedTensors,
 )
-from lstmkit.reference.lstm import CellOptions
 
 __all__ = [
     "FusedLSTMRecurrenceFunction",
@@ -57,20 +60,6 @@ _LDFLAGS = _build.LDFLAGS
 _PREBUILT = f"lstmkit.kernels.cpu.{_build.EXT_NAME}"
 # Written into a run-time build's folder once its module imported: the folder is complete.
 _DONE = "lstmkit-built"
-# Order of the saved tensors returned by the extension after out, h_n, c_n.
-_SAVED_NAMES = (
-    "gates",
-    "c_prev",
-    "h_in",
-    "c_new",
-    "c_out",
-    "r_hat",
-    "rstd_hh",
-    "c_hat",
-    "rstd_c",
-    "m",
-)
-
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _origin: str | None = None
@@ -238,38 +227,28 @@ def build_error() -> str | None:
 
 
 def fused_forward(
-    args: tuple[Tensor | None, ...],
+    inputs: RecurrenceInputs,
     batch_sizes: Tensor | None,
     reverse: bool,
     opts: CellOptions,
     save: bool,
-) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-    """:func:`lstmkit.reference.backward.recurrence_forward`, fused.
+) -> tuple[Tensor, Tensor, Tensor, SavedTensors | None]:
+    """:func:`lstmkit.reference.lstm.recurrence_forward`, fused.
 
-    ``args`` in :data:`~lstmkit.reference.backward.RECURRENCE_ARGS` order. Returns ``out (T, B,
-    P), h_n (B, P), c_n (B, H)`` and, when ``save``, the tensors :func:`fused_backward` needs
-    (the reference's names; ``c_out`` is ``c_new`` itself without the cell layer norm).
+    Returns ``out (T, B, P), h_n (B, P), c_n (B, H)`` and, when ``save``, the
+    :class:`~lstmkit.reference.recurrence.SavedTensors` :func:`fused_backward` needs (``c_out``
+    is ``c_new`` itself without the cell layer norm), else None. The extension reads the
+    fields of ``inputs`` and ``opts`` by name.
     """
-    ext = load_extension()
-    res = ext.forward(
-        *args,
-        batch_sizes,
-        bool(reverse),
-        opts.coupled,
-        opts.forget_gate,
-        float(opts.layer_norm_eps),
-        bool(save),
+    out, h_n, c_n, saved = load_extension().forward(
+        inputs, batch_sizes, bool(reverse), opts, bool(save)
     )
-    out, h_n, c_n = res[:3]
-    saved = (
-        {k: v for k, v in zip(_SAVED_NAMES, res[3:], strict=True) if v is not None} if save else {}
-    )
-    return out, h_n, c_n, saved
+    return out, h_n, c_n, None if saved is None else SavedTensors(**saved)
 
 
 def fused_backward(
-    args: tuple[Tensor | None, ...],
-    saved: dict[str, Tensor],
+    inputs: RecurrenceInputs,
+    saved: SavedTensors,
     dout: Tensor,  # (T, B, P)
     dh_n: Tensor,  # (B, P)
     dc_n: Tensor,  # (B, H)
@@ -277,32 +256,22 @@ def fused_backward(
     reverse: bool,
     opts: CellOptions,
     needs_grad: tuple[bool, ...] | None = None,
-) -> tuple[Tensor | None, ...]:
+) -> RecurrenceGrads:
     """:func:`lstmkit.reference.backward.recurrence_backward`, fused.
 
-    Returns the gradients of ``xg .. ln_bias_c`` (12, in
-    :data:`~lstmkit.reference.backward.RECURRENCE_ARGS` order), None where the argument is None.
-    ``needs_grad`` (12 flags) lets it skip the weight reductions nobody asked for; those come
-    back as None too.
+    Returns the gradients of ``xg .. ln_bias_c``, None where the input is None. ``needs_grad``
+    (one flag per field of :class:`~lstmkit.reference.recurrence.RecurrenceGrads`) lets it skip
+    the weight reductions nobody asked for; those come back as None too.
     """
-    ext = load_extension()
-    need = [True] * N_GRAD_ARGS if needs_grad is None else [bool(x) for x in needs_grad]
-    grads = ext.backward(
-        *args,
-        *(saved.get(k) for k in _SAVED_NAMES),
-        dout,
-        dh_n,
-        dc_n,
-        batch_sizes,
-        bool(reverse),
-        opts.coupled,
-        opts.forget_gate,
-        float(opts.layer_norm_eps),
-        need,
+    needs = None if needs_grad is None else RecurrenceGrads(*(bool(x) for x in needs_grad))
+    grads = load_extension().backward(
+        inputs, saved, dout, dh_n, dc_n, batch_sizes, bool(reverse), opts, needs
     )
-    return tuple(
-        g if a is not None and n else None
-        for g, a, n in zip(grads, args[:N_GRAD_ARGS], need, strict=True)
+    return RecurrenceGrads(
+        *(
+            grads[k] if getattr(inputs, k) is not None and (needs is None or needs[n]) else None
+            for n, k in enumerate(GRAD_FIELDS)
+        )
     )
 
 
@@ -312,11 +281,9 @@ FusedLSTMRecurrenceFunction = recurrence_function(
     differentiable).
 
     Reference: :class:`lstmkit.reference.backward.LSTMRecurrenceFunction`, with the same
-    ``apply(batch_sizes, reverse, opts, *tensors)`` convention returning ``out, h_n, c_n``.
+    ``run(inputs, batch_sizes, reverse, opts)`` returning ``out, h_n, c_n``.
     """,
     fused_forward,
-    lambda args, saved, dout, dh_n, dc_n, bs, rev, opts, needs: fused_backward(
-        args, saved, dout, dh_n, dc_n, bs, rev, opts, needs_grad=needs
-    ),
+    fused_backward,
     backend="cpu",
 )

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.options import CellOptions
 
 # The smallest block tl.dot accepts on the GPU; the interpreter is held to the same sizes so that
 # the kernels it checks are the ones the GPU compiles.

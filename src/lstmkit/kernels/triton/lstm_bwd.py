@@ -46,8 +46,14 @@ from lstmkit.kernels.triton._common import (
     resolve_programs,
     tanh,
 )
-from lstmkit.reference.backward import N_GRAD_ARGS
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.options import CellOptions
+from lstmkit.reference.recurrence import (
+    GRAD_FIELDS,
+    N_GRAD_ARGS,
+    RecurrenceGrads,
+    RecurrenceInputs,
+    SavedTensors,
+)
 
 __all__ = ["triton_backward"]
 
@@ -353,8 +359,8 @@ def _lstm_bwd_kernel(
 
 
 def triton_backward(
-    args: tuple[Tensor | None, ...],
-    saved: dict[str, Tensor],
+    inputs: RecurrenceInputs,
+    saved: SavedTensors,
     dout: Tensor,  # (T, B, P)
     dh_n: Tensor,  # (B, P)
     dc_n: Tensor,  # (B, H)
@@ -364,13 +370,13 @@ def triton_backward(
     needs_grad: tuple[bool, ...] | None = None,
     programs: int | None = None,
     mode: str = "persistent",
-) -> tuple[Tensor | None, ...]:
+) -> RecurrenceGrads:
     """:func:`lstmkit.reference.backward.recurrence_backward` as one persistent Triton kernel.
 
     ``saved`` as :func:`~lstmkit.kernels.triton.lstm_fwd.triton_forward` returned it. Returns the
-    gradients of ``xg .. ln_bias_c`` (12, in :data:`~lstmkit.reference.backward.RECURRENCE_ARGS`
-    order), each in its argument's dtype, None where the argument is None or (``needs_grad``,
-    12 flags) not wanted; the wanted flags only skip the GEMMs after the loop.
+    gradients of ``xg .. ln_bias_c`` (:class:`~lstmkit.reference.recurrence.RecurrenceGrads`),
+    each in its argument's dtype, None where the argument is None or (``needs_grad``, one flag
+    per field) not wanted; the wanted flags only skip the GEMMs after the loop.
 
     ``programs`` and ``mode`` as for :func:`~lstmkit.kernels.triton.lstm_fwd.triton_forward`:
     ``mode="stepwise"`` launches each phase of each step on its own (``dc`` and the running sums
@@ -378,7 +384,10 @@ def triton_backward(
     launches), for GPUs that cannot hold every program at once and for interpreter tests of
     more than one program.
     """
-    (xg, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, zh, zc, dmask) = args
+    xg, h0, w_hh, b_hh = inputs.xg, inputs.h0, inputs.weight_hh, inputs.bias_hh
+    w_hr, w_ci, w_cf, w_co = inputs.weight_hr, inputs.weight_ci, inputs.weight_cf, inputs.weight_co
+    ln_hh, ln_c_w = inputs.ln_weight_hh, inputs.ln_weight_c
+    zh, zc, dmask = inputs.zoneout_h, inputs.zoneout_c, inputs.dropout_h
     check_supported(opts, xg)
     T, B, G = xg.shape
     H = G // 4
@@ -422,8 +431,8 @@ def triton_backward(
         c(zc),
         c(dmask),
         bs,
-        *(c(saved.get(k)) for k in ("gates", "c_prev", "c_new", "c_out")),
-        *(c(saved.get(k)) for k in ("r_hat", "rstd_hh", "c_hat", "rstd_c")),
+        *(c(getattr(saved, k)) for k in ("gates", "c_prev", "c_new", "c_out")),
+        *(c(getattr(saved, k)) for k in ("r_hat", "rstd_hh", "c_hat", "rstd_c")),
         dout.contiguous(),
         dc if stepwise else dc_n.contiguous(),
         dh_buf,
@@ -474,11 +483,9 @@ def triton_backward(
         for s in range(T):
             for phase in (1, 2):
                 kernel(*kargs, s, 1, USE_BARRIER=False, PHASE=phase, **consts)
-    dw_hh = d_rec.reshape(-1, G).T @ saved["h_in"].reshape(-1, P) if need[3] else None
+    dw_hh = d_rec.reshape(-1, G).T @ saved.h_in.reshape(-1, P) if need[3] else None
     db_hh = dxg.sum((0, 1)) if b_hh is not None and need[4] else None
-    dw_hr = (
-        dhn.reshape(-1, P).T @ saved["m"].reshape(-1, H) if w_hr is not None and need[5] else None
-    )
+    dw_hr = dhn.reshape(-1, P).T @ saved.m.reshape(-1, H) if w_hr is not None and need[5] else None
     grads = (
         dxg,
         dh_buf[T % 2],
@@ -493,7 +500,9 @@ def triton_backward(
         dw["c_w"],
         dw["c_b"],
     )
-    return tuple(
-        g.to(a.dtype) if g is not None and a is not None and n else None
-        for g, a, n in zip(grads, args[:N_GRAD_ARGS], need, strict=True)
+    return RecurrenceGrads(
+        *(
+            g.to(a.dtype) if g is not None and a is not None and n else None
+            for g, a, n in zip(grads, (getattr(inputs, k) for k in GRAD_FIELDS), need, strict=True)
+        )
     )

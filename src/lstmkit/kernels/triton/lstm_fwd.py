@@ -47,7 +47,8 @@ from lstmkit.kernels.triton._common import (
     resolve_programs,
     tanh,
 )
-from lstmkit.reference.lstm import CellOptions
+from lstmkit.reference.options import CellOptions
+from lstmkit.reference.recurrence import RecurrenceInputs, SavedTensors
 
 __all__ = ["triton_forward"]
 
@@ -330,22 +331,21 @@ def _lstm_fwd_kernel(
 
 
 def triton_forward(
+    inputs: RecurrenceInputs,
     batch_sizes: Tensor | None,
     reverse: bool,
     opts: CellOptions,
-    *tensors: Tensor | None,
     save: bool = True,
     programs: int | None = None,
     mode: str = "persistent",
-) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-    """:func:`lstmkit.reference.backward.recurrence_forward` as one persistent Triton kernel.
+) -> tuple[Tensor, Tensor, Tensor, SavedTensors | None]:
+    """:func:`lstmkit.reference.lstm.recurrence_forward` as one persistent Triton kernel.
 
-    ``tensors`` in :data:`~lstmkit.reference.backward.RECURRENCE_ARGS` order. Returns ``out (T,
-    B, P), h_n (B, P), c_n (B, H)`` in the dtype of ``xg`` and, when ``save``, the reference's
-    saved tensors under the same names and shapes, in float32 (the backward reads them in
-    float32 whatever the dtype). ``programs``: how many programs split the hidden units (see
-    :func:`~lstmkit.kernels.triton._common.resolve_programs`; 1 in the interpreter unless
-    stepwise).
+    Returns ``out (T, B, P), h_n (B, P), c_n (B, H)`` in the dtype of ``xg`` and, when ``save``,
+    the reference's :class:`~lstmkit.reference.recurrence.SavedTensors` (else None), in float32
+    (the backward reads them in float32 whatever the dtype). ``programs``: how many programs
+    split the hidden units (see :func:`~lstmkit.kernels.triton._common.resolve_programs`; 1 in
+    the interpreter unless stepwise).
 
     ``mode="persistent"``: one launch for the whole sequence, ``c`` on chip, grid-wide barriers
     between steps (every program must be resident at once). ``mode="stepwise"``: one launch per
@@ -354,7 +354,10 @@ def triton_forward(
     ``W_hh`` reloaded each time) but it needs no co-residency: a fallback on GPUs where all the
     programs cannot run at once, and the way the interpreter tests more than one program.
     """
-    (xg, h0, c0, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b, zh, zc, dmask) = tensors
+    xg, h0, c0, w_hh, b_hh = inputs.xg, inputs.h0, inputs.c0, inputs.weight_hh, inputs.bias_hh
+    w_hr, w_ci, w_cf, w_co = inputs.weight_hr, inputs.weight_ci, inputs.weight_cf, inputs.weight_co
+    ln_hh, ln_c_w, ln_c_b = inputs.ln_weight_hh, inputs.ln_weight_c, inputs.ln_bias_c
+    zh, zc, dmask = inputs.zoneout_h, inputs.zoneout_c, inputs.dropout_h
     check_supported(opts, xg)
     T, B, G = xg.shape
     H = G // 4
@@ -468,4 +471,4 @@ def triton_forward(
             for phase in (1, 2) if w_hr is not None else (0,):
                 kernel(*kargs, s, 1, USE_BARRIER=False, PHASE=phase, **consts)
     h_n = h_buf[T % 2].to(xg.dtype)
-    return out, h_n, c_n.to(xg.dtype), saved
+    return out, h_n, c_n.to(xg.dtype), SavedTensors(**saved) if save else None

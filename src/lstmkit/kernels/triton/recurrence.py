@@ -1,8 +1,8 @@
 """The Triton LSTM recurrence as an autograd Function, and whether it can run here.
 
 The kernels (``lstm_fwd.py``, ``lstm_bwd.py`` beside this file) mirror
-:func:`lstmkit.reference.backward.recurrence_forward` and
-:func:`~lstmkit.reference.backward.recurrence_backward` step by step, every variant included.
+:func:`lstmkit.reference.lstm.recurrence_forward` and
+:func:`lstmkit.reference.backward.recurrence_backward` step by step, every variant included.
 They run on CUDA tensors, or on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``,
 slow, for tests). This module imports triton only when a kernel is called, so that
 :func:`is_available` can be asked where triton is not installed.
@@ -15,9 +15,7 @@ import os
 
 import torch
 
-from lstmkit.reference.backward import (
-    recurrence_function,
-)
+from lstmkit.reference.backward import recurrence_function
 
 __all__ = ["TritonLSTMRecurrenceFunction", "is_available", "unavailable_reason"]
 
@@ -43,18 +41,16 @@ def is_available() -> bool:
     return unavailable_reason() is None
 
 
-def _forward(args, batch_sizes, reverse, opts, save):
-    from lstmkit.kernels.triton.lstm_fwd import triton_forward
+def _forward(inputs, batch_sizes, reverse, opts, save):
+    from lstmkit.kernels.triton.lstm_fwd import triton_forward  # imports triton
 
-    return triton_forward(batch_sizes, reverse, opts, *args, save=save)
+    return triton_forward(inputs, batch_sizes, reverse, opts, save)
 
 
-def _backward(args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs):
-    from lstmkit.kernels.triton.lstm_bwd import triton_backward
+def _backward(inputs, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad=None):
+    from lstmkit.kernels.triton.lstm_bwd import triton_backward  # imports triton
 
-    return triton_backward(
-        args, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad=needs
-    )
+    return triton_backward(inputs, saved, dout, dh_n, dc_n, batch_sizes, reverse, opts, needs_grad)
 
 
 TritonLSTMRecurrenceFunction = recurrence_function(
@@ -63,7 +59,7 @@ TritonLSTMRecurrenceFunction = recurrence_function(
     differentiable).
 
     Reference: :class:`lstmkit.reference.backward.LSTMRecurrenceFunction`, with the same
-    ``apply(batch_sizes, reverse, opts, *tensors)`` convention returning ``out, h_n, c_n``.
+    ``run(inputs, batch_sizes, reverse, opts)`` returning ``out, h_n, c_n``.
     """,
     _forward,
     _backward,
