@@ -222,3 +222,22 @@ def test_resumed_run_ends_at_the_same_weights(slice_dir, tmp_path):
         train(_task(slice_dir, valid_beam=1, select="loss"), cfg)
 
     assert_resume_is_exact(run, tmp_path, steps=6, stop=3)
+
+
+@needs_data
+def test_evaluate_data_reads_a_file_pair_or_a_prefix(trained, slice_dir, tmp_path, capsys):
+    """`evaluate --data` scores new parallel text: SRC,TGT or a PREFIX of PREFIX.de/PREFIX.en
+    (on the old code there was no --data); the run's own test split is named in words."""
+    src, tgt = slice_dir / "val.de", slice_dir / "val.en"
+    capsys.readouterr()
+    assert cli_main(["evaluate", str(trained), "--data", f"{src},{tgt}", "--json"]) == 0
+    by_pair = json.loads(capsys.readouterr().out)["data"]
+    assert cli_main(["evaluate", str(trained), "--data", str(slice_dir / "val"), "--json"]) == 0
+    by_prefix = json.loads(capsys.readouterr().out)["data"]
+    assert {"bleu", "chrf", "loss"} <= set(by_pair) and by_pair == by_prefix
+    # the validation split is the same 12 pairs: the same loss (BLEU differs by beam size)
+    assert cli_main(["evaluate", str(trained), "--split", "valid", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"]["loss"] == pytest.approx(by_pair["loss"])
+    assert cli_main(["evaluate", str(trained), "--data", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err and "PREFIX" in err

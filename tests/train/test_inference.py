@@ -121,6 +121,10 @@ def test_predict_output_csv_keeps_the_columns_and_flattens_probabilities(
         "a lovely film \u263a",
         "the plot was dull",
     ]  # a .txt file stays one input per line
+    capsys.readouterr()
+    assert cli_main(["predict", str(sentiment_run), "lovely \u263a"]) == 0
+    out = capsys.readouterr().out
+    assert "\u263a" in out and "\\u263a" not in out  # the screen too
 
 
 def test_predict_reads_jsonl_and_unlabelled_csv_with_column_options(

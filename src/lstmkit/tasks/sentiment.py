@@ -418,7 +418,10 @@ class SentimentTask(Task):
         return InputRecords(list(data.texts), list(data.columns or []), f"{path}: {data.summary()}")
 
     def use_data(self, path, **options) -> str:
-        data = self._read(path, self.read_config(options))
+        cfg = self.read_config(options)
+        if not options.get("format"):
+            cfg = replace(cfg, format="auto")  # the run's --format was for its training files
+        data = self._read(path, cfg)
         if not len(data):
             raise UserError(f"--data: {path} holds no examples ({data.summary()})")
         self._ensure_vocab()

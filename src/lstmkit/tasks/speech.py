@@ -572,6 +572,7 @@ class SpeechTask(Task):
         self.read_config(options)
         utts = audio.read_dataset(path, key=self.key)
         self._splits["data"] = _Split(self.filter(utts, "data"), self.cfg.spec, False, self)
+        self._data_path = str(path)
         return "data"
 
     def read_input_file(self, path, **options) -> InputRecords | None:
@@ -765,13 +766,14 @@ class SpokenWordsTask(SpeechTask):
 
         conf = self.confusion(model, split, device)
         acc = np.trace(conf) / max(1, conf.sum())
+        name = Path(getattr(self, "_data_path", "")).name if split == "data" else split
         return [
             plot_heatmap(
                 conf,
                 Path(out) / f"confusion-{split}.png",
                 row_labels=self.labels,
                 col_labels=self.labels,
-                title=f"{split}: accuracy {100 * acc:.1f}% on {int(conf.sum())} recordings",
+                title=f"{name}: accuracy {100 * acc:.1f}% on {int(conf.sum())} recordings",
                 xlabel="predicted",
                 ylabel="true",
                 cmap="Blues",

@@ -49,8 +49,9 @@ def load_trained(
 
 
 _READ_HELP = {
-    "format": "data format as in training (csv, tsv, jsonl, folders, lines, label-text, "
-    "fasttext); default: from the extension (predict: .txt and others one input per line)",
+    "format": "data format, as train's --format (csv, tsv, jsonl, folders, lines, label-text, "
+    "fasttext); default: from the file's extension (predict: other files hold one input per "
+    "line)",
     "text_column": "CSV/TSV/JSONL column of the text; default: the run's",
     "label_column": "CSV/TSV/JSONL column of the label; default: the run's",
     "header": "CSV/TSV: the first line names the columns; default: as the run's",
@@ -289,8 +290,9 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str,
     if options and not cfg.data:
         given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
         raise UserError(f"{given}: say how to read --data FILE; give --data")
-    if cfg.data:
-        _check_input_path(Path(cfg.data), "--data")
+    for part in cfg.data.split(",") if cfg.data else ():
+        if Path(part).exists():  # (a missing one may be a PREFIX: the task's reader says)
+            _check_input_path(Path(part), "--data")
     task, model, ckpt, dev = _load(cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
     if cfg.data:
         metrics = {"data": evaluate_data(task, model, cfg.data, dev, **options)}
