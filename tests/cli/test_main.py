@@ -239,3 +239,107 @@ def test_no_command_declares_an_option_twice():
         assert len(flags) == len(set(flags)), (path, sorted(f for f in flags if flags.count(f) > 1))
         seen += 1
     assert seen >= 6  # evaluate, predict, inspect, generate, translate, transcribe, ...
+
+
+def _tiny_text(path: Path) -> Path:
+    import random
+
+    rng = random.Random(0)
+    words = "the cat sat on a mat and the dog ran to the park while birds sang".split()
+    path.write_text("\n".join(" ".join(rng.choices(words, k=12)) for _ in range(200)) + "\n")
+    return path
+
+
+def _table_header(out: str) -> list[str]:
+    import re
+
+    rows = ([w for w in re.split(r"[\s┃│|]+", line) if w] for line in out.splitlines())
+    return next(words for words in rows if words[:1] == ["metric"])
+
+
+def _next_hints(out: str) -> list[str]:
+    lines = out.splitlines()
+    start = lines.index("next:")
+    return [line.strip() for line in lines[start + 1 :] if line.startswith("  lstmkit ")]
+
+
+def test_after_training_the_hints_name_the_tasks_verbs_and_empty_splits_have_no_column(
+    tmp_path, capsys
+):
+    lm = tmp_path / "lm"
+    args = ["train", "lm", "--train", str(_tiny_text(tmp_path / "t.txt")), "--hidden-size", "8"]
+    args += ["--steps", "4", "--eval-every", "2", "--batch-size", "4", "--seq-len", "8"]
+    assert cli_main([*args, "--no-progress", "--device", "cpu", "--out", str(lm)]) == 0
+    out = capsys.readouterr().out
+    assert _next_hints(out) == [
+        f"lstmkit {verb} {lm}" for verb in ("evaluate", "generate", "predict", "inspect")
+    ]
+    header = _table_header(out)
+    assert "valid" in header and "test" not in header  # the lm run has no test split
+    adding = tmp_path / "adding"
+    args = ["train", "adding", "--seq-len", "10", "--steps", "10", *TINY, "--out", str(adding)]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert _next_hints(out) == [
+        f"lstmkit {verb} {adding}" for verb in ("evaluate", "predict", "inspect")
+    ]
+    header = _table_header(out)
+    assert "valid" in header and "test" in header
+    assert f"curves: {adding / 'curves.png'}" in out
+
+
+def test_use_verbs_of_the_translation_and_speech_tasks():
+    from lstmkit.cli.report import use_verbs
+    from lstmkit.tasks.speech import AsrCtcTask, SpokenWordsTask
+    from lstmkit.tasks.translation import TranslationTask
+
+    def bare(cls):
+        return cls.__new__(cls)  # the verbs are the class's; no data needs reading
+
+    assert use_verbs(bare(TranslationTask))[:2] == ["evaluate", "translate"]
+    assert use_verbs(bare(AsrCtcTask))[:2] == ["evaluate", "transcribe"]
+    assert "transcribe" not in use_verbs(bare(SpokenWordsTask))
+
+
+def test_metrics_table_leaves_out_splits_without_metrics():
+    from lstmkit.cli.report import metrics_table
+
+    table = metrics_table({"valid": {"loss": 1.0}, "test": {}})
+    assert [c.header for c in table.columns] == ["metric", "valid"]
+
+
+def test_plot_draws_runs_side_by_side(trained, tmp_path, capsys):
+    assert cli_main(["plot", str(trained)]) == 0
+    assert capsys.readouterr().err == f"wrote {trained / 'curves.png'}\n"
+    assert (trained / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "both.png"
+    assert cli_main(["plot", str(trained), str(trained / "train.jsonl"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli_main(["plot", str(trained), "--metric", "loss,lr", "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "plot: give one or more run folders"),
+        (["{tmp}/nothing"], "plot: run folder not found: {tmp}/nothing"),
+        (["{tmp}"], "plot: {tmp} is not a run folder (no train.jsonl in it)"),
+        (["{run}", "--metric", "accuracy"], "plot: --metric accuracy: not in the logs; they hold"),
+        (["{run}", "--out", "{tmp}/x.jpg"], "plot: --out {tmp}/x.jpg: give a .png file"),
+        (["{run}", "--out", "{tmp}/no/x.png"], "folder {tmp}/no does not exist"),
+    ],
+)
+def test_plot_bad_input_is_one_line(trained, tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path, run=trained) for a in args]
+    assert cli_main(["plot", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(tmp=tmp_path) in err
+
+
+def test_a_model_of_another_task_is_named_in_good_grammar(trained, tmp_path, capsys):
+    assert cli_main(["transcribe", str(trained), str(tmp_path / "x.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "is a model of task 'adding'" in err and "a 'adding'" not in err
+    assert cli_main(["translate", str(trained), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a model of task 'adding'" in err and "a 'adding'" not in err

@@ -62,9 +62,13 @@ def print_training_result(result, task=None) -> None:
     )
     console.print(metrics_table({"valid": result.valid, "test": result.test}))
     curves = result.out / "curves.png"
-    console.print(f"best checkpoint: {result.out / 'best'}   log: {result.out / 'train.jsonl'}")
+    # paths are not wrapped: a copied path must not be split in two
+    console.print(
+        f"best checkpoint: {result.out / 'best'}   log: {result.out / 'train.jsonl'}",
+        soft_wrap=True,
+    )
     if curves.exists():
-        console.print(f"curves: {curves} (lstmkit plot RUN... compares runs)")
+        console.print(f"curves: {curves}", soft_wrap=True)
     verbs = use_verbs(task) if task is not None else ["evaluate", "predict", "inspect"]
     args = {"translate": " SENTENCE", "transcribe": " AUDIO.wav"}
     hints = [f"lstmkit {verb} {result.out}{args.get(verb, '')}" for verb in verbs]

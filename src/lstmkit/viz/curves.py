@@ -130,6 +130,12 @@ def plot_training_curves(
             limits = (lo / 1.3, hi * 1.3) if logy else (lo - pad, hi + pad)
             for ax in row_axes:
                 ax.set_ylim(*limits)
+    if not single:  # one step range for all: the runs compare at equal steps
+        right = max(
+            (e["step"] for ev in runs.values() for e in ev if _number(e.get("step"))), default=1
+        )
+        for ax in axes.flat:
+            ax.set_xlim(0, right * 1.03)
     if title:
         fig.suptitle(title, fontsize=11)
     path = Path(path)
