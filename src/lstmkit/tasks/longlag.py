@@ -132,6 +132,16 @@ class LongLagTask(Task):
             self._sets[split] = self.generate(n, _generator(seed))
         return self._sets[split]
 
+    def split_source(self, split: str) -> str:
+        if split not in ("valid", "test"):
+            return ""
+        n = getattr(self.cfg, f"n_{split}", 0)
+        return (
+            f"its {split} set of {n:,} sequences generated with a fixed seed"
+            if n
+            else (f"its {split} set generated with a fixed seed")
+        )
+
     def forward(self, model: nn.Module, batch: data.LongLagBatch) -> Tensor:
         return model(batch.inputs, batch.lengths)
 
