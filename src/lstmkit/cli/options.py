@@ -7,11 +7,14 @@ default, its ``help`` metadata and its ``choices``. Help output groups the optio
 from __future__ import annotations
 
 import math
+import re
 import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
 import click
+
+from lstmkit.utils.errors import UserError
 
 INT_LIMIT = 2**63 - 1  # what torch and the C++ kernel take as an int64
 MAX_THREADS = 4096  # torch.set_num_threads takes an int32; no machine has more cores than this
@@ -151,8 +154,39 @@ def _argument(f, typ, default, required: bool, text: str) -> click.Argument:
     return HelpArgument([f.name], type=_TYPES[typ], required=required, help=text)
 
 
+PATH_FIELDS = frozenset(
+    {"train", "valid", "test", "data", "data_dir", "embeddings", "input", "output", "reference"}
+    | {f"{split}_{side}" for split in ("train", "valid", "test") for side in ("src", "tgt")}
+    | {"checkpoint", "out", "plots", "audio", "runs"}
+)
+"""Fields of these names hold local file or folder paths (comma-separated where a list)."""
+
+_WRITTEN = frozenset({"output", "out", "plots"})
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def refuse_urls(cls: type, values: dict[str, Any]) -> None:
+    """A URL given for a path is one error naming the option: files are not downloaded (as
+    a path it read as ``file not found: https:/...``, the ``//`` folded by pathlib)."""
+    for f in fields(cls):
+        if f.name not in PATH_FIELDS or not values.get(f.name):
+            continue
+        value = values[f.name]
+        for item in value if isinstance(value, tuple | list) else (value,):
+            for part in str(item).split(","):
+                if _URL.match(part.strip()):
+                    name = f.name.upper() if f.metadata.get("argument") else flag(f.name)
+                    if f.name in _WRITTEN:
+                        what = "writes local files only: give a local path, copy it after"
+                    else:
+                        what = "reads local files only: download it first (e.g. curl -LO URL)"
+                    raise UserError(f"{name}: {part.strip()} is a URL; lstmkit {what}")
+
+
 def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate ``cls`` from the parsed values of its own fields."""
+    """Instantiate ``cls`` from the parsed values of its own fields (a URL for a path is
+    refused first, naming the option)."""
+    refuse_urls(cls, values)
     return cls(
         **{
             f.name: values[f.name] if f.default is None else _value(values[f.name])
