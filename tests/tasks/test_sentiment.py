@@ -1,4 +1,5 @@
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from lstmkit.tasks.sentiment import (
     SentimentTask,
     TextClassifier,
     macro_f1,
+    token_contributions,
 )
 from lstmkit.train.config import TrainConfig
 from lstmkit.train.inference import load_trained
@@ -60,6 +62,23 @@ def test_padding_does_not_change_the_prediction(pooling, bidirectional):
     torch.testing.assert_close(batched[0], alone[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_token_contributions_add_up_to_the_score(pooling, bidirectional):
+    torch.manual_seed(1)
+    model = TextClassifier(small_model(pooling=pooling, bidirectional=bidirectional), 30, 3)
+    model.eval()
+    tokens, lengths = SentimentTask.collate([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        logits = model(tokens, lengths)[0]
+    for cls in range(3):
+        parts = token_contributions(model, tokens, lengths, cls)
+        assert parts["units"].shape == (5, (2 if bidirectional else 1) * 16)
+        score = parts["units"].sum() + parts["bias"]
+        torch.testing.assert_close(score, logits[cls] - logits.mean(), rtol=1e-5, atol=1e-5)
+        assert (parts["attention"] is not None) == (pooling == "attention")
+
+
 def test_last_pooling_takes_forward_end_and_backward_start():
     torch.manual_seed(0)
     model = TextClassifier(small_model(pooling="last"), 30, 2).eval()
@@ -101,11 +120,41 @@ def test_trains_predicts_and_inspects_end_to_end(tmp_path):
         out = task2.predict(model, ["the plot was superb", "a dull boring film"], "cpu")
     assert [o["label"] for o in out] == ["pos", "neg"]
     assert sum(out[0]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
-    paths = task2.inspect(model, ["the cast was lovely"], tmp_path / "insp", "cpu")
+    import lstmkit.viz
+
+    drawn = []
+    real_plot_gates = lstmkit.viz.plot_gates
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            lstmkit.viz,
+            "plot_gates",
+            lambda *a, **k: drawn.append((a, k)) or real_plot_gates(*a, **k),
+        )
+        paths = task2.inspect(model, ["the cast was lovely"], tmp_path / "insp", "cpu")
     assert [p.suffix for p in paths] == [".png", ".html"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the PNG: both directions' gates, the sentence in the title
+    (((gates, _), kw),) = drawn
+    assert gates["i"].shape == (4, 2 * 16)
+    assert "the cast was lovely" in kw["title"] and kw["title"].startswith("pos")
+    assert {lab[0] for lab in kw["unit_labels"]} <= {"→", "←"}
     page = paths[1].read_text()
     assert "lovely" in page and "attention weight" in page and "<script" not in page
+    rows = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", page))
+    values = {
+        name: [float(v) for v in re.findall(r'data-value="([^"]+)"', cells)]
+        for name, cells in rows.items()
+    }
+    share = values["share of the score of &#x27;pos&#x27;"]
+    # the attention weights are the model's own
+    tokens, lengths = SentimentTask.collate(task2._encode_inputs(["the cast was lovely"]))
+    with torch.no_grad():
+        model(tokens, lengths)
+    np.testing.assert_allclose(values["attention weight"], model.last_attention[0], atol=1e-5)
+    # the shading differs across tokens and follows the prediction: the word that decides it
+    # pushes hardest towards 'pos'
+    assert max(share) - min(share) > 0.5 * max(abs(v) for v in share)
+    assert int(np.argmax(share)) == 3 and share[3] > 0
 
 
 def test_confusion_matrix_counts_every_example(tmp_path):

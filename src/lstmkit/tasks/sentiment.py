@@ -29,7 +29,6 @@ Metrics: accuracy, macro-F1 (the unweighted mean over classes of
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 
@@ -47,7 +46,6 @@ from lstmkit.nn import LSTM, record_gates
 from lstmkit.tasks.base import InputRecords, Task, chunks, register
 from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
-from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
 
 POOLING = ("last", "mean", "max", "attention")
@@ -690,7 +688,11 @@ class SentimentTask(Task):
         ]
 
     def inspect(self, model, inputs, out, device) -> list[Path]:
-        from lstmkit.viz import plot_gates
+        """Per input: a PNG of the gates of both directions (the units that weigh most in the
+        predicted class's score) under each token's share of that score, and an HTML page of
+        the tokens shaded by that share (and by the attention weights, with attention)."""
+        from lstmkit.viz import LinePanel, plot_gates
+        from lstmkit.viz.html import TokenRow, write_token_page
 
         if not isinstance(model.encoder, LSTM):
             raise UserError(
@@ -700,76 +702,158 @@ class SentimentTask(Task):
         inputs = inputs or self.examples()[:1]
         paths: list[Path] = []
         out = Path(out)
+        enc = model.encoder
+        H, D, layer = enc.hidden_size, 2 if enc.bidirectional else 1, enc.num_layers - 1
+        arrows = ("→", "←")
         for k, text in enumerate(inputs, 1):
             ids = self._encode_inputs([text])[0]
             pieces = [self.tokenizer.token(i) for i in ids]
             tokens, lengths = self.collate([ids])
+            tokens, lengths = tokens.to(device), lengths.to(device)
             with torch.no_grad(), record_gates(model) as rec:
-                p = torch.softmax(model(tokens.to(device), lengths.to(device))[0].float(), -1)
-            trace = rec[0, 0]
-            packed = trace.i.shape[0] != 1  # (T, 1, H) when the input was packed
+                p = torch.softmax(model(tokens, lengths)[0].float(), -1)
+            cls = int(p.argmax())
+            label = self.labels[cls]
+            parts = token_contributions(model, tokens, lengths, cls)
+            units = parts["units"]  # (T, D*H): each unit's share of the score at each step
+            # the traces of the last layer, the one the classifier reads; (T, 1, H) when packed
+            traces = [rec[layer, d] for d in range(D)]
             gates = {
-                g: (getattr(trace, g)[:, 0] if packed else getattr(trace, g)[0]).cpu()
+                g: torch.cat(
+                    [
+                        (getattr(t, g)[:, 0] if t.i.shape[0] != 1 else getattr(t, g)[0]).cpu()
+                        for t in traces
+                    ],
+                    dim=1,
+                )
                 for g in ("i", "f", "o", "c")
             }
-            label = self.labels[int(p.argmax())]
-            title = f"{label} ({float(p.max()):.2f}): layer 1, forward direction"
-            paths.append(plot_gates(gates, out / f"gates-{k}.png", step_labels=pieces, title=title))
-            attention = getattr(model, "last_attention", None)
+            per_unit = units.sum(0)
+            shown = [int(u) for u in per_unit.abs().argsort(descending=True, stable=True)[:16]]
+            labels = [f"{arrows[u // H]}{u % H} ({float(per_unit[u]):+.2f})" for u in shown]
+            steps = {"forward →": units[:, :H].sum(1)}
+            if D == 2:
+                steps["backward ←"] = units[:, H:].sum(1)
+                steps["both"] = units.sum(1)
+            panels = [
+                LinePanel(
+                    f"each token's share of the score of {label!r}",
+                    steps,
+                    ylabel="share",
+                    emphasize="both" if D == 2 else None,
+                    zero_line=True,
+                )
+            ]
+            if parts["attention"] is not None:
+                panels.append(
+                    LinePanel("attention weight", {"attention": parts["attention"]}, ylabel="α")
+                )
+            directions = "forward → and backward ← directions" if D == 2 else "forward direction"
+            caption = (
+                f"Units shown: the {len(shown)} of {D * H} ({directions}, layer {layer + 1}) "
+                f"with the largest share, in size, of the score of {label!r} (its logit less "
+                "the mean logit), largest first; in brackets that share. A token's share is "
+                f"{_SHARE_RULE[model.pooling]}; the encoder output at a token has read the "
+                "tokens before it (forward) or after it (backward), not that token alone."
+            )
+            title = f"{label} ({float(p[cls]):.2f}): “{_short(text)}”"
             paths.append(
-                _write_html(
-                    out / f"gates-{k}.html",
-                    text,
-                    pieces,
+                plot_gates(
                     gates,
-                    label,
-                    p,
-                    self.labels,
-                    attention[0].cpu() if attention is not None else None,
+                    out / f"gates-{k}.png",
+                    step_labels=pieces,
+                    units=shown,
+                    unit_labels=labels,
+                    c_lines=0,
+                    line_panels=panels,
+                    title=title,
+                    caption=caption,
+                )
+            )
+            total = units.sum(1)
+            scale = float(torch.cat(list(steps.values())).abs().max())
+            rows = [TokenRow(f"share of the score of {label!r}", total, signed=True, scale=scale)]
+            if D == 2:
+                rows += [
+                    TokenRow("read by the forward direction", steps["forward →"], True, scale),
+                    TokenRow("read by the backward direction", steps["backward ←"], True, scale),
+                ]
+            if parts["attention"] is not None:
+                rows.append(TokenRow("attention weight", parts["attention"]))
+            probs = ", ".join(
+                f"{lab} {float(q):.3f}" for lab, q in zip(self.labels, p, strict=True)
+            )
+            notes = [
+                f"Blue: the token's share pushes towards {label!r}; orange-red: against it; "
+                "the darker, the larger (rows of shares on one scale). Hover for values.",
+                f"A token's share is {_SHARE_RULE[model.pooling]}, summed over the units of "
+                f"layer {layer + 1}; the shares add up to the score of {label!r} (its logit less "
+                f"the mean logit, here {float(total.sum() + parts['bias']):+.3f}) less a "
+                f"constant {float(parts['bias']):+.3f}. The encoder output at a token has read "
+                "the tokens before it (forward) or after it (backward), not that token alone.",
+            ]
+            if parts["attention"] is not None:
+                notes.append("Attention weight: the softmax weight of the token in the pooling.")
+            paths.append(
+                write_token_page(
+                    out / f"gates-{k}.html",
+                    title=f"lstmkit inspect: {text[:60]}",
+                    heading=f"{label} ({float(p[cls]):.2f})",
+                    text=text,
+                    pieces=pieces,
+                    rows=rows,
+                    lines=[probs],
+                    notes=notes,
                 )
             )
         return paths
 
 
-def _write_html(path, text, pieces, gates, label, probs, labels, attention) -> Path:
-    """A self-contained page: each token shaded by the mean of each gate over the units."""
-    rows = []
-    series = {
-        "input gate i (mean over units)": gates["i"].mean(1),
-        "forget gate f": gates["f"].mean(1),
-        "output gate o": gates["o"].mean(1),
-        "cell change |c_t - c_{t-1}|": torch.diff(
-            gates["c"], dim=0, prepend=torch.zeros_like(gates["c"][:1])
-        )
-        .abs()
-        .mean(1),
+_SHARE_RULE = {
+    "attention": "its attention weight × (w_c − mean w)·y_t, the class weights w against the "
+    "encoder output y_t",
+    "mean": "(w_c − mean w)·y_t / T, the class weights w against the encoder output y_t",
+    "max": "(w_c − mean w)·y_t over the units whose maximum over time is at that token",
+    "last": "(w_c − mean w)·y_t at the last token (forward units) and the first (backward)",
+}
+
+
+@torch.no_grad()
+def token_contributions(model: TextClassifier, tokens: Tensor, lengths: Tensor, cls: int) -> dict:
+    """Exact split of the score of class ``cls`` (its logit less the mean logit) over the time
+    steps and units of one text, from how the classifier pools.
+
+    Returns ``units`` ``(T, D*H)``: the share of each unit at each step, which add up to the
+    score less ``bias`` (the class bias less the mean bias); ``attention`` ``(T,)`` with
+    attention pooling, else None. ``tokens`` and ``lengths`` hold one text, ``(1, T)`` and
+    ``(1,)``.
+    """
+    y = model.encode(tokens, lengths)[0].float()
+    T = int(lengths[0])
+    y = y[:T]
+    W, b = model.head.weight.float(), model.head.bias.float()
+    w = W[cls] - W.mean(0)  # (D*H,)
+    attention = None
+    if model.pooling == "attention":
+        attention = torch.softmax(model.attn(y).squeeze(-1).float(), 0)
+        weight = attention[:, None].expand_as(y)
+    elif model.pooling == "mean":
+        weight = torch.full_like(y, 1.0 / T)
+    elif model.pooling == "max":
+        weight = torch.zeros_like(y)
+        weight[y.argmax(0), torch.arange(y.shape[1])] = 1.0
+    else:  # last: the forward half at the last step, the backward half at the first
+        weight = torch.zeros_like(y)
+        half = y.shape[1] // 2 if model.encoder.bidirectional else y.shape[1]
+        weight[T - 1, :half] = 1.0
+        weight[0, half:] = 1.0
+    return {
+        "units": (weight * y * w).cpu(),
+        "attention": attention.cpu() if attention is not None else None,
+        "bias": float(b[cls] - b.mean()),
     }
-    if attention is not None:
-        series["attention weight"] = attention
-    for name, values in series.items():
-        v = values.float()
-        scale = float(v.max()) if name.startswith(("cell", "attention")) else 1.0
-        cells = []
-        for piece, x in zip(pieces, v.tolist(), strict=True):
-            a = 0.0 if scale <= 0 else min(1.0, x / scale)
-            cells.append(
-                f'<span title="{html.escape(name)} = {x:.3f}" '
-                f'style="background: rgba(30,110,220,{a:.2f})">{html.escape(piece)}</span>'
-            )
-        rows.append(f"<tr><th>{html.escape(name)}</th><td>{' '.join(cells)}</td></tr>")
-    prob_text = ", ".join(
-        f"{html.escape(lab)} {float(q):.3f}" for lab, q in zip(labels, probs, strict=True)
-    )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lstmkit inspect: {html.escape(text[:60])}</title>
-<style>body{{font-family:sans-serif;margin:2em}} th{{text-align:right;padding-right:1em;
-font-weight:normal;color:#555;white-space:nowrap}} td span{{padding:2px 3px;border-radius:3px;
-line-height:2}} table{{border-collapse:collapse}} td,th{{padding:6px}}</style></head><body>
-<h2>{html.escape(label)}</h2><p>{prob_text}</p><p><i>{html.escape(text)}</i></p>
-<table>{"".join(rows)}</table>
-<p>Darker = larger; gates are averaged over the units of layer 1, forward direction
-(0 to 1); the cell change and attention are scaled to their maximum. Hover for values.</p>
-</body></html>
-"""
-    atomic_write_text(path, page)
-    return Path(path)
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
