@@ -222,3 +222,26 @@ def test_tables_without_a_header(tmp_path):
     assert read_labelled(tmp_path / "e.csv", header=False).labels == ["1", "0"]
     with pytest.raises(UserError, match="0-based column numbers"):
         read_labelled(p, header=False, text_column="review")
+
+
+def test_files_to_label_keep_their_rows_and_may_lack_the_label(tmp_path):
+    """predict --input: the label column may be missing; each example keeps its own fields."""
+    (tmp_path / "u.csv").write_text('id,review\n1,"fine,\nfilm"\n2,\n3,dull\n')
+    d = read_labelled(
+        tmp_path / "u.csv", text_column="review", label_required=False, keep_columns=True
+    )
+    assert d.texts == ["fine,\nfilm", "dull"] and d.labels == ["", ""]
+    assert d.columns == [{"id": "1", "review": "fine,\nfilm"}, {"id": "3", "review": "dull"}]
+    assert d.skipped == 1 and d.joined == 1 and d.unaccounted == 0
+    (tmp_path / "u.jsonl").write_text('{"t": "a", "n": 1}\n{"t": "b", "label": "x"}\n')
+    j = read_labelled(
+        tmp_path / "u.jsonl", text_column="t", label_required=False, keep_columns=True
+    )
+    assert j.labels == ["", "x"] and j.columns == [{"t": "a", "n": 1}, {"t": "b", "label": "x"}]
+    (tmp_path / "n.tsv").write_text("7\tgood one\n8\tbad one\n")
+    n = read_labelled(
+        tmp_path / "n.tsv", text_column="1", header=False, label_required=False, keep_columns=True
+    )
+    assert n.texts == ["good one", "bad one"] and n.columns[0] == {"0": "7", "1": "good one"}
+    with pytest.raises(UserError, match="no column 'label'"):  # training still needs labels
+        read_labelled(tmp_path / "u.csv", text_column="review")
