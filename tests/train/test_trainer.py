@@ -74,6 +74,7 @@ def test_outputs_and_log(tmp_path):
         "last",
         "best",
         "results.json",
+        "curves.png",
     }
     events = read_jsonl(out / "train.jsonl")
     kinds = [e["event"] for e in events]
@@ -557,6 +558,17 @@ def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path):
     )
     steps = [s for s, _ in _scalars(out / "tensorboard")["train/loss"]]
     assert steps == list(range(5, 41, 5))
+
+
+def test_overwrite_removes_the_old_runs_curves_and_event_files(tmp_path):
+    out = tmp_path / "run"
+    (out / "tensorboard").mkdir(parents=True)
+    (out / "tensorboard" / "events.out.tfevents.old").write_bytes(b"old")
+    train(_task(), _cfg(out, steps=10, stop_when_solved=False))
+    old_curves = (out / "curves.png").read_bytes()
+    train(_task(), _cfg(out, steps=10, overwrite=True, curves=False))
+    assert not (out / "curves.png").exists() and not (out / "tensorboard").exists()
+    assert old_curves
 
 
 def test_tensorboard_missing_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):

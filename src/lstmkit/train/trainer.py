@@ -306,7 +306,8 @@ def _prepare_out(out: Path, cfg: TrainConfig) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     if has_run and cfg.overwrite and not cfg.resume:
         with _writing(out):
-            for name in ("last", "best", "train.jsonl", "results.json", "config.json", "logs"):
+            old = ("last", "best", "train.jsonl", "results.json", "config.json", "logs")
+            for name in (*old, "curves.png", "tensorboard"):
                 p = out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
