@@ -321,8 +321,12 @@ def macro_f1(confusion: np.ndarray) -> float:
 class SentimentTask(Task):
     """Text classification from CSV/TSV/JSONL, a folder per class, or line files per class.
 
-    For the movie-review polarity set: --train ../shared/data/rt-polarity/rt-polarity.pos,
-    ../shared/data/rt-polarity/rt-polarity.neg --encoding latin-1 --cv 10.
+    For the movie-review polarity set (10-fold cross-validation, docs/RESULTS.md):
+
+    \b
+      D=../shared/data/rt-polarity
+      lstmkit train sentiment --train $D/rt-polarity.pos,$D/rt-polarity.neg \\
+          --encoding latin-1 --cv 10 --out runs/mr
     """
 
     name = "sentiment"
