@@ -11,7 +11,7 @@ import pytest
 from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import BOS, EOS, PAD
 from lstmkit.tasks.seq2seq import Seq2SeqConfig
-from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch
+from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch, word_labels
 from lstmkit.utils.errors import UserError
 from tests.resume_check import assert_resume_is_exact
 
@@ -181,10 +181,19 @@ def test_end_to_end_train_translate_inspect(trained, slice_dir, tmp_path, capsys
     assert len(hyp.read_text().splitlines()) == 12
 
     pngs = tmp_path / "att"
-    assert (
-        cli_main(["inspect", str(trained), "Zwei Hunde spielen im Schnee.", "--out", str(pngs)])
-        == 0
-    )
+    import lstmkit.viz.plots
+
+    drawn = []
+    real = lstmkit.viz.plots.plot_heatmap
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            lstmkit.viz.plots, "plot_heatmap", lambda *a, **k: drawn.append(k) or real(*a, **k)
+        )
+        args = ["inspect", str(trained), "Zwei Hunde spielen im Schnee.", "--out", str(pngs)]
+        assert cli_main(args) == 0
+    (kw,) = drawn
+    labels = kw["col_labels"] + kw["row_labels"]
+    assert "Zwei" in kw["col_labels"] and not any("▁" in lab for lab in labels), labels
     png = pngs / "attention-1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -241,3 +250,8 @@ def test_evaluate_data_reads_a_file_pair_or_a_prefix(trained, slice_dir, tmp_pat
     assert cli_main(["evaluate", str(trained), "--data", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope" in err and "PREFIX" in err
+
+
+def test_attention_tick_labels_show_words_not_bpe_marks():
+    pieces = ["▁Ein", "▁Mann", "▁fähr", "t", "▁Fahr", "rad", ".", "▁", "</s>"]
+    assert word_labels(pieces) == ["Ein", "Mann", "fähr", "-t", "Fahr", "-rad", ".", "␣", "</s>"]

@@ -415,8 +415,13 @@ class TranslationTask(Task):
             src_ids = src_tok.encode(text) or [EOS]
             cols = self.pieces(src_tok, src_ids) if src_tok.encode(text) else ["</s>"]
             rows = self.pieces(tgt_tok, h.tokens)
+            if src_tok.kind == "bpe":
+                cols = word_labels(cols)
+            if tgt_tok.kind == "bpe":
+                rows = word_labels(rows)
             rows += ["</s>"] * (h.attention.shape[0] - len(rows))
             translation = tgt_tok.decode(h.tokens)
+            src_note, tgt_note = (_JOIN_NOTE.get(t.kind, "") for t in (src_tok, tgt_tok))
             paths.append(
                 plot_heatmap(
                     h.attention.numpy(),
@@ -424,14 +429,32 @@ class TranslationTask(Task):
                     row_labels=rows,
                     col_labels=cols,
                     title=f"{_short(text)}\n→ {_short(translation)}",
-                    xlabel=f"source subwords ({self.cfg.src_lang})",
-                    ylabel=f"output subwords ({self.cfg.tgt_lang})",
+                    xlabel=f"source subwords ({self.cfg.src_lang}){src_note}",
+                    ylabel=f"output subwords ({self.cfg.tgt_lang}){tgt_note}",
                     vmin=0.0,
                     vmax=1.0,
                     annotate=False,
                 )
             )
         return paths
+
+
+_JOIN_NOTE = {"bpe": "; -x continues the word before"}  # by tokenizer kind
+
+
+def word_labels(pieces: list[str]) -> list[str]:
+    """Tick labels for BPE pieces: the ``▁`` word mark dropped, so that a word-initial piece
+    reads as the word, and a piece that continues a word shown as ``-piece`` (punctuation
+    as it is); a lone ``▁`` (a space) as ``␣``; special tokens such as ``</s>`` unchanged."""
+    out = []
+    for p in pieces:
+        if p.startswith("▁"):
+            out.append(p[1:] or "␣")
+        elif out and any(ch.isalnum() for ch in p) and not (p.startswith("<") and p.endswith(">")):
+            out.append("-" + p)
+        else:
+            out.append(p)
+    return out
 
 
 def _short(text: str, n: int = 70) -> str:
