@@ -23,6 +23,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from setuptools import setup
@@ -53,6 +54,9 @@ def _last_line(message: str) -> str:
 
 
 def _kernel_commands() -> tuple[list, dict]:
+    # torch is imported here before pip has installed numpy (no build isolation: the
+    # dependencies come after the build); torch's warning about it means nothing for the build.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     try:
         import torch
         from torch.utils.cpp_extension import BuildExtension, CppExtension
