@@ -143,6 +143,17 @@ def test_sentiment_predict_matches_the_command(sentiment, capsys):
     assert run.verbs == ("predict", "evaluate", "inspect")
 
 
+def test_evaluate_a_labelled_file_matches_the_command(sentiment, capsys):
+    data = sentiment.parent / "reviews.csv"
+    capsys.readouterr()
+    assert cli_main(["evaluate", str(sentiment), "--data", str(data), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["data"]
+    run = lstmkit.load(sentiment)
+    assert run.evaluate(data=data) == printed and "accuracy" in printed
+    with pytest.raises(UserError, match="apply only with data=FILE"):
+        run.evaluate(text_column="review")
+
+
 def test_generate_matches_the_command(tmp_path, capsys):
     text = "".join(f"to be or not to be, line {i}\n" for i in range(200))
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")
@@ -163,6 +174,8 @@ def test_generate_matches_the_command(tmp_path, capsys):
     assert not run.generate("to be", 5, seed=3, echo_prompt=False).startswith("to be")
     with pytest.raises(UserError, match="length must be >= 0, got -1"):
         run.generate("to be", -1)
+    with pytest.raises(UserError, match="this lm run has no test set to evaluate"):
+        run.evaluate()  # trained without --test: said, not an empty table
 
 
 def test_transcribe_matches_the_command(tmp_path, capsys):

@@ -100,12 +100,7 @@ class Run:
         items = inference.read_inputs(_texts(inputs, "inputs"), "")
         if not items:
             raise UserError("predict: give one or more inputs")
-        results: list[dict] = []
-        with torch.no_grad():
-            for k in range(0, len(items), inference.PREDICT_BATCH):
-                batch = items[k : k + inference.PREDICT_BATCH]
-                results += self.task.predict(self.model, batch, self.device)
-        return results
+        return inference.predict_items(self.task, self.model, items, self.device)
 
     def evaluate(
         self, split: str = "test", *, data: str | os.PathLike | None = None, **options
@@ -116,26 +111,12 @@ class Run:
         reading options, e.g. ``text_column="review"``)."""
         self._need("evaluate")
         if data is not None:
-            return self._evaluate_data(os.fspath(data), options)
+            return inference.evaluate_data(self.task, self.model, data, self.device, **options)
         if options:
             raise UserError(f"evaluate: {', '.join(options)} apply only with data=FILE")
         if split not in ("valid", "test"):
             raise UserError(f"evaluate: split must be 'valid' or 'test', got {split!r}")
-        with torch.no_grad():
-            metrics = self.task.evaluate(self.model, split, self.device)
-        if not metrics:
-            raise UserError(
-                f"{self.path}: the {self.task.name!r} run has no {split} split to evaluate; "
-                "pass data=FILE (a labelled file in the task's format)"
-            )
-        return metrics
-
-    def _evaluate_data(self, data: str, options: dict) -> dict[str, float]:
-        evaluate_data = getattr(inference, "evaluate_data", None)
-        if evaluate_data is None:
-            raise UserError("evaluate: data=FILE needs lstmkit.train.inference.evaluate_data")
-        with torch.no_grad():
-            return evaluate_data(self.task, self.model, data, self.device, **options)
+        return inference.evaluate_split(self.task, self.model, split, self.device, str(self.path))
 
     def inspect(self, inputs: str | Iterable[str] = (), out: str | os.PathLike = "inspect"):
         """Gate and cell-state PNGs for ``inputs`` (one test example when there are none),

@@ -284,6 +284,21 @@ def evaluate_data(
     return metrics
 
 
+def evaluate_split(
+    task: Task, model: nn.Module, split: str, device: torch.device, checkpoint: str
+) -> dict[str, float]:
+    """Metrics of ``model`` on the run's own ``split`` (``valid`` or ``test``); a run without
+    that split is a :class:`UserError` saying what to evaluate instead (``lstmkit evaluate``
+    and ``Run.evaluate`` of the Python API share this)."""
+    if not task.split_source(split):
+        raise UserError(_no_split(task, split, checkpoint))
+    with torch.no_grad():
+        metrics = task.evaluate(model, split, device)
+    if not metrics:
+        raise UserError(_no_split(task, split, checkpoint))
+    return metrics
+
+
 def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str, float]]]:
     """Metrics of a checkpoint on the validation and/or test set, or on ``cfg.data``."""
     options = read_options(cfg)
@@ -298,14 +313,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str,
         metrics = {"data": evaluate_data(task, model, cfg.data, dev, **options)}
     else:
         splits = ["valid", "test"] if cfg.split == "both" else [cfg.split]
-        metrics = {}
-        with torch.no_grad():
-            for s in splits:
-                if not task.split_source(s):
-                    raise UserError(_no_split(task, s, cfg.checkpoint))
-                metrics[s] = task.evaluate(model, s, dev)
-                if not metrics[s]:
-                    raise UserError(_no_split(task, s, cfg.checkpoint))
+        metrics = {s: evaluate_split(task, model, s, dev, cfg.checkpoint) for s in splits}
     if cfg.plots:
         with torch.no_grad():
             paths = [
@@ -334,6 +342,28 @@ def _merge(columns: dict | None, item: str, result: dict) -> dict:
             continue
         row[f"predicted_{key}" if key in row else key] = value
     return row
+
+
+def predict_items(
+    task: Task,
+    model: nn.Module,
+    items: list[str],
+    device: torch.device,
+    columns: list[dict | None] | None = None,
+) -> list[dict]:
+    """``task.predict`` on ``items`` in batches of :data:`PREDICT_BATCH` (memory bounded), each
+    result after its input's own ``columns`` where given (``lstmkit predict`` and
+    ``Run.predict`` of the Python API share this)."""
+    columns = columns if columns is not None else [None] * len(items)
+    results: list[dict] = []
+    with torch.no_grad():
+        for k in range(0, len(items), PREDICT_BATCH):
+            part = items[k : k + PREDICT_BATCH]
+            for item, col, r in zip(
+                part, columns[k : k + PREDICT_BATCH], task.predict(model, part, device), strict=True
+            ):
+                results.append(_merge(col, item, r))
+    return results
 
 
 def predict(cfg: PredictConfig) -> list[dict]:
@@ -365,14 +395,7 @@ def predict(cfg: PredictConfig) -> list[dict]:
     if not items:
         items = task.examples()
         columns = [None] * len(items)
-    results: list[dict] = []
-    with torch.no_grad():
-        for k in range(0, len(items), PREDICT_BATCH):
-            part = items[k : k + PREDICT_BATCH]
-            for item, col, r in zip(
-                part, columns[k : k + PREDICT_BATCH], task.predict(model, part, dev), strict=True
-            ):
-                results.append(_merge(col, item, r))
+    results = predict_items(task, model, items, dev, columns)
     if cfg.output:
         atomic_write_text(cfg.output, format_results(results, cfg.output))
     return results
