@@ -131,3 +131,19 @@ def test_overwrite_still_takes_the_typed_options(tmp_path):
     assert cli_main([*argv, "--eval-every", "10", *FAST, "--out", str(run), "--overwrite"]) == 0
     meta = _meta(run)
     assert meta["task_config"]["seq_len"] == 14 and meta["model_config"]["hidden_size"] == 4
+
+
+def test_cross_validation_resumes_without_retyping(tmp_path, capsys):
+    data = _reviews(tmp_path / "reviews.csv", 40)
+    out = tmp_path / "cv"
+    argv = ["train", "sentiment", "--train", str(data), "--cv", "2", "--hidden-size", "8"]
+    argv += ["--embedding-dim", "8", "--batch-size", "8", "--steps", "4", "--eval-every", "4"]
+    assert cli_main([*argv, *FAST, "--out", str(out)]) == 0
+    first = json.loads((out / "cv.json").read_text())
+    (out / "fold-1" / "results.json").unlink()  # as if killed during the second fold
+    capsys.readouterr()
+    assert cli_main(["train", "sentiment", "--out", str(out), "--resume"]) == 0
+    assert "2-fold cross-validation" in capsys.readouterr().out
+    again = json.loads((out / "cv.json").read_text())
+    assert again["folds"] == first["folds"] == 2
+    assert json.loads((out / "fold-1" / "results.json").read_text())["steps"] == 4
