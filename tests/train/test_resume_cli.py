@@ -147,3 +147,26 @@ def test_cross_validation_resumes_without_retyping(tmp_path, capsys):
     again = json.loads((out / "cv.json").read_text())
     assert again["folds"] == first["folds"] == 2
     assert json.loads((out / "fold-1" / "results.json").read_text())["steps"] == 4
+
+
+def test_a_run_of_two_processes_resumes_in_two(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "two"
+    args = ["train", "adding", "--seq-len", "10", "--hidden-size", "8", "--batch-size", "16"]
+    args += ["--steps", "10", "--eval-every", "10", "--nproc", "2", *FAST, "--out", str(out)]
+    for argv in (args, ["train", "adding", "--out", str(out), "--resume", "--steps", "20"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "lstmkit", *argv], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["world"]) for e in events if "world" in e] == [
+        ("start", 2),
+        ("resume", 2),
+    ]
+    assert _meta(out)["step"] == 20 and _meta(out)["train_config"]["nproc"] == 2

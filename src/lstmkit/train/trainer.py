@@ -435,6 +435,8 @@ def train(
     cfg = task.train_config(cfg)  # options the task sets from its data (sentiment: the schedule)
     check_config(cfg)
     world = dist_utils.world_from_env()
+    if world.size != cfg.nproc:  # a worker of --nproc (which it does not see) or of torchrun:
+        cfg = replace(cfg, nproc=world.size)  # the checkpoints record the processes trained in
     if cfg.batch_size % world.size:
         raise UserError(
             f"--batch-size {cfg.batch_size} must divide evenly among {world.size} processes"
