@@ -104,7 +104,7 @@ class TrainConfig:
             "continue the run in --out from its last checkpoint, with the options it was "
             "started with (task, model and training); only these may be given anew: "
             + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE)
-            + " (the options a run must be started with, like --train, need not be given again)"
+            + " (--train and the other options the run was started with need not be given again)"
         ),
     )
     overwrite: bool = field(
