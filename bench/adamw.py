@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from lstmkit.bench import machine_info
-from lstmkit.tasks.lm import LanguageModel, LMModelConfig
-from lstmkit.tasks.sentiment import SentimentTask, TextClassifier
+from lstmkit.models.classifier import TextClassifier
+from lstmkit.models.lm import LanguageModel, LMModelConfig
+from lstmkit.tasks.sentiment import SentimentTask
 
 KINDS = {"loop (torch default on CPU)": {"foreach": False}, "foreach": {"foreach": True}}
 KINDS["fused (lstmkit)"] = {"fused": True}

@@ -4,7 +4,8 @@ import pytest
 
 from lstmkit.cli.main import cli_main
 from lstmkit.experiments.crossval import cross_validate, format_summary, summarise
-from lstmkit.tasks.sentiment import SentimentConfig, SentimentModelConfig, SentimentTask
+from lstmkit.models.classifier import SentimentModelConfig
+from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask
 from lstmkit.train.config import TrainConfig
 from tests.tasks.test_sentiment import write_reviews
 

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import pytest
 import torch
 
+from lstmkit.models.encoder import RecurrentConfig
 from lstmkit.tasks import base
 from lstmkit.tasks.base import (
     Task,
@@ -20,7 +21,6 @@ from lstmkit.tasks.base import (
     to_device,
 )
 from lstmkit.tasks.longlag import AddingConfig, AddingTask
-from lstmkit.tasks.models import RecurrentConfig
 from lstmkit.utils.errors import UserError
 
 LONGLAG_TASKS = (

@@ -12,14 +12,8 @@ import torch.nn.functional as F
 
 from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import EOS, UNK
-from lstmkit.tasks.lm import (
-    LanguageModelTask,
-    LMConfig,
-    LMModelConfig,
-    embedding_dropout,
-    stream_nll,
-    variational_dropout,
-)
+from lstmkit.models.lm import LMModelConfig, embedding_dropout, variational_dropout
+from lstmkit.tasks.lm import LanguageModelTask, LMConfig, stream_nll
 from lstmkit.utils.errors import UserError
 from tests.resume_check import assert_resume_is_exact
 

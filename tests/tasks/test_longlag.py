@@ -14,6 +14,7 @@ from torch import nn
 
 from lstmkit import viz
 from lstmkit.data import longlag as data
+from lstmkit.models.encoder import RecurrentConfig
 from lstmkit.tasks import base, longlag
 from lstmkit.tasks.longlag import (
     AddingConfig,
@@ -29,7 +30,6 @@ from lstmkit.tasks.longlag import (
     TemporalOrderConfig,
     TemporalOrderTask,
 )
-from lstmkit.tasks.models import RecurrentConfig
 from lstmkit.utils.errors import UserError
 
 CPU = torch.device("cpu")

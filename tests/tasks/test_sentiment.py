@@ -7,18 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from lstmkit.tasks.sentiment import (
-    SentimentConfig,
-    SentimentModelConfig,
-    SentimentTask,
-    TextClassifier,
-    macro_f1,
-    token_contributions,
-)
+from lstmkit.models.classifier import SentimentModelConfig, TextClassifier
+from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask, token_contributions
 from lstmkit.train.config import TrainConfig
 from lstmkit.train.inference import load_trained
 from lstmkit.train.trainer import train
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.metrics import macro_f1
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rt-polarity"
 GOOD = ["great", "superb", "moving", "fine", "brilliant", "lovely"]

@@ -16,22 +16,19 @@ import torch
 
 from lstmkit.cli.main import cli_main
 from lstmkit.data import audio
-from lstmkit.tasks import speech
-from lstmkit.tasks.speech import (
-    AsrCtcTask,
-    CtcConfig,
+from lstmkit.models import speech
+from lstmkit.models.speech import (
     SpeechModelConfig,
-    SpokenWordsTask,
-    WordsConfig,
     WordsModelConfig,
     ctc_beam_search,
     ctc_greedy,
-    error_rates,
     stack_frames,
 )
+from lstmkit.tasks.speech import AsrCtcTask, CtcConfig, SpokenWordsTask, WordsConfig
 from lstmkit.train.config import TrainConfig
 from lstmkit.train.trainer import train
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.metrics import error_rates
 
 FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd"
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -13,15 +13,8 @@ import soundfile as sf
 import torch
 
 from lstmkit.data import audio
-from lstmkit.tasks.speech import (
-    AsrCtcTask,
-    CtcConfig,
-    SpeechModelConfig,
-    SpokenWordsTask,
-    WordsConfig,
-    WordsModelConfig,
-    _collate,
-)
+from lstmkit.models.speech import SpeechModelConfig, WordsModelConfig
+from lstmkit.tasks.speech import AsrCtcTask, CtcConfig, SpokenWordsTask, WordsConfig, _collate
 
 TINY_CTC = SpeechModelConfig(hidden_size=8, num_layers=1, subsample=2)
 TINY_WORDS = WordsModelConfig(hidden_size=8, num_layers=1, subsample=2)

@@ -10,7 +10,7 @@ import pytest
 
 from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import BOS, EOS, PAD
-from lstmkit.tasks.seq2seq import Seq2SeqConfig
+from lstmkit.models.seq2seq import Seq2SeqConfig
 from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch, word_labels
 from lstmkit.utils.errors import UserError
 from tests.resume_check import assert_resume_is_exact

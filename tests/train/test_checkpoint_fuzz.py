@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lstmkit.models.encoder import RecurrentConfig
 from lstmkit.tasks.longlag import AddingConfig, AddingTask
-from lstmkit.tasks.models import RecurrentConfig
 from lstmkit.train import checkpoint as ck
 from lstmkit.train.inference import load_trained
 from lstmkit.utils.errors import UserError

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from lstmkit.models.encoder import RecurrentConfig
 from lstmkit.tasks.lm import LanguageModelTask
 from lstmkit.tasks.longlag import AddingConfig, AddingTask
-from lstmkit.tasks.models import RecurrentConfig
 from lstmkit.tasks.sentiment import SentimentTask
 from lstmkit.train import checkpoint as ck
 from lstmkit.train.inference import load_trained

@@ -180,8 +180,9 @@ def rtf(args: argparse.Namespace) -> None:
     import torch
 
     from lstmkit.data.audio import read_manifest
-    from lstmkit.tasks.speech import error_rates, normalize_text
+    from lstmkit.tasks.speech import normalize_text
     from lstmkit.train.inference import load_trained
+    from lstmkit.utils.metrics import error_rates
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")

@@ -126,7 +126,7 @@ def translate(cfg: TranslateConfig) -> TranslateResult:
     if cfg.output:
         atomic_write_text(cfg.output, "".join(t + "\n" for t in translations))
     if refs is not None:
-        from lstmkit.tasks.translation import bleu_chrf
+        from lstmkit.utils.metrics import bleu_chrf
 
         bleu, chrf, bleu_sig, chrf_sig = bleu_chrf(translations, refs)
         result.scores = {"bleu": bleu, "chrf": chrf}

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     src_path, ref_path = task.paths("test")
     src = read_lines(args.input or src_path, task.cfg.encoding)[: args.sentences]
     ref = read_lines(args.reference or ref_path, task.cfg.encoding)[: args.sentences]
-    from lstmkit.tasks.translation import bleu_chrf
+    from lstmkit.utils.metrics import bleu_chrf
 
     print(
         f"checkpoint {args.checkpoint}; {len(src)} sentences; {args.threads} thread(s); "

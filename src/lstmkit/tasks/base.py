@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from lstmkit.utils.errors import UserError
 
 TASKS: dict[str, type[Task]] = {}
-_NOT_TASK_MODULES = {"base", "models"}
+_NOT_TASK_MODULES = {"base"}
 
 
 def register(cls: type[Task]) -> type[Task]:

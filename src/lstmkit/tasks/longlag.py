@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.data import longlag as data
+from lstmkit.models.encoder import RecurrentConfig, SequenceModel
 from lstmkit.nn import LSTM, record_gates
 from lstmkit.tasks.base import Task, chunks, register
-from lstmkit.tasks.models import RecurrentConfig, SequenceModel
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 

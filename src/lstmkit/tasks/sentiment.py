@@ -29,26 +29,24 @@ Metrics: accuracy, macro-F1 (the unweighted mean over classes of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, make_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmkit.data.embeddings import read_vectors
 from lstmkit.data.sampling import epoch_batch, rank_slice
 from lstmkit.data.text import FORMATS, QUOTING, LabelledText, check_encoding, read_labelled
 from lstmkit.data.tokenize import KINDS, PAD, UNK, TextTokenizer, fit_tokenizer
+from lstmkit.models.classifier import SentimentModelConfig, TextClassifier
 from lstmkit.nn import LSTM, record_gates
 from lstmkit.tasks.base import InputRecords, Task, chunks, register
-from lstmkit.tasks.models import RecurrentConfig, build_encoder, encoder_output_size
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
-
-POOLING = ("last", "mean", "max", "attention")
+from lstmkit.utils.metrics import macro_f1
 
 
 @dataclass(frozen=True)
@@ -149,106 +147,6 @@ class SentimentConfig:
     )
 
 
-SentimentModelConfig = make_dataclass(
-    "SentimentModelConfig",
-    [
-        ("hidden_size", int, field(default=150, metadata=_help("units per direction"))),
-        ("bidirectional", bool, field(default=True, metadata=_help("add a reverse direction"))),
-        ("embedding_dim", int, field(default=300, metadata=_help("token embedding size"))),
-        (
-            "pooling",
-            str,
-            field(default="attention", metadata=_help("over time", choices=POOLING)),
-        ),
-        (
-            "embedding_dropout",
-            float,
-            field(default=0.5, metadata=_help("dropout on the embedded tokens")),
-        ),
-        (
-            "word_dropout",
-            float,
-            field(
-                default=0.1,
-                metadata=_help("in training, replace each token by <unk> with this probability"),
-            ),
-        ),
-        (
-            "classifier_dropout",
-            float,
-            field(default=0.5, metadata=_help("dropout before the classifier")),
-        ),
-    ],
-    bases=(RecurrentConfig,),
-    frozen=True,
-    namespace={
-        "__doc__": "Embedding, recurrent encoder, pooling and classifier.",
-        "__module__": __name__,
-    },
-)
-
-
-class TextClassifier(nn.Module):
-    """Embedding, recurrent encoder, pooling over time and a linear classifier."""
-
-    def __init__(self, cfg, vocab_size: int, num_classes: int) -> None:
-        super().__init__()
-        recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
-        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
-        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
-        if not 0 <= cfg.word_dropout < 1:
-            raise UserError(f"--word-dropout must be in [0, 1), got {cfg.word_dropout}")
-        self.word_dropout = cfg.word_dropout
-        self.encoder = build_encoder(RecurrentConfig(**recurrent), cfg.embedding_dim)
-        size = encoder_output_size(self.encoder)
-        self.pooling = cfg.pooling
-        if cfg.pooling not in POOLING:
-            raise UserError(f"--pooling must be one of {', '.join(POOLING)}, got {cfg.pooling!r}")
-        if cfg.pooling == "attention":
-            self.attn = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
-        self.dropout = nn.Dropout(cfg.classifier_dropout)
-        self.head = nn.Linear(size, num_classes)
-        self.last_attention: Tensor | None = None
-
-    def encode(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """Encoder outputs ``(B, T, D*H)``; zero at padded steps."""
-        if self.training and self.word_dropout:
-            drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
-            tokens = tokens.masked_fill(drop & (tokens != PAD), UNK)
-        x = self.embedding_dropout(self.embedding(tokens))
-        if self.encoder.bidirectional:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            y, _ = self.encoder(packed)
-            y, _ = pad_packed_sequence(y, batch_first=True, total_length=tokens.shape[1])
-            return y
-        y, _ = self.encoder(x)
-        return y
-
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        y = self.encode(tokens, lengths)
-        mask = (
-            torch.arange(tokens.shape[1], device=y.device)[None, :] < lengths.to(y.device)[:, None]
-        )
-        if self.pooling == "last":
-            rows = torch.arange(y.shape[0], device=y.device)
-            last = y[rows, (lengths.to(y.device) - 1).clamp(min=0)]
-            if self.encoder.bidirectional:
-                half = y.shape[-1] // 2
-                last = torch.cat([last[:, :half], y[:, 0, half:]], dim=-1)
-            pooled = last
-        elif self.pooling == "mean":
-            m = mask.unsqueeze(-1).to(y.dtype)
-            pooled = (y * m).sum(1) / m.sum(1).clamp(min=1)
-        elif self.pooling == "max":
-            pooled = y.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
-        else:
-            scores = self.attn(y).squeeze(-1).masked_fill(~mask, float("-inf"))
-            alpha = torch.softmax(scores, dim=1)
-            self.last_attention = alpha.detach()
-            pooled = (alpha.unsqueeze(-1) * y).sum(1)
-        return self.head(self.dropout(pooled))
-
-
 @dataclass
 class _Split:
     ids: list[list[int]]
@@ -305,16 +203,6 @@ def stratified_folds(labels: list[str], order: np.ndarray, k: int) -> np.ndarray
         fold[members] = (start + np.arange(len(members))) % k
         start += len(members)
     return fold
-
-
-def macro_f1(confusion: np.ndarray) -> float:
-    """Unweighted mean of the per-class F1 from a confusion matrix (rows true, columns
-    predicted); a class never true nor predicted counts as F1 = 0 only if it was true."""
-    tp = np.diag(confusion).astype(float)
-    pred, true = confusion.sum(0), confusion.sum(1)
-    f1 = np.where(pred + true > 0, 2 * tp / np.maximum(pred + true, 1), 0.0)
-    present = true > 0
-    return float(f1[present].mean()) if present.any() else 0.0
 
 
 @register

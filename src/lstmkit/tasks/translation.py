@@ -26,16 +26,17 @@ from lstmkit.data.parallel import ParallelText, read_parallel
 from lstmkit.data.sampling import BucketBatches, rank_slice
 from lstmkit.data.text import check_encoding
 from lstmkit.data.tokenize import BOS, EOS, PAD, TextTokenizer, fit_tokenizer
-from lstmkit.tasks.base import Task, register
-from lstmkit.tasks.seq2seq import (
+from lstmkit.models.seq2seq import (
     Seq2Seq,
     Seq2SeqConfig,
     beam_search,
     greedy_decode,
     label_smoothed_loss,
 )
+from lstmkit.tasks.base import Task, register
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
+from lstmkit.utils.metrics import bleu_chrf
 
 TOKENIZERS = ("bpe", "word", "char")
 SPLITS = {"train": "train_prefix", "valid": "valid_prefix", "test": "test_prefix"}
@@ -126,16 +127,6 @@ def make_batch(src: list[list[int]], tgt: list[list[int]]) -> TranslationBatch:
         _pad([[BOS, *t] for t in tgt]),
         _pad([[*t, EOS] for t in tgt]),
     )
-
-
-def bleu_chrf(hyps: list[str], refs: list[str]) -> tuple[float, float, str, str]:
-    """Corpus sacreBLEU and chrF of detokenised hypotheses, with their signatures."""
-    from sacrebleu.metrics import BLEU, CHRF
-
-    bleu, chrf = BLEU(), CHRF()
-    b = bleu.corpus_score(hyps, [refs])
-    c = chrf.corpus_score(hyps, [refs])
-    return b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature())
 
 
 @register
@@ -349,7 +340,7 @@ class TranslationTask(Task):
     # ----- decoding
     @torch.no_grad()
     def decode(self, model, sentences: list[str], device, *, beam: int | None = None) -> list:
-        """Hypotheses (:class:`lstmkit.tasks.seq2seq.Hypothesis`) for ``sentences``, decoded in
+        """Hypotheses (:class:`lstmkit.models.seq2seq.Hypothesis`) for ``sentences``, decoded in
         batches of similar length and returned in input order."""
         beam = self.cfg.beam if beam is None else beam
         if beam < 1:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lstmkit.data.tokenize import EOS
-from lstmkit.tasks.seq2seq import (
+from lstmkit.models.seq2seq import (
     Attention,
     Memory,
     Seq2Seq,

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import lstmkit
+from lstmkit.models.encoder import CELLS, RecurrentConfig, SequenceModel, build_encoder
 from lstmkit.nn import LSTMConfig
-from lstmkit.tasks.models import CELLS, RecurrentConfig, SequenceModel, build_encoder
 from lstmkit.utils.errors import UserError
 
 TASK_OWNED = {"input_size", "batch_first", "bias"}
