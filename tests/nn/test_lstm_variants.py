@@ -62,9 +62,44 @@ def test_backend_matches_reference_module(backend, name, dtype, packed):
     g_o = torch.autograd.grad(
         loss_o, list(ours.parameters()), allow_unused=True, materialize_grads=True
     )
+    if dtype == torch.float32 and name in ANCHORED:
+        # Two float32 sums in different orders differ by float32 round-off, which layer norm's
+        # 1/sigma amplifies past any fixed tolerance (2.3e-4 of 1.4e2 on one AMD EPYC, where the
+        # float32 reference is itself 4.6e-2 from the float64 result): hold both to the float64
+        # result instead: the backend within twice the float32 reference's own error, or 2e-5 of
+        # the gradient's largest element (the old elementwise rule allowed 1e-4 of each element).
+        g_64 = _grads64(ref, x, VARIANTS[name])
+        for (n, _), a, b, t in zip(ref.named_parameters(), g_o, g_r, g_64, strict=True):
+            err_ours = (a.double() - t).abs().max().item()
+            err_ref = (b.double() - t).abs().max().item()
+            scale = t.abs().max().item()  # the error of a sum grows with its terms, not its result
+            assert err_ours <= 2 * err_ref + 2e-5 * scale, (
+                f"{n}: {err_ours:.3g} from float64, reference {err_ref:.3g} (max {scale:.3g})"
+            )
+        return
     for (n, _), a, b in zip(ref.named_parameters(), g_o, g_r, strict=True):
         g_atol, g_rtol = GRAD_TOL[dtype]
         torch.testing.assert_close(a, b, atol=g_atol, rtol=g_rtol, msg=lambda m, n=n: f"{n}: {m}")
+
+
+# Variants compared against float64 in float32 (deterministic: no masks drawn, so the float64
+# twin sees the same computation).
+ANCHORED = {"layer_norm"}
+
+
+def _grads64(ref, x, kw):
+    """The float64 gradients of the same loss and weights (the truth float32 is held to)."""
+    m = lstmkit.LSTM(5, 6, 2, bidirectional=True, dtype=torch.float64, backend="reference", **kw)
+    m.load_state_dict({k: v.double() for k, v in ref.state_dict().items()})
+    if isinstance(x, torch.nn.utils.rnn.PackedSequence):
+        x64 = x._replace(data=x.data.double())
+    else:
+        x64 = x.double()
+    out, (h, c) = m(x64)
+    loss = out_tensor(out).pow(2).sum() + h.sum() + c.sum()
+    return torch.autograd.grad(
+        loss, list(m.parameters()), allow_unused=True, materialize_grads=True
+    )
 
 
 @pytest.mark.parametrize("backend", ["reference", *backends()])
