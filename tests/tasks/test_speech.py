@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from lstmkit.cli.main import cli_main
 from lstmkit.data import audio
 from lstmkit.models import speech
 from lstmkit.models.speech import (
+    SPEECH_ENCODER,
     SpeechModelConfig,
     WordsModelConfig,
     ctc_beam_search,
@@ -32,8 +34,12 @@ from lstmkit.utils.metrics import error_rates
 
 FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd"
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY_WORDS = WordsModelConfig(hidden_size=16, num_layers=1, subsample=2)
-TINY_CTC = SpeechModelConfig(hidden_size=16, num_layers=1, subsample=2)
+TINY_WORDS = WordsModelConfig(
+    encoder=replace(SPEECH_ENCODER, hidden_size=16, num_layers=1), subsample=2
+)
+TINY_CTC = SpeechModelConfig(
+    encoder=replace(SPEECH_ENCODER, hidden_size=16, num_layers=1), subsample=2
+)
 
 
 def _log(probs) -> torch.Tensor:
@@ -103,7 +109,11 @@ def test_stack_frames():
 def test_pooling_ignores_padding():
     torch.manual_seed(0)
     for pooling in speech.POOLINGS:
-        cfg = WordsModelConfig(hidden_size=8, num_layers=1, subsample=2, pooling=pooling)
+        cfg = WordsModelConfig(
+            encoder=replace(SPEECH_ENCODER, hidden_size=8, num_layers=1),
+            subsample=2,
+            pooling=pooling,
+        )
         model = speech.WordClassifier(cfg, 4, 3).eval()
         x = torch.randn(1, 7, 4)
         padded = torch.cat([x, torch.randn(1, 5, 4) * 9], 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,15 @@ import soundfile as sf
 import torch
 
 from lstmkit.data import audio
-from lstmkit.models.speech import SpeechModelConfig, WordsModelConfig
+from lstmkit.models.speech import SPEECH_ENCODER, SpeechModelConfig, WordsModelConfig
 from lstmkit.tasks.speech import AsrCtcTask, CtcConfig, SpokenWordsTask, WordsConfig, _collate
 
-TINY_CTC = SpeechModelConfig(hidden_size=8, num_layers=1, subsample=2)
-TINY_WORDS = WordsModelConfig(hidden_size=8, num_layers=1, subsample=2)
+TINY_CTC = SpeechModelConfig(
+    encoder=replace(SPEECH_ENCODER, hidden_size=8, num_layers=1), subsample=2
+)
+TINY_WORDS = WordsModelConfig(
+    encoder=replace(SPEECH_ENCODER, hidden_size=8, num_layers=1), subsample=2
+)
 QUIET = {"freq_masks": 0, "time_masks": 0}
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import re
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, asdict, fields, replace
 from typing import Any
 
 import click
 
+from lstmkit.utils.config import flat_names, section_default, sections
 from lstmkit.utils.errors import UserError
 
 INT_LIMIT = 2**63 - 1  # what torch and the C++ kernel take as an int64
@@ -89,12 +90,23 @@ class SectionedCommand(click.Command):
                 formatter.write_dl(records)
 
 
-def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None) -> list:
-    """One click option per field of the dataclass ``cls``."""
+def options_for(
+    cls: type, section: str, defaults: dict[str, Any] | None = None, prefix: str = ""
+) -> list:
+    """One click option per field of the dataclass ``cls``; a field that is a config itself
+    (a model's ``encoder``) gives the options of its fields, named with the field's ``prefix``
+    metadata and defaulting to the values of the field's default."""
     defaults = defaults or {}
     hints = typing.get_type_hints(cls)
+    subs = sections(cls)
     out = []
     for f in fields(cls):
+        if f.name in subs:
+            sub, p = subs[f.name]
+            inner = asdict(section_default(cls, f.name))
+            inner.update({k[len(p) :]: v for k, v in defaults.items() if k.startswith(p)})
+            out += _prefixed(options_for(sub, section, inner), prefix + p)
+            continue
         typ = hints[f.name]
         default = defaults.get(f.name, f.default)
         required = default is MISSING
@@ -134,6 +146,19 @@ def options_for(cls: type, section: str, defaults: dict[str, Any] | None = None)
             )
         )
     return out
+
+
+def _prefixed(params: list, prefix: str) -> list:
+    """``params`` with their flag and parameter names prefixed (``--hidden-size`` ->
+    ``--enc-hidden-size``)."""
+    if not prefix:
+        return params
+    for param in params:
+        param.name = prefix + param.name
+        dash = flag(prefix)[2:]
+        param.opts = ["--" + dash + o[2:] for o in param.opts]
+        param.secondary_opts = ["--no-" + dash + o[5:] for o in param.secondary_opts]
+    return params
 
 
 class HelpArgument(click.Argument):
@@ -183,17 +208,31 @@ def refuse_urls(cls: type, values: dict[str, Any]) -> None:
                     raise UserError(f"{name}: {part.strip()} is a URL; lstmkit {what}")
 
 
-def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate ``cls`` from the parsed values of its own fields (a URL for a path is
-    refused first, naming the option)."""
-    refuse_urls(cls, values)
-    return cls(
-        **{
-            f.name: values[f.name] if f.default is None else _value(values[f.name])
-            for f in fields(cls)
-            if f.name in values
-        }
-    )
+def build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Instantiate ``cls`` from the parsed values of its own fields, its sections (nested
+    configs) from theirs over the section's default (a URL for a path is refused first, naming
+    the option). The config's ``__post_init__`` checks the values; a ValueError it raises is a
+    :class:`UserError`."""
+    own = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+    refuse_urls(cls, own)
+    subs = sections(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in subs:
+            sub, p = subs[f.name]
+            if any(
+                k.startswith(prefix + p) and k[len(prefix + p) :] in flat_names(sub) for k in values
+            ):
+                inner = build(sub, values, prefix + p)
+                kwargs[f.name] = replace(section_default(cls, f.name), **asdict(inner))
+        elif f.name in own:
+            kwargs[f.name] = own[f.name] if f.default is None else _value(own[f.name])
+    try:
+        return cls(**kwargs)
+    except UserError:
+        raise
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _value(v: Any) -> Any:
@@ -204,7 +243,7 @@ def check_unique(*classes: type) -> None:
     """Two sections may not share a flag name (the values would be ambiguous)."""
     seen: dict[str, str] = {}
     for cls in classes:
-        for f in fields(cls):
-            if f.name in seen:
-                raise TypeError(f"option {flag(f.name)} is in both {seen[f.name]} and {cls}")
-            seen[f.name] = cls.__name__
+        for name in flat_names(cls):
+            if name in seen:
+                raise TypeError(f"option {flag(name)} is in both {seen[name]} and {cls}")
+            seen[name] = cls.__name__

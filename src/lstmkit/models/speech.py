@@ -5,7 +5,7 @@ nested under ``encoder``) and the CTC decoders (greedy and prefix beam search)."
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,20 +20,24 @@ from lstmkit.utils.meta import help_meta as _help
 POOLINGS = ("mean", "max", "last")
 
 
-def _recurrent_field(name: str, default: object):
-    f = next(f for f in fields(RecurrentConfig) if f.name == name)
-    return field(default=default, metadata=f.metadata)
+SPEECH_ENCODER = RecurrentConfig(num_layers=2, bidirectional=True)
+"""The speech models' default encoder: two bidirectional layers."""
 
 
 @dataclass(frozen=True)
-class SpeechModelConfig(RecurrentConfig):
+class SpeechModelConfig:
     """The recurrent encoder (every lstmkit.LSTM option) and the frame subsampling."""
 
-    num_layers: int = _recurrent_field("num_layers", 2)
-    bidirectional: bool = _recurrent_field("bidirectional", True)
+    encoder: RecurrentConfig = field(
+        default_factory=lambda: SPEECH_ENCODER, metadata=_help("the recurrent encoder")
+    )
     subsample: int = field(
         default=3, metadata=_help("stack this many consecutive frames into one (frame rate / k)")
     )
+
+    def __post_init__(self) -> None:
+        if self.subsample < 1:
+            raise UserError(f"--subsample must be >= 1, got {self.subsample}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class WordsModelConfig(SpeechModelConfig):
         default="mean",
         metadata=_help("how frames become one vector: mean, max or last", choices=POOLINGS),
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pooling not in POOLINGS:
+            raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,13 +77,8 @@ class SpeechEncoder(nn.Module):
 
     def __init__(self, cfg, n_mels: int):
         super().__init__()
-        if cfg.subsample < 1:
-            raise UserError(f"--subsample must be >= 1, got {cfg.subsample}")
         self.subsample = cfg.subsample
-        recurrent = RecurrentConfig(
-            **{f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
-        )
-        self.encoder = build_encoder(recurrent, n_mels * cfg.subsample)
+        self.encoder = build_encoder(cfg.encoder, n_mels * cfg.subsample)
         self.output_size = encoder_output_size(self.encoder)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,8 +102,6 @@ class WordClassifier(nn.Module):
 
     def __init__(self, cfg, n_mels: int, n_classes: int):
         super().__init__()
-        if cfg.pooling not in POOLINGS:
-            raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}")
         self.encoder = SpeechEncoder(cfg, n_mels)
         self.pooling = cfg.pooling
         self.head = nn.Linear(self.encoder.output_size, n_classes)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from lstmkit.utils.config import CONFIG_SCHEMA, section_default, sections
 from lstmkit.utils.errors import UserError
 
 TASKS: dict[str, type[Task]] = {}
@@ -121,6 +122,15 @@ def config_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
         )
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
+    subs = sections(cls)
+    values = dict(values)
+    for name, (sub, _) in subs.items():
+        if name in values:  # a section: its own fields checked, over the section's default
+            inner = config_from_dict(sub, values[name], f"{what}: {name}")
+            given = values[name]
+            values[name] = replace(
+                section_default(cls, name), **{k: getattr(inner, k) for k in given}
+            )
     if unknown:
         raise UserError(f"{what}: unknown option(s) {', '.join(unknown)} for {cls.__name__}")
     try:
@@ -128,6 +138,8 @@ def config_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
     except (NameError, TypeError):  # an annotation this module cannot resolve: check none
         hints = {}
     for name, value in values.items():
+        if name in subs:
+            continue
         problem = _type_problem(value, hints.get(name, Any))
         if problem:
             shown = repr(value)
@@ -174,6 +186,7 @@ class Task(abc.ABC):
     def describe(self) -> dict:
         return {
             "task": self.name,
+            "config_schema": CONFIG_SCHEMA,
             "task_config": asdict(self.cfg),
             "model_config": asdict(self.model_cfg),
             "task_state": self.state(),

@@ -228,8 +228,6 @@ class SpeechTask(Task):
             raise UserError(f"--noise-snr must be >= 0 dB, got {cfg.noise_snr}")
         if not 0 <= cfg.speed_perturb < 1:
             raise UserError(f"--speed-perturb must be in [0, 1), got {cfg.speed_perturb}")
-        if model_cfg.subsample < 1:
-            raise UserError(f"--subsample must be >= 1, got {model_cfg.subsample}")
         if state is None:  # a new run (a checkpoint's task has a state, and needs no data)
             if not cfg.train:
                 raise UserError(f"task {self.name!r} needs --train (a manifest or a folder)")
@@ -458,7 +456,7 @@ class SpeechTask(Task):
         if not any(isinstance(m, LSTM) for m in model.modules()):
             raise UserError(
                 f"inspect needs an LSTM model (this one was trained with --cell "
-                f"{self.model_cfg.cell})"
+                f"{self.model_cfg.encoder.cell})"
             )
         inputs = inputs or self.examples()[:1]
         if not inputs:

@@ -503,6 +503,31 @@ def _check_meta(meta: dict, meta_path: Path, folder: Path) -> int:
     return version
 
 
+def migrate_configs(meta: dict, where: Path) -> dict:
+    """``meta`` with its configs in today's layout (:data:`~lstmkit.utils.config.
+    CONFIG_SCHEMA`). Schema 1 (no ``config_schema``: every checkpoint written before the model
+    configs nested) kept the model's options flat; they are nested into the task's
+    ``ModelConfig`` (its recurrent options under ``encoder``). Called after the checksum of
+    model.json's content was verified, so that the check is of what was written."""
+    from lstmkit.utils.config import CONFIG_SCHEMA, nest
+
+    schema = meta.get("config_schema", 1)
+    if not _is_int(schema) or not 1 <= schema <= CONFIG_SCHEMA:
+        raise UserError(
+            f"{where}: config_schema must be an integer from 1 to {CONFIG_SCHEMA}, got "
+            f"{schema!r} (a newer lstmkit wrote it?)"
+        )
+    flat = meta.get("model_config")
+    if schema == CONFIG_SCHEMA or not isinstance(flat, dict):
+        return meta
+    from lstmkit.tasks.base import discover
+
+    task_cls = discover().get(meta.get("task")) if isinstance(meta.get("task"), str) else None
+    if task_cls is None:
+        return meta  # the task check names it when the task is rebuilt
+    return {**meta, "model_config": nest(task_cls.ModelConfig, flat), "config_schema": 2}
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -522,6 +547,7 @@ def load_checkpoint(
     meta_path = folder / MODEL_META
     meta = _read_json(folder, MODEL_META, "checkpoint metadata")
     version = _check_meta(meta, meta_path, folder)
+    meta = migrate_configs(meta, meta_path)
     sha = _sha_field(meta, "sha256", str(meta_path))
 
     def expect(stored: Spec) -> Spec | None:

@@ -44,7 +44,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from lstmkit.tasks.base import Task, to_device
+from lstmkit.tasks.base import Task, get_task, to_device
 from lstmkit.train import distributed as dist_utils
 from lstmkit.train.checkpoint import (
     load_checkpoint,
@@ -55,6 +55,7 @@ from lstmkit.train.checkpoint import (
 )
 from lstmkit.train.config import RESUMABLE, RESUMABLE_TASK, UNCHECKED, TrainConfig
 from lstmkit.train.ema import WeightAverage
+from lstmkit.utils.config import flatten
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
 from lstmkit.utils.lock import FolderLock, held_by_launcher, lock_folder
@@ -215,10 +216,19 @@ def _comparable(value: object) -> object:
     return json.loads(json.dumps(value))
 
 
+def _flat_model(model_cls: type, meta: dict) -> object:
+    """A checkpoint's model config as flags name its options (sections flattened)."""
+    saved = meta.get("model_config")
+    return flatten(saved, model_cls) if isinstance(saved, dict) else saved
+
+
 def _check_same_run(task: Task, meta: dict, out: Path, cfg: TrainConfig | None = None) -> None:
     """--resume must not change the task, the model or how it learns under the saved weights;
     only the options of :data:`~lstmkit.train.config.RESUMABLE` may differ."""
     now = {**task.describe(), "train_config": asdict(cfg) if cfg is not None else {}}
+    # the options as flags name them: a model config's sections (its encoder) seen flat
+    now["model_config"] = flatten(task.model_cfg)
+    meta = {**meta, "model_config": _flat_model(type(task).ModelConfig, meta)}
     diffs = []
     if meta.get("task") != now["task"]:
         raise UserError(
@@ -261,6 +271,7 @@ def resume_values(task_name: str, values: dict, given: set[str], out: Path) -> d
             f"--resume: {out} holds a run of task {meta.get('task')!r}, not {task_name!r}"
         )
     merged = dict(values)
+    meta = {**meta, "model_config": _flat_model(get_task(task_name).ModelConfig, meta)}
     keep = set(given) | set(UNCHECKED)
     if folder != out:
         keep.add("fold")  # a fold's own index; the cross-validation trains every fold
