@@ -7,7 +7,7 @@ the same functions as its command, so a method and its command give the same res
 the run's task does not have raises :class:`UnsupportedVerb`, naming the task and the verbs it
 has.
 
-This module sits at the level of the CLI (it imports train/ and experiments/); ``import
+This module sits at the level of the CLI (it imports infer/, where each verb lives); ``import
 lstmkit`` does not import it, ``lstmkit.load`` does on its first call.
 """
 
@@ -21,16 +21,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lstmkit.tasks.base import Task
-from lstmkit.train import inference
+from lstmkit.infer import evaluate as _evaluate
+from lstmkit.infer import inputs as _inputs
+from lstmkit.infer import predict as _predict
+from lstmkit.infer.load import UnsupportedVerb, load_trained, require
+from lstmkit.tasks.base import VERBS, Task
 from lstmkit.train.checkpoint import Checkpoint
+from lstmkit.utils.device import resolve_device
 from lstmkit.utils.errors import UserError
 
-VERBS = ("predict", "evaluate", "inspect", "generate", "translate", "transcribe")
-
-
-class UnsupportedVerb(UserError):
-    """A verb that the run's task does not have (``generate`` on a sentiment run...)."""
+__all__ = ["VERBS", "Run", "UnsupportedVerb", "load"]
 
 
 def load(path: str | os.PathLike, device: str = "auto", *, allow_nonfinite: bool = False) -> Run:
@@ -40,10 +40,8 @@ def load(path: str | os.PathLike, device: str = "auto", *, allow_nonfinite: bool
     ``allow_nonfinite`` loads NaN or infinite weights (for debugging a diverged run). Bad paths
     and damaged checkpoints raise :class:`~lstmkit.utils.errors.UserError` with one line that
     names the file, as the command line prints it."""
-    from lstmkit.train.trainer import resolve_device
-
     dev = resolve_device(device)
-    task, model, ckpt = inference.load_trained(path, dev, allow_nonfinite=allow_nonfinite)
+    task, model, ckpt = load_trained(path, dev, allow_nonfinite=allow_nonfinite)
     return Run(Path(path), task, model, ckpt, dev)
 
 
@@ -71,25 +69,12 @@ class Run:
 
     @property
     def verbs(self) -> tuple[str, ...]:
-        """The methods this run's task supports, in the order of :data:`VERBS`."""
-        task = type(self.task)
-        has = {
-            "predict": task.predict is not Task.predict,
-            "evaluate": True,
-            "inspect": task.inspect is not Task.inspect,
-            # the long-time-lag tasks' generate() makes training data, not text
-            "generate": hasattr(task, "encode_prompt"),
-            "translate": hasattr(task, "translate"),
-            "transcribe": hasattr(task, "transcribe"),
-        }
-        return tuple(v for v in VERBS if has[v])
+        """The methods this run's task supports (its declared capabilities), in the order of
+        :data:`VERBS`."""
+        return self.task.verbs()
 
     def _need(self, verb: str) -> None:
-        if verb not in self.verbs:
-            raise UnsupportedVerb(
-                f"{self.path}: this run's task, {self.task.name!r}, has no {verb}; "
-                f"it supports {', '.join(self.verbs)}"
-            )
+        require(self.task, verb, str(self.path))
 
     # ----- the verbs
     def predict(self, inputs: str | Iterable[str]) -> list[dict]:
@@ -97,10 +82,10 @@ class Run:
         in the task's text format: a sentence for sentiment, ``0.5* 0.1 0.3*`` for adding, an
         audio path for the speech tasks... A single string is one input."""
         self._need("predict")
-        items = inference.read_inputs(_texts(inputs, "inputs"), "")
+        items = _inputs.read_inputs(_texts(inputs, "inputs"), "")
         if not items:
             raise UserError("predict: give one or more inputs")
-        return inference.predict_items(self.task, self.model, items, self.device)
+        return _predict.predict_items(self.task, self.model, items, self.device)
 
     def evaluate(
         self, split: str = "test", *, data: str | os.PathLike | None = None, **options
@@ -111,19 +96,19 @@ class Run:
         reading options, e.g. ``text_column="review"``)."""
         self._need("evaluate")
         if data is not None:
-            return inference.evaluate_data(self.task, self.model, data, self.device, **options)
+            return _evaluate.evaluate_data(self.task, self.model, data, self.device, **options)
         if options:
             raise UserError(f"evaluate: {', '.join(options)} apply only with data=FILE")
         if split not in ("valid", "test"):
             raise UserError(f"evaluate: split must be 'valid' or 'test', got {split!r}")
-        return inference.evaluate_split(self.task, self.model, split, self.device, str(self.path))
+        return _evaluate.evaluate_split(self.task, self.model, split, self.device, str(self.path))
 
     def inspect(self, inputs: str | Iterable[str] = (), out: str | os.PathLike = "inspect"):
         """Gate and cell-state PNGs for ``inputs`` (one test example when there are none),
         written into the folder ``out``; returns their paths, as ``lstmkit inspect`` prints."""
         self._need("inspect")
-        items = inference.read_inputs(
-            _texts(inputs, "inputs"), "", max_chars=inference.MAX_INSPECT_CHARS
+        items = _inputs.read_inputs(
+            _texts(inputs, "inputs"), "", max_chars=_inputs.MAX_INSPECT_CHARS
         )
         with torch.no_grad():
             return self.task.inspect(self.model, items, Path(out), self.device)
@@ -144,7 +129,7 @@ class Run:
         it; the options left out take that command's defaults (length 500, temperature 1, all
         tokens, the prompt echoed). ``seed`` makes it repeatable. ``stream=True`` returns the
         pieces one token at a time, as they are sampled."""
-        from lstmkit.train.generate import GenerateConfig, generate_pieces
+        from lstmkit.infer.generate import GenerateConfig, generate_pieces
 
         self._need("generate")
         default = {f.name: f.default for f in fields(GenerateConfig)}
@@ -176,7 +161,7 @@ class Run:
     ) -> list[str]:
         """One translation per sentence (an empty sentence gives an empty translation), as
         ``lstmkit translate`` prints them; the decoding options left out are the run's."""
-        from lstmkit.experiments.translation import translate_sentences, with_decoding
+        from lstmkit.infer.translate import translate_sentences, with_decoding
 
         self._need("translate")
         sources = [s.strip() for s in _texts(sentences, "sentences")]
@@ -199,7 +184,7 @@ class Run:
     ) -> list[dict]:
         """One ``{"input", "text", "seconds", "compute_s"}`` per audio file, as ``lstmkit
         transcribe --json`` prints them; ``decoder`` and ``beam_size`` default to the run's."""
-        from lstmkit.train.transcribe import transcribe_files
+        from lstmkit.infer.transcribe import transcribe_files
 
         self._need("transcribe")
         if isinstance(audio, str | os.PathLike):

@@ -98,7 +98,7 @@ def test_predict_refuses_a_fifo_as_input(trained, tmp_path, capsys):
 
 
 def test_a_giant_input_line_is_cut_and_said(trained, tmp_path, capsys):
-    from lstmkit.train.inference import MAX_INPUT_CHARS
+    from lstmkit.infer.inputs import MAX_INPUT_CHARS
 
     big = tmp_path / "big.txt"
     big.write_text("0.5* " * (MAX_INPUT_CHARS // 2) + "0.1*\n0.2* 0.3*\n")

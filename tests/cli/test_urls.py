@@ -47,7 +47,7 @@ def test_an_output_url_says_to_write_locally(capsys):
 
 
 def test_free_text_that_looks_like_a_url_is_not_a_path():
-    from lstmkit.train.generate import GenerateConfig
+    from lstmkit.infer.generate import GenerateConfig
 
     refuse_urls(GenerateConfig, {"prompt": "https://example.com", "checkpoint": "runs/lm"})
     with pytest.raises(UserError, match="CHECKPOINT: https://x/run is a URL"):

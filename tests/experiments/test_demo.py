@@ -42,7 +42,7 @@ def test_reduced_demo(tmp_path, capsys, monkeypatch):
     assert (out / "lstm" / "best" / "model.safetensors").exists()
     # gates.png: the read-out line is the net's answer at every step, so its last value is the
     # prediction, and the sum line ends at the target; the caption names the units shown
-    from lstmkit.train.inference import load_trained
+    from lstmkit.infer.load import load_trained
 
     task, model, _ = load_trained(out / "lstm", torch.device("cpu"))
     test = task.eval_set("test")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from lstmkit.infer.load import load_trained
 from lstmkit.models.classifier import SentimentModelConfig, TextClassifier
 from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask, token_contributions
 from lstmkit.train.config import TrainConfig
-from lstmkit.train.inference import load_trained
 from lstmkit.train.trainer import train
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.metrics import macro_f1

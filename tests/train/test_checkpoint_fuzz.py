@@ -12,10 +12,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lstmkit.infer.load import load_trained
 from lstmkit.models.encoder import RecurrentConfig
 from lstmkit.tasks.longlag import AddingConfig, AddingTask
 from lstmkit.train import checkpoint as ck
-from lstmkit.train.inference import load_trained
 from lstmkit.utils.errors import UserError
 
 FILES = [ck.MODEL_FILE, ck.MODEL_META, ck.TRAINER_FILE, ck.TRAINER_META]

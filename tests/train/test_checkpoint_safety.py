@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from lstmkit.infer.load import load_trained
 from lstmkit.models.encoder import RecurrentConfig
 from lstmkit.tasks.lm import LanguageModelTask
 from lstmkit.tasks.longlag import AddingConfig, AddingTask
 from lstmkit.tasks.sentiment import SentimentTask
 from lstmkit.train import checkpoint as ck
-from lstmkit.train.inference import load_trained
 from lstmkit.utils.errors import UserError
 
 CPU = torch.device("cpu")

@@ -13,8 +13,10 @@ import re
 import sys
 import traceback
 import warnings
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,6 +29,13 @@ from lstmkit.cli.options import (
     check_unique,
     options_for,
 )
+from lstmkit.infer.evaluate import EvaluateConfig
+from lstmkit.infer.generate import GenerateConfig
+from lstmkit.infer.inspect import InspectConfig
+from lstmkit.infer.predict import PredictConfig
+from lstmkit.infer.transcribe import TranscribeConfig
+from lstmkit.infer.translate import TranslateConfig
+from lstmkit.train.curves import PlotConfig
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.malloc import tune_malloc
 
@@ -82,7 +91,7 @@ def _train_command(task_cls) -> click.Command:
 
             return launch(task_cls.name, train_cfg, _without_nproc(argv))
         cfg, model_cfg = build(task_cls.Config, values), build(task_cls.ModelConfig, values)
-        if getattr(cfg, "cv", 0) and getattr(cfg, "fold", 0) < 0:
+        if "cross-validate" in task_cls.capabilities and cfg.cv and cfg.fold < 0:
             return _run_cross_validation(task_cls, cfg, model_cfg, train_cfg)
         return _run_training(task_cls(cfg, model_cfg), train_cfg)
 
@@ -108,7 +117,7 @@ def _resumed_values(task_cls, values: dict) -> dict:
     given = {name for name in values if ctx.get_parameter_source(name) in typed}
     out = values["out"]
     if not out:  # the trainer's default folders
-        cross = values.get("cv") and values.get("fold", 0) < 0
+        cross = "cross-validate" in task_cls.capabilities and values["cv"] and values["fold"] < 0
         out = f"runs/{task_cls.name}-cv{values['cv']}" if cross else f"runs/{task_cls.name}"
     return resume_values(task_cls.name, values, given, Path(out))
 
@@ -177,11 +186,23 @@ def train() -> None:
     """Train a model on TASK; `lstmkit train TASK --help` lists every option."""
 
 
-def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> click.Command:
-    """A command that builds ``cfg_cls`` from its options and calls ``run`` with it; every such
-    command also takes ``--threads`` (the CPU threads torch may use), as training does."""
+@dataclass(frozen=True)
+class Command:
+    """One row of :data:`COMMANDS`: a command that builds ``config`` (a frozen dataclass whose
+    fields are its options) from what was typed and calls ``run`` with it."""
 
-    own = "threads" in {f.name for f in fields(cfg_cls)}  # the config takes it itself
+    name: str
+    config: type
+    run: Callable[[Any], int]
+    short_help: str
+    help: str
+
+
+def _make_command(c: Command) -> click.Command:
+    """The click command of a :class:`Command`; every such command also takes ``--threads``
+    (the CPU threads torch may use), as training does."""
+
+    own = "threads" in {f.name for f in fields(c.config)}  # the config takes it itself
 
     def callback(**values):
         threads = values["threads"] if own else values.pop("threads")
@@ -191,7 +212,7 @@ def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> 
             import torch
 
             torch.set_num_threads(threads)
-        return run(build(cfg_cls, values))
+        return c.run(build(c.config, values))
 
     threads = SectionOption(
         ["--threads", "threads"],
@@ -202,20 +223,21 @@ def _command(name: str, cfg_cls: type, run, short_help: str, help_text: str) -> 
         section="Options",
     )
     return SectionedCommand(
-        name,
-        params=[*options_for(cfg_cls, "Options"), *([] if own else [threads])],
+        c.name,
+        params=[*options_for(c.config, "Options"), *([] if own else [threads])],
         callback=callback,
-        help=help_text,
-        short_help=short_help,
+        help=c.help,
+        short_help=c.short_help,
         context_settings=CONTEXT,
     )
 
 
+# ----- what each command prints (the work is in lstmkit.infer and lstmkit.train.curves)
 def _evaluate(cfg) -> int:
     from lstmkit.cli.report import print_metrics
-    from lstmkit.train import inference
+    from lstmkit.infer.evaluate import evaluate
 
-    task, ckpt, metrics = inference.evaluate(cfg)
+    task, ckpt, metrics = evaluate(cfg)
     if cfg.json:
         click.echo(json.dumps({"checkpoint": str(ckpt.path), **metrics}))
     else:
@@ -224,9 +246,9 @@ def _evaluate(cfg) -> int:
 
 
 def _predict(cfg) -> int:
-    from lstmkit.train import inference
+    from lstmkit.infer.predict import predict
 
-    results = inference.predict(cfg)
+    results = predict(cfg)
     if cfg.output:
         click.echo(f"wrote {len(results)} predictions to {cfg.output}", err=True)
     else:
@@ -235,52 +257,15 @@ def _predict(cfg) -> int:
 
 
 def _inspect(cfg) -> int:
-    from lstmkit.train import inference
+    from lstmkit.infer.inspect import inspect
 
-    for p in inference.inspect(cfg):
+    for p in inspect(cfg):
         click.echo(str(p))
     return 0
 
 
-def _add_use_commands() -> None:
-    from lstmkit.train.inference import EvaluateConfig, InspectConfig, PredictConfig
-
-    cli.add_command(
-        _command(
-            "evaluate",
-            EvaluateConfig,
-            _evaluate,
-            "Evaluate a trained model (a run folder, or its best/ or last/ checkpoint)",
-            "Evaluate a trained model on its task's validation and/or test set.",
-        )
-    )
-    cli.add_command(
-        _command(
-            "predict",
-            PredictConfig,
-            _predict,
-            "Run a trained model on INPUTS; prints one JSON object per input",
-            "Run a trained model on INPUTS and print one JSON object per input. With no "
-            "inputs, a few test examples are used (shown in the format the task reads).",
-        )
-    )
-    cli.add_command(
-        _command(
-            "inspect",
-            InspectConfig,
-            _inspect,
-            "Plot the gates and the cell state over time for INPUTS (PNG files)",
-            "Plot the gates and the cell state over time for INPUTS (one PNG each). With no "
-            "inputs, one test example is plotted.",
-        )
-    )
-
-
-_add_use_commands()
-
-
 def _generate(cfg) -> int:
-    from lstmkit.train.generate import generate
+    from lstmkit.infer.generate import generate
 
     for piece in generate(cfg):
         click.echo(piece, nl=False)  # click flushes: the text streams as it is sampled
@@ -288,29 +273,10 @@ def _generate(cfg) -> int:
     return 0
 
 
-def _add_generate_command() -> None:
-    from lstmkit.train.generate import GenerateConfig
-
-    cli.add_command(
-        _command(
-            "generate",
-            GenerateConfig,
-            _generate,
-            "Sample text from a language model (task lm), printed as it is generated",
-            "Continue --prompt with --length tokens sampled from a language model trained by "
-            "`lstmkit train lm`, printing each token as it comes. --temperature and --top-k "
-            "shape the sampling; --seed makes it repeatable.",
-        )
-    )
-
-
-_add_generate_command()
-
-
 def _translate(cfg) -> int:
-    from lstmkit.experiments import translation
+    from lstmkit.infer.translate import translate
 
-    result = translation.translate(cfg)
+    result = translate(cfg)
     if cfg.output:
         click.echo(
             f"wrote {len(result.translations)} translations to {cfg.output} "
@@ -324,52 +290,15 @@ def _translate(cfg) -> int:
     return 0
 
 
-def _add_translate_command() -> None:
-    from lstmkit.experiments.translation import TranslateConfig
-
-    cli.add_command(
-        _command(
-            "translate",
-            TranslateConfig,
-            _translate,
-            "Translate SENTENCES or --input FILE with a translation model",
-            "Translate SENTENCES (and the lines of --input) with a model trained by `lstmkit "
-            "train translation`; one translation per line. With --reference, print sacreBLEU "
-            "and chrF with their signatures.",
-        )
-    )
-
-
-_add_translate_command()
-
-
 def _transcribe(cfg) -> int:
-    from lstmkit.train import transcribe
+    from lstmkit.infer.transcribe import transcribe
 
-    results, text = transcribe.transcribe(cfg)
+    results, text = transcribe(cfg)
     if cfg.output:
         click.echo(f"wrote {len(results)} transcripts to {cfg.output}", err=True)
     else:
         click.echo(text, nl=False)
     return 0
-
-
-def _add_transcribe_command() -> None:
-    from lstmkit.train.transcribe import TranscribeConfig
-
-    cli.add_command(
-        _command(
-            "transcribe",
-            TranscribeConfig,
-            _transcribe,
-            "Transcribe audio files with a speech model (task asr-ctc)",
-            "Transcribe AUDIO files (WAV, FLAC, ... at any sample rate; resampled and mixed to "
-            "mono) with a model trained by `lstmkit train asr-ctc`. Prints FILE<TAB>TEXT lines.",
-        )
-    )
-
-
-_add_transcribe_command()
 
 
 def _plot(cfg) -> int:
@@ -379,24 +308,73 @@ def _plot(cfg) -> int:
     return 0
 
 
-def _add_plot_command() -> None:
-    from lstmkit.train.curves import PlotConfig
+COMMANDS = (
+    Command(
+        "evaluate",
+        EvaluateConfig,
+        _evaluate,
+        "Evaluate a trained model (a run folder, or its best/ or last/ checkpoint)",
+        "Evaluate a trained model on its task's validation and/or test set.",
+    ),
+    Command(
+        "predict",
+        PredictConfig,
+        _predict,
+        "Run a trained model on INPUTS; prints one JSON object per input",
+        "Run a trained model on INPUTS and print one JSON object per input. With no "
+        "inputs, a few test examples are used (shown in the format the task reads).",
+    ),
+    Command(
+        "inspect",
+        InspectConfig,
+        _inspect,
+        "Plot the gates and the cell state over time for INPUTS (PNG files)",
+        "Plot the gates and the cell state over time for INPUTS (one PNG each). With no "
+        "inputs, one test example is plotted.",
+    ),
+    Command(
+        "generate",
+        GenerateConfig,
+        _generate,
+        "Sample text from a language model (task lm), printed as it is generated",
+        "Continue --prompt with --length tokens sampled from a language model trained by "
+        "`lstmkit train lm`, printing each token as it comes. --temperature and --top-k "
+        "shape the sampling; --seed makes it repeatable.",
+    ),
+    Command(
+        "translate",
+        TranslateConfig,
+        _translate,
+        "Translate SENTENCES or --input FILE with a translation model",
+        "Translate SENTENCES (and the lines of --input) with a model trained by `lstmkit "
+        "train translation`; one translation per line. With --reference, print sacreBLEU "
+        "and chrF with their signatures.",
+    ),
+    Command(
+        "transcribe",
+        TranscribeConfig,
+        _transcribe,
+        "Transcribe audio files with a speech model (task asr-ctc)",
+        "Transcribe AUDIO files (WAV, FLAC, ... at any sample rate; resampled and mixed to "
+        "mono) with a model trained by `lstmkit train asr-ctc`. Prints FILE<TAB>TEXT lines.",
+    ),
+    Command(
+        "plot",
+        PlotConfig,
+        _plot,
+        "Draw the training curves of one or several runs side by side (a PNG)",
+        "Draw the training curves of RUNS side by side from their train.jsonl: the "
+        "training and validation values of each metric against steps, the test value of "
+        "the best checkpoint and the task's baseline where it has one. `lstmkit train` "
+        "draws the same picture into RUN/curves.png as it trains.",
+    ),
+)
+"""The commands that take a run (or runs) and options: one row each. A new verb is a config
+dataclass and a function in its own ``lstmkit/infer/`` module, a print function above, and a
+row here (plus its name in :data:`lstmkit.tasks.base.VERBS` and the tasks that declare it)."""
 
-    cli.add_command(
-        _command(
-            "plot",
-            PlotConfig,
-            _plot,
-            "Draw the training curves of one or several runs side by side (a PNG)",
-            "Draw the training curves of RUNS side by side from their train.jsonl: the "
-            "training and validation values of each metric against steps, the test value of "
-            "the best checkpoint and the task's baseline where it has one. `lstmkit train` "
-            "draws the same picture into RUN/curves.png as it trains.",
-        )
-    )
-
-
-_add_plot_command()
+for _c in COMMANDS:
+    cli.add_command(_make_command(_c))
 
 
 @cli.command(

@@ -39,19 +39,9 @@ def print_metrics(task, ckpt, metrics: dict[str, dict[str, float]]) -> None:
 def use_verbs(task) -> list[str]:
     """The ``lstmkit`` commands that use a trained model of ``task``, in the order a user
     tries them: evaluate, then the task's own (generate, translate, transcribe), predict and
-    inspect where the task has them."""
-    from lstmkit.tasks.base import Task
-
-    verbs = ["evaluate"]
-    if hasattr(task, "encode_prompt"):  # a language model (the long-lag tasks' generate makes data)
-        verbs.append("generate")
-    for verb in ("translate", "transcribe"):
-        if callable(getattr(task, verb, None)):
-            verbs.append(verb)
-    for verb in ("predict", "inspect"):
-        if getattr(type(task), verb, None) is not getattr(Task, verb):
-            verbs.append(verb)
-    return verbs
+    inspect, as far as the task declares them (:attr:`~lstmkit.tasks.base.Task.capabilities`)."""
+    order = ("evaluate", "generate", "translate", "transcribe", "predict", "inspect")
+    return [verb for verb in order if verb in task.capabilities]
 
 
 def print_training_result(result, task=None) -> None:

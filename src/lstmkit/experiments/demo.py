@@ -202,8 +202,8 @@ _LINES = 4  # units drawn as lines in the read-out share panel
 def _gates_plot(out: Path) -> Path:
     """The trained LSTM (best/) on the first test sequence: what it would answer at each step,
     which units carry that answer, and their gates."""
+    from lstmkit.infer.load import load_trained
     from lstmkit.nn import record_gates
-    from lstmkit.train.inference import load_trained
     from lstmkit.viz import LinePanel, plot_gates
 
     task, model, _ = load_trained(out / "lstm", torch.device("cpu"))

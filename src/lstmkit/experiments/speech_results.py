@@ -180,8 +180,8 @@ def rtf(args: argparse.Namespace) -> None:
     import torch
 
     from lstmkit.data.audio import read_manifest
+    from lstmkit.infer.load import load_trained
     from lstmkit.tasks.speech import normalize_text
-    from lstmkit.train.inference import load_trained
     from lstmkit.utils.metrics import error_rates
 
     torch.set_num_threads(args.threads)
@@ -219,7 +219,7 @@ def ensemble(args: argparse.Namespace) -> None:
     import torch
 
     from lstmkit.data.audio import read_manifest
-    from lstmkit.train.inference import load_trained
+    from lstmkit.infer.load import load_trained
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")

@@ -34,10 +34,50 @@ TASKS: dict[str, type[Task]] = {}
 _NOT_TASK_MODULES = {"base"}
 
 
+VERBS = ("predict", "evaluate", "inspect", "generate", "translate", "transcribe")
+"""The use verbs of a trained run (``lstmkit VERB RUN``, ``Run.VERB`` of the Python API)."""
+CAPABILITIES = (*VERBS, "cross-validate")
+"""What a task may declare in :attr:`Task.capabilities`: the verbs, and ``cross-validate``
+(``lstmkit train TASK --cv K``; its ``Config`` then has ``cv`` and ``fold``)."""
+NEEDED_METHODS = {
+    "predict": ("predict",),
+    "inspect": ("inspect",),
+    "generate": ("encode_prompt", "generate", "echo", "piece"),
+    "translate": ("translate",),
+    "transcribe": ("transcribe",),
+}
+"""The methods a task declaring each verb implements (:func:`register` checks them)."""
+
+
+def check_capabilities(cls: type[Task]) -> None:
+    """A declared capability must be known and implemented: the verb's methods overridden,
+    ``cross-validate``'s ``cv`` and ``fold`` options present. A ``TypeError`` names what is
+    missing (a programming error, found when the task registers, not when a user runs it)."""
+    unknown = sorted(set(cls.capabilities) - set(CAPABILITIES))
+    if unknown:
+        raise TypeError(
+            f"task {cls.name!r} declares unknown capabilities {unknown}; known: "
+            f"{', '.join(CAPABILITIES)}"
+        )
+    for verb in cls.capabilities:
+        for method in NEEDED_METHODS.get(verb, ()):
+            if getattr(cls, method, None) in (None, getattr(Task, method, None)):
+                raise TypeError(f"task {cls.name!r} declares {verb} but has no {method}()")
+    if "cross-validate" in cls.capabilities:
+        missing = {"cv", "fold"} - {f.name for f in fields(cls.Config)}
+        if missing:
+            raise TypeError(
+                f"task {cls.name!r} declares cross-validate but its Config has no "
+                f"{', '.join(sorted(missing))}"
+            )
+
+
 def register(cls: type[Task]) -> type[Task]:
-    """Class decorator: make a task known to ``lstmkit train`` under ``cls.name``."""
+    """Class decorator: make a task known to ``lstmkit train`` under ``cls.name``, its
+    declared :attr:`~Task.capabilities` checked."""
     if cls.name in TASKS and TASKS[cls.name] is not cls:
         raise ValueError(f"task name {cls.name!r} is registered twice")
+    check_capabilities(cls)
     TASKS[cls.name] = cls
     return cls
 
@@ -173,6 +213,16 @@ class Task(abc.ABC):
     prints_data_summary: ClassVar[bool] = False
     """True where the task says what it read in a line of its own (lm), so that the trainer
     logs :meth:`data_report` without printing it a second time."""
+    capabilities: ClassVar[frozenset[str]] = frozenset({"evaluate"})
+    """What a trained run of this task can do (:data:`CAPABILITIES`): the use verbs it has
+    (``predict``, ``inspect``, ``generate``...) and ``cross-validate``. The command line, the
+    Python API and their error messages read this set, never ``hasattr``; :func:`register`
+    checks that each declared verb's methods exist (:data:`NEEDED_METHODS`)."""
+
+    @classmethod
+    def verbs(cls) -> tuple[str, ...]:
+        """The use verbs this task has, in the order of :data:`VERBS`."""
+        return tuple(v for v in VERBS if v in cls.capabilities)
 
     def __init__(self, cfg: Any, model_cfg: Any, state: dict | None = None) -> None:
         self.cfg = cfg

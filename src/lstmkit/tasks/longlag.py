@@ -68,6 +68,8 @@ class _SetSizes:
 class LongLagTask(Task):
     """Shared machinery: fixed evaluation sets, batch slicing, gate plots of one sequence."""
 
+    capabilities = frozenset({"predict", "evaluate", "inspect"})
+
     ModelConfig = RecurrentConfig
     per_step: ClassVar[bool] = False
     input_labels: ClassVar[list[str] | None] = None
@@ -89,7 +91,7 @@ class LongLagTask(Task):
         """The generator checks its own arguments (ValueError naming them): one example made
         now turns a bad option into a user error before anything is written."""
         try:
-            self.generate(1, torch.Generator().manual_seed(0))
+            self.make_examples(1, torch.Generator().manual_seed(0))
         except (ValueError, TypeError) as e:
             raise UserError(f"task {self.name!r}: {e}".replace("_", "-")) from None
 
@@ -101,8 +103,8 @@ class LongLagTask(Task):
                 "a reverse direction would see the answers"
             )
 
-    # subclasses: generate, sizes, loss on outputs, metrics on outputs
-    def generate(self, n: int, generator: torch.Generator) -> data.LongLagBatch:
+    # subclasses: make_examples, sizes, loss on outputs, metrics on outputs
+    def make_examples(self, n: int, generator: torch.Generator) -> data.LongLagBatch:
         raise NotImplementedError
 
     @property
@@ -110,7 +112,7 @@ class LongLagTask(Task):
         # one example, made on the CPU even while a checkpoint's model is built on the meta
         # device (the generators index with data: Reber's walk reads its own random draws)
         with torch.device("cpu"):
-            return self.generate(1, _generator(0)).inputs.shape[-1]
+            return self.make_examples(1, _generator(0)).inputs.shape[-1]
 
     output_size: ClassVar[int] = 1
 
@@ -120,7 +122,9 @@ class LongLagTask(Task):
         )
 
     def train_batch(self, step, seed, batch_size, rank, world):
-        return _trim(_slice(self.generate(batch_size, step_generator(seed, step)), rank, world))
+        return _trim(
+            _slice(self.make_examples(batch_size, step_generator(seed, step)), rank, world)
+        )
 
     def eval_set(self, split: str) -> data.LongLagBatch:
         if split not in self._sets:
@@ -129,7 +133,7 @@ class LongLagTask(Task):
                 if split == "valid"
                 else (self.cfg.n_test, _TEST_SEED)
             )
-            self._sets[split] = self.generate(n, _generator(seed))
+            self._sets[split] = self.make_examples(n, _generator(seed))
         return self._sets[split]
 
     def split_source(self, split: str) -> str:
@@ -344,7 +348,7 @@ class AddingTask(_MarkedPairsTask):
     def baseline_mse(self) -> float:
         return data.adding_baseline_mse(self.cfg.seq_len, variant=self.cfg.variant)
 
-    def generate(self, n, generator):
+    def make_examples(self, n, generator):
         return data.adding_problem(
             n, self.cfg.seq_len, variant=self.cfg.variant, generator=generator
         )
@@ -378,7 +382,7 @@ class MultiplicationTask(_MarkedPairsTask):
     def baseline_mse(self) -> float:
         return data.multiplication_baseline_mse(self.cfg.seq_len)
 
-    def generate(self, n, generator):
+    def make_examples(self, n, generator):
         return data.multiplication_problem(n, self.cfg.seq_len, generator=generator)
 
     def target_of(self, values, marked):
@@ -431,7 +435,7 @@ class TemporalOrderTask(LongLagTask):
     def output_size(self) -> int:
         return len(self.classes)
 
-    def generate(self, n, generator):
+    def make_examples(self, n, generator):
         return data.temporal_order(n, variant=self.cfg.variant, generator=generator)
 
     def loss_from(self, output, batch):
@@ -522,7 +526,7 @@ class ReberTask(_ReberTask):
     Config = ReberConfig
     train_defaults = {"lr": 1e-2, "batch_size": 32, "steps": 5000, "eval_every": 100}
 
-    def generate(self, n, generator):
+    def make_examples(self, n, generator):
         return data.embedded_reber(n, generator=generator)
 
     def metrics_sums(self, output, batch):
@@ -581,7 +585,7 @@ class ContinualReberTask(_ReberTask):
                 raise UserError(f"--{name.replace('_', '-')} must be >= 30")
         self._sets = {}
 
-    def generate(self, n, generator):
+    def make_examples(self, n, generator):
         streams = [
             data.continual_embedded_reber(self.cfg.chunk, generator=generator) for _ in range(n)
         ]
@@ -691,7 +695,7 @@ class CopyMemoryTask(LongLagTask):
     def symbols(self) -> tuple[str, ...]:
         return ("_", *(str(k) for k in range(1, self.cfg.n_symbols + 1)), ":")
 
-    def generate(self, n, generator):
+    def make_examples(self, n, generator):
         c = self.cfg
         return data.copy_memory(
             n, c.delay, n_symbols=c.n_symbols, copy_len=c.copy_len, generator=generator

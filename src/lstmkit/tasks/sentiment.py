@@ -218,6 +218,7 @@ class SentimentTask(Task):
     """
 
     name = "sentiment"
+    capabilities = frozenset({"predict", "evaluate", "inspect", "cross-validate"})
     checkpoint_state = ("tokenizer", "labels")
     summary = "text classification (sentiment) from your CSV/TSV/JSONL or folders"
     Config = SentimentConfig

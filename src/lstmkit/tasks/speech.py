@@ -216,6 +216,8 @@ def _augment_rng(seed: int, step: int, position: int) -> np.random.Generator:
 class SpeechTask(Task):
     """Shared machinery: data splits, features, augmentation, evaluation batches, inspect."""
 
+    capabilities = frozenset({"predict", "evaluate", "inspect"})
+
     key: ClassVar[str] = "text"
 
     def __init__(self, cfg, model_cfg, state=None):
@@ -633,6 +635,7 @@ class AsrCtcTask(SpeechTask):
     ``lstmkit transcribe RUN a.wav`` writes transcripts."""
 
     name = "asr-ctc"
+    capabilities = SpeechTask.capabilities | {"transcribe"}
     checkpoint_state = ("chars",)
     summary = "speech transcription: (bi)LSTM encoder over log-mel frames, CTC over characters"
     Config = CtcConfig

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from lstmkit.utils.device import DEVICES
 from lstmkit.utils.meta import help_meta as _help
 
 SCHEDULES = ("constant", "cosine", "linear")
 AMP_MODES = ("none", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 RESUMABLE = (
     "steps",
     "max_time",

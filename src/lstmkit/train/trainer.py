@@ -56,6 +56,7 @@ from lstmkit.train.checkpoint import (
 from lstmkit.train.config import RESUMABLE, RESUMABLE_TASK, UNCHECKED, TrainConfig
 from lstmkit.train.ema import WeightAverage
 from lstmkit.utils.config import flatten
+from lstmkit.utils.device import resolve_device
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json, atomic_write_text
 from lstmkit.utils.lock import FolderLock, held_by_launcher, lock_folder
@@ -87,18 +88,6 @@ class TrainResult:
     solved: bool
     history: list[dict]
     """This session's train and valid events (the JSONL log has those of earlier sessions)."""
-
-
-def resolve_device(name: str, world: dist_utils.World | None = None) -> torch.device:
-    """``auto`` is CUDA where there is one, else CPU; processes take one GPU each."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (try --device cpu)")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    local = world.local_rank if world else 0
-    return torch.device("cuda", local % torch.cuda.device_count())
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -452,7 +441,7 @@ def train(
         raise UserError(
             f"--batch-size {cfg.batch_size} must divide evenly among {world.size} processes"
         )
-    device = resolve_device(cfg.device, world)
+    device = resolve_device(cfg.device, world.local_rank)
     _autocast(cfg, device)  # rejects --amp on CPU before anything is written
     if cfg.tensorboard:
         _summary_writer_class()

@@ -1,6 +1,6 @@
 """Decoding speed of a translation checkpoint: sentences per second, greedy and beam, batched.
 
-    python -m lstmkit.experiments.translation_bench runs/mt-de-en --threads 1
+    .venv/bin/python bench/translation.py runs/mt-de-en --threads 1
 
 Translates the first ``--sentences`` lines of the checkpoint's test source file (or ``--input``)
 once per setting after a short warm-up, and prints a Markdown table with sentences and output
@@ -20,7 +20,7 @@ from dataclasses import replace
 import torch
 
 from lstmkit.data.text import read_lines
-from lstmkit.experiments.translation import load_translator
+from lstmkit.infer.translate import load_translator
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lstmkit.train.config import DEVICES
-from lstmkit.train.inference import load_trained
+from lstmkit.infer.load import load_for
+from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
@@ -54,14 +54,9 @@ class GenerateConfig:
 def generate(cfg: GenerateConfig) -> Iterator[str]:
     """The pieces of text to print, in order: the prompt (if echoed), then one per token as
     soon as it is sampled. Options are checked before anything is yielded."""
-    from lstmkit.train.trainer import resolve_device
-
     if cfg.length < 0:
         raise UserError(f"--length must be >= 0, got {cfg.length}")
-    dev = resolve_device(cfg.device)
-    task, model, _ = load_trained(cfg.checkpoint, dev)
-    if not hasattr(task, "encode_prompt"):  # the long-time-lag tasks' generate() makes data
-        raise UserError(f"{cfg.checkpoint}: task {task.name!r} does not generate text")
+    task, model, _, dev = load_for("generate", cfg.checkpoint, cfg.device)
     return generate_pieces(
         task,
         model,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lstmkit.train.config import DEVICES
-from lstmkit.train.inference import load_trained
+from lstmkit.infer.load import load_for
+from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
@@ -41,19 +41,11 @@ class TranscribeConfig:
 
 def transcribe(cfg: TranscribeConfig) -> tuple[list[dict], str]:
     """The results (one dict per file) and the text to print or write."""
-    from lstmkit.train.trainer import resolve_device
-
     if not cfg.audio:
         raise UserError("transcribe: give one or more audio files")
     if cfg.beam_size < 0:
         raise UserError(f"--beam-size must be >= 0, got {cfg.beam_size}")
-    device = resolve_device(cfg.device)
-    task, model, _ = load_trained(cfg.checkpoint, device)
-    if not hasattr(task, "transcribe"):
-        raise UserError(
-            f"{cfg.checkpoint} is a model of task {task.name!r}; transcribe needs an asr-ctc model "
-            "(use `lstmkit predict` for classification)"
-        )
+    task, model, _, device = load_for("transcribe", cfg.checkpoint, cfg.device)
     results = transcribe_files(task, model, device, cfg.audio, cfg.decoder, cfg.beam_size)
     if cfg.json:
         text = "".join(json.dumps(r) + "\n" for r in results)

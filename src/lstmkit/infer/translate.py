@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lstmkit.data.text import check_encoding, read_lines
-from lstmkit.train.config import DEVICES
+from lstmkit.infer.load import load_for
+from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
@@ -61,14 +62,7 @@ class TranslateResult:
 
 def load_translator(checkpoint: str, device: str = "auto", **overrides):
     """The translation task (with decoding options overridden) and its model in eval mode."""
-    from lstmkit.tasks.translation import TranslationTask
-    from lstmkit.train.inference import load_trained
-    from lstmkit.train.trainer import resolve_device
-
-    dev = resolve_device(device)
-    task, model, ckpt = load_trained(checkpoint, dev)
-    if not isinstance(task, TranslationTask):
-        raise UserError(f"{ckpt.path} holds a model of task {task.name!r}, not a translation model")
+    task, model, _, dev = load_for("translate", checkpoint, device)
     return with_decoding(task, **overrides), model, dev
 
 

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from lstmkit.cli.main import cli_main
-from lstmkit.train.inference import load_trained
+from lstmkit.infer.load import load_trained
 
 GOOD = ["great", "superb", "moving", "fine", "brilliant", "lovely"]
 BAD = ["awful", "dull", "boring", "bad", "weak", "tedious"]
@@ -172,7 +172,7 @@ def test_evaluate_data_scores_a_new_labelled_file(sentiment_run, tmp_path, capsy
     result = json.loads(capsys.readouterr().out)
     assert set(result["data"]) >= {"accuracy", "macro_f1", "loss"}
     # the Python function gives the same numbers, and they are the file's: count them by hand
-    from lstmkit.train.inference import evaluate_data
+    from lstmkit.infer.evaluate import evaluate_data
 
     task, model, _ = load_trained(sentiment_run, torch.device("cpu"))
     metrics = evaluate_data(task, model, data, torch.device("cpu"))

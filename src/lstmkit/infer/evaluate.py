@@ -1,0 +1,129 @@
+"""``lstmkit evaluate``: a trained run's metrics on its validation and/or test set, or on a
+labelled file of the user's."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lstmkit.infer.inputs import check_input_path, read_field, read_options
+from lstmkit.infer.load import load_for
+from lstmkit.tasks.base import Task
+from lstmkit.train.checkpoint import Checkpoint
+from lstmkit.utils.device import DEVICES
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.meta import help_meta as _help
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Options of ``lstmkit evaluate``."""
+
+    checkpoint: str = field(
+        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
+    )
+    split: str = field(
+        default="test",
+        metadata=_help("which evaluation set", choices=("valid", "test", "both")),
+    )
+    data: str = field(
+        default="",
+        metadata=_help(
+            "evaluate on this labelled file instead (the formats the task trains from, read "
+            "with the run's column options unless given)"
+        ),
+    )
+    json: bool = field(default=False, metadata=_help("print the metrics as one JSON object"))
+    plots: str = field(
+        default="",
+        metadata=_help("write the task's evaluation plots (e.g. a confusion matrix) here"),
+    )
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    allow_nonfinite: bool = field(
+        default=False,
+        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
+    )
+    format: str = read_field("format")
+    text_column: str = read_field("text_column")
+    label_column: str = read_field("label_column")
+    header: bool | None = read_field("header")
+    quoting: str = read_field("quoting")
+    encoding: str = read_field("encoding")
+
+
+def _no_split(task: Task, split: str, checkpoint: str) -> str:
+    return (
+        f"{checkpoint}: this {task.name} run has no {split} set to evaluate (it was trained "
+        f"without {task.split_options}); score a labelled file with `lstmkit evaluate "
+        f"{checkpoint} --data FILE`" + ("" if split == "valid" else ", or use --split valid")
+    )
+
+
+def evaluate_data(
+    task: Task, model: nn.Module, path: str | os.PathLike, device: torch.device, **options: Any
+) -> dict[str, float]:
+    """Metrics of ``model`` on the labelled file ``path``, read as the task reads its training
+    data (CSV/TSV/JSONL, folders, line files for sentiment; a manifest or a folder per label
+    for speech; text files for lm; ``SRC,TGT`` or a ``PREFIX`` of PREFIX.LANG files for
+    translation) with the run's options, or those given in ``options`` (``text_column=...``,
+    :data:`lstmkit.tasks.base.READ_OPTIONS`). The file becomes the task's split ``"data"``
+    (for :meth:`Task.evaluation_plots`). A file with nothing to score is a :class:`UserError`.
+    """
+    split = task.use_data(str(path), **options)
+    with torch.no_grad():
+        metrics = task.evaluate(model, split, device)
+    if not metrics:
+        raise UserError(f"--data: {path}: nothing to evaluate")
+    return metrics
+
+
+def evaluate_split(
+    task: Task, model: nn.Module, split: str, device: torch.device, checkpoint: str
+) -> dict[str, float]:
+    """Metrics of ``model`` on the run's own ``split`` (``valid`` or ``test``); a run without
+    that split is a :class:`UserError` saying what to evaluate instead (``lstmkit evaluate``
+    and ``Run.evaluate`` of the Python API share this)."""
+    if not task.split_source(split):
+        raise UserError(_no_split(task, split, checkpoint))
+    with torch.no_grad():
+        metrics = task.evaluate(model, split, device)
+    if not metrics:
+        raise UserError(_no_split(task, split, checkpoint))
+    return metrics
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str, float]]]:
+    """Metrics of a checkpoint on the validation and/or test set, or on ``cfg.data``."""
+    options = read_options(cfg)
+    if options and not cfg.data:
+        given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+        raise UserError(f"{given}: say how to read --data FILE; give --data")
+    for part in cfg.data.split(",") if cfg.data else ():
+        if Path(part).exists():  # (a missing one may be a PREFIX: the task's reader says)
+            check_input_path(Path(part), "--data")
+    task, model, ckpt, dev = load_for("evaluate", cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
+    if cfg.data:
+        metrics = {"data": evaluate_data(task, model, cfg.data, dev, **options)}
+    else:
+        splits = ["valid", "test"] if cfg.split == "both" else [cfg.split]
+        metrics = {s: evaluate_split(task, model, s, dev, cfg.checkpoint) for s in splits}
+    if cfg.plots:
+        with torch.no_grad():
+            paths = [
+                p for s in metrics for p in task.evaluation_plots(model, s, Path(cfg.plots), dev)
+            ]
+        for path in paths:
+            print(f"wrote {path}", file=sys.stderr)
+        if not paths:
+            print(
+                f"lstmkit: warning: --plots: task {task.name!r} has no evaluation plots "
+                "(confusion matrices are drawn for the classification tasks); nothing written",
+                file=sys.stderr,
+            )
+    return task, ckpt, metrics

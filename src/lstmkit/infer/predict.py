@@ -1,0 +1,137 @@
+"""``lstmkit predict``: a trained run's prediction for each input, as JSON lines or CSV."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lstmkit.infer.inputs import (
+    MAX_INPUT_CHARS,
+    PREDICT_BATCH,
+    check_input_path,
+    check_output_path,
+    cut_inputs,
+    format_results,
+    read_field,
+    read_input_lines,
+    read_inputs,
+    read_options,
+)
+from lstmkit.infer.load import load_for
+from lstmkit.tasks.base import InputRecords, Task
+from lstmkit.utils.device import DEVICES
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_text
+from lstmkit.utils.meta import help_meta as _help
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Options of ``lstmkit predict``."""
+
+    checkpoint: str = field(
+        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
+    )
+    inputs: tuple[str, ...] = field(
+        default=(), metadata=_help("inputs in the task's text format", argument=True)
+    )
+    input: str = field(
+        default="",
+        metadata=_help(
+            "read inputs from this file: the formats the task trains from (CSV/TSV/JSONL with "
+            "the run's columns, a folder, a manifest), or one input per line (.txt)"
+        ),
+    )
+    output: str = field(
+        default="",
+        metadata=_help(
+            "write the predictions here instead of the screen: .csv as CSV, else JSON lines; "
+            "with --input FILE each row keeps the file's own columns"
+        ),
+    )
+    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    allow_nonfinite: bool = field(
+        default=False,
+        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
+    )
+    format: str = read_field("format")
+    text_column: str = read_field("text_column")
+    label_column: str = read_field("label_column")
+    header: bool | None = read_field("header")
+    quoting: str = read_field("quoting")
+    encoding: str = read_field("encoding")
+
+
+def _merge(columns: dict | None, item: str, result: dict) -> dict:
+    """The input's own columns, then the prediction's fields; the prediction's echo of the input
+    is left out (it is one of the columns), and a field named as a column is ``predicted_``."""
+    if columns is None:
+        return result
+    row = dict(columns)
+    kept = set(map(str, row.values()))
+    for key, value in result.items():
+        if isinstance(value, str) and value == item and item in kept:
+            continue
+        row[f"predicted_{key}" if key in row else key] = value
+    return row
+
+
+def predict_items(
+    task: Task,
+    model: nn.Module,
+    items: list[str],
+    device: torch.device,
+    columns: list[dict | None] | None = None,
+) -> list[dict]:
+    """``task.predict`` on ``items`` in batches of :data:`PREDICT_BATCH` (memory bounded), each
+    result after its input's own ``columns`` where given (``lstmkit predict`` and
+    ``Run.predict`` of the Python API share this)."""
+    columns = columns if columns is not None else [None] * len(items)
+    results: list[dict] = []
+    with torch.no_grad():
+        for k in range(0, len(items), PREDICT_BATCH):
+            part = items[k : k + PREDICT_BATCH]
+            for item, col, r in zip(
+                part, columns[k : k + PREDICT_BATCH], task.predict(model, part, device), strict=True
+            ):
+                results.append(_merge(col, item, r))
+    return results
+
+
+def predict(cfg: PredictConfig) -> list[dict]:
+    """One result per input (a few test examples when there are none), written atomically to
+    ``cfg.output`` when given: CSV for a ``.csv`` name, else JSON lines (UTF-8). ``--input``
+    is read in the formats the task trains from (a CSV with the run's columns...) by
+    :meth:`Task.read_input_file`, and each result keeps the input's own columns; other files
+    hold one input per line."""
+    check_output_path(cfg.output)
+    options = read_options(cfg)
+    if options and not cfg.input:
+        given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+        raise UserError(f"{given}: say how to read --input FILE; give --input")
+    items = read_inputs(cfg.inputs, "")  # bad input is refused before the model loads
+    if cfg.input:
+        check_input_path(Path(cfg.input))
+    task, model, _, dev = load_for("predict", cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
+    columns: list[dict | None] = [None] * len(items)
+    if cfg.input:
+        records: InputRecords | None = task.read_input_file(cfg.input, **options)
+        if records is None:
+            lines = read_input_lines(Path(cfg.input))
+            items, columns = items + lines, columns + [None] * len(lines)
+        else:
+            if records.summary:
+                print(f"lstmkit: read {records.summary}", file=sys.stderr)
+            items, columns = items + records.inputs, columns + list(records.columns)
+        items = cut_inputs(items, MAX_INPUT_CHARS)
+    if not items:
+        items = task.examples()
+        columns = [None] * len(items)
+    results = predict_items(task, model, items, dev, columns)
+    if cfg.output:
+        atomic_write_text(cfg.output, format_results(results, cfg.output))
+    return results
