@@ -232,7 +232,11 @@ def _check_same_run(task: Task, meta: dict, out: Path, cfg: TrainConfig | None =
             if key in free or key not in saved:
                 continue
             if _comparable(saved[key]) != _comparable(value):
-                diffs.append(f"--{key.replace('_', '-')} {saved[key]} (run) vs {value} (now)")
+                flag = "--" + key.replace("_", "-")
+                if key == "ema" and not saved[key]:  # its weight average was never kept
+                    diffs.append(f"{flag} {value} (now), but the run was trained without --ema")
+                else:
+                    diffs.append(f"{flag} {saved[key]} (run) vs {value} (now)")
     if diffs:
         raise UserError(
             f"--resume: options differ from the run in {out}: {'; '.join(diffs)} (a resumed run "
