@@ -27,6 +27,7 @@ $(BIN)/.installed: pyproject.toml setup.py Makefile $(KERNEL)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 'setuptools>=77'
 	$(BIN)/pip install -q $(TORCH)
+	@echo "lstmkit: installing; the fused CPU kernel (lstm.cpp) compiles now, once: 1-3 minutes"
 	$(BIN)/pip install -q --no-build-isolation -e .
 	@$(BIN)/python -c "$$KERNEL_CHECK"
 	touch $@
