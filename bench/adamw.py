@@ -28,15 +28,21 @@ from lstmkit.bench import machine_info
 from lstmkit.models.classifier import TextClassifier
 from lstmkit.models.lm import LanguageModel, LMModelConfig
 from lstmkit.tasks.sentiment import SentimentTask
+from lstmkit.utils.config import from_flat
 
 KINDS = {"loop (torch default on CPU)": {"foreach": False}, "foreach": {"foreach": True}}
 KINDS["fused (lstmkit)"] = {"fused": True}
 
 
 def models() -> dict[str, torch.nn.Module]:
-    lm = LanguageModel(LMModelConfig(hidden_size=384, num_layers=2, embed_size=64), 69)
-    cfg = SentimentTask.ModelConfig(
-        hidden_size=150, bidirectional=True, embedding_dim=300, pooling="attention"
+    lm_cfg = from_flat(LMModelConfig, hidden_size=384, num_layers=2, embed_size=64)
+    lm = LanguageModel(lm_cfg, 69)
+    cfg = from_flat(
+        SentimentTask.ModelConfig,
+        hidden_size=150,
+        bidirectional=True,
+        embedding_dim=300,
+        pooling="attention",
     )
     return {"lm 384x2": lm, "sentiment": TextClassifier(cfg, 16677, 2)}
 

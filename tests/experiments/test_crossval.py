@@ -7,6 +7,7 @@ from lstmkit.experiments.crossval import cross_validate, format_summary, summari
 from lstmkit.models.classifier import SentimentModelConfig
 from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask
 from lstmkit.train.config import TrainConfig
+from lstmkit.utils.config import from_flat
 from tests.tasks.test_sentiment import write_reviews
 
 
@@ -20,7 +21,7 @@ def test_summarise_gives_mean_and_sample_std():
 def test_cross_validation_trains_every_fold_and_resumes(tmp_path):
     data = write_reviews(tmp_path / "r.csv", n=60)
     cfg = SentimentConfig(train=str(data), text_column="review", cv=3)
-    model_cfg = SentimentModelConfig(hidden_size=8, embedding_dim=8)
+    model_cfg = from_flat(SentimentModelConfig, hidden_size=8, embedding_dim=8)
     tcfg = TrainConfig(
         steps=10, batch_size=16, eval_every=5, out=str(tmp_path / "cv"), progress=False, threads=1
     )
@@ -78,7 +79,7 @@ def test_cli_cv_runs_all_folds_and_fold_runs_one(tmp_path, capsys):
 def _tiny_cv(tmp_path, **cfg_kw):
     data = write_reviews(tmp_path / "r.csv", n=40)
     cfg = SentimentConfig(train=str(data), text_column="review", cv=2, **cfg_kw)
-    model_cfg = SentimentModelConfig(hidden_size=8, embedding_dim=8)
+    model_cfg = from_flat(SentimentModelConfig, hidden_size=8, embedding_dim=8)
     tcfg = TrainConfig(
         steps=4, batch_size=16, eval_every=4, out=str(tmp_path / "cv"), progress=False, threads=1
     )

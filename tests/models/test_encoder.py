@@ -97,9 +97,8 @@ def test_build_encoder_baselines_are_torch_modules(cell, cls):
 )
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
 def test_build_encoder_refuses_lstm_options_for_the_baselines(cell, options, flags):
-    cfg = RecurrentConfig(cell=cell, hidden_size=4, **options)
     with pytest.raises(UserError) as err:
-        build_encoder(cfg, input_size=2)
+        build_encoder(RecurrentConfig(cell=cell, hidden_size=4, **options), input_size=2)
     assert str(err.value) == f"{flags}: LSTM options, not available with --cell {cell}"
 
 

@@ -15,6 +15,7 @@ from lstmkit.models.seq2seq import (
     label_smoothed_loss,
     max_lengths,
 )
+from lstmkit.utils.config import from_flat
 from lstmkit.utils.errors import UserError
 
 SMALL = dict(embed_size=12, enc_hidden_size=8, dec_hidden_size=16, attention_size=10)
@@ -22,7 +23,7 @@ SMALL = dict(embed_size=12, enc_hidden_size=8, dec_hidden_size=16, attention_siz
 
 def _model(**kw) -> Seq2Seq:
     torch.manual_seed(0)
-    return Seq2Seq(Seq2SeqConfig(**{**SMALL, **kw}), 30, 25).eval()
+    return Seq2Seq(from_flat(Seq2SeqConfig, {**SMALL, **kw}), 30, 25).eval()
 
 
 def _padded_batch():

@@ -14,6 +14,7 @@ from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import EOS, UNK
 from lstmkit.models.lm import LMModelConfig, embedding_dropout, variational_dropout
 from lstmkit.tasks.lm import LanguageModelTask, LMConfig, stream_nll
+from lstmkit.utils.config import from_flat
 from lstmkit.utils.errors import UserError
 from tests.resume_check import assert_resume_is_exact
 
@@ -32,7 +33,7 @@ def text_file(tmp_path):
 
 def make_task(path, model=None, **cfg):
     cfg = LMConfig(train=str(path), seq_len=cfg.pop("seq_len", 8), **cfg)
-    return LanguageModelTask(cfg, model or LMModelConfig(hidden_size=16, num_layers=1))
+    return LanguageModelTask(cfg, model or from_flat(LMModelConfig, hidden_size=16, num_layers=1))
 
 
 def test_vocabulary_round_trips_through_checkpoint_state(text_file):
@@ -64,7 +65,9 @@ def test_loss_is_cross_entropy_of_the_next_token(text_file):
 
 
 def test_carried_state_equals_one_pass_over_the_streams(text_file):
-    task = make_task(text_file, model=LMModelConfig(hidden_size=12, num_layers=2), seq_len=5)
+    task = make_task(
+        text_file, model=from_flat(LMModelConfig, hidden_size=12, num_layers=2), seq_len=5
+    )
     model = task.build_model().eval()  # no dropout, same function as in training
     layout = task.layout(3)
     steps = [task.train_batch(s, 0, 3, 0, 1) for s in range(layout.n_chunks)]
@@ -105,13 +108,15 @@ def test_evaluation_metrics_and_streams_equal_one_long_sequence(text_file):
 
 
 def test_weight_tying_shares_one_tensor(text_file):
-    tied = make_task(text_file, model=LMModelConfig(hidden_size=16, num_layers=1, tie_weights=True))
+    tied = make_task(
+        text_file, model=from_flat(LMModelConfig, hidden_size=16, num_layers=1, tie_weights=True)
+    )
     model = tied.build_model()
     assert model.decoder.weight is model.embedding.weight
     n_untied = sum(p.numel() for p in make_task(text_file).build_model().parameters())
     assert sum(p.numel() for p in model.parameters()) == n_untied - model.embedding.weight.numel()
-    bad = LMModelConfig(hidden_size=16, num_layers=1, tie_weights=True, embed_size=8)
     with pytest.raises(UserError, match="--tie-weights needs --embed-size equal to .* 16"):
+        bad = from_flat(LMModelConfig, hidden_size=16, num_layers=1, tie_weights=True, embed_size=8)
         make_task(text_file, model=bad).build_model()
 
 
@@ -129,7 +134,8 @@ def test_embedding_and_variational_dropout():
 
 
 def test_awd_options_and_any_variant_train(text_file):
-    cfg = LMModelConfig(
+    cfg = from_flat(
+        LMModelConfig,
         hidden_size=8,
         num_layers=2,
         weight_drop=0.3,
@@ -144,12 +150,14 @@ def test_awd_options_and_any_variant_train(text_file):
     loss.backward()
     assert model.encoder.weight_hh_l0.grad.abs().sum() > 0
     with pytest.raises(UserError, match="--bidirectional"):
-        make_task(text_file, model=replace(cfg, bidirectional=True)).build_model()
+        make_task(text_file, model=replace(cfg, encoder=replace(cfg.encoder, bidirectional=True)))
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_baseline_cells_carry_their_state(text_file, cell):
-    task = make_task(text_file, model=LMModelConfig(cell=cell, hidden_size=8, num_layers=1))
+    task = make_task(
+        text_file, model=from_flat(LMModelConfig, cell=cell, hidden_size=8, num_layers=1)
+    )
     model = task.build_model()
     for step in range(2):
         task.loss(model, task.train_batch(step, 0, 2, 0, 1)).backward()
@@ -254,10 +262,12 @@ def test_inspect_plots_the_top_layer(text_file, tmp_path, monkeypatch):
     import lstmkit.tasks.lm as lm
 
     monkeypatch.setattr(lm, "INSPECT_MAX", 10)
-    task = make_task(text_file, model=LMModelConfig(hidden_size=6, num_layers=2))
+    task = make_task(text_file, model=from_flat(LMModelConfig, hidden_size=6, num_layers=2))
     (png,) = task.inspect(task.build_model().eval(), ["Speak, speak."], tmp_path, "cpu")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    gru = make_task(text_file, model=LMModelConfig(cell="gru", hidden_size=6, num_layers=1))
+    gru = make_task(
+        text_file, model=from_flat(LMModelConfig, cell="gru", hidden_size=6, num_layers=1)
+    )
     with pytest.raises(UserError, match="inspect needs an LSTM"):
         gru.inspect(gru.build_model(), [], tmp_path, "cpu")
 
@@ -269,7 +279,9 @@ def test_resumed_run_ends_at_the_same_weights(text_file, tmp_path, cell):
     from lstmkit.train.trainer import train
 
     def run(out, steps, resume=False):
-        task = make_task(text_file, model=LMModelConfig(cell=cell, hidden_size=8, num_layers=2))
+        task = make_task(
+            text_file, model=from_flat(LMModelConfig, cell=cell, hidden_size=8, num_layers=2)
+        )
         cfg = TrainConfig(
             steps=steps, batch_size=2, eval_every=5, lr=1e-2, device="cpu", progress=False,
             threads=1, out=str(out), resume=resume,
@@ -376,7 +388,7 @@ def test_no_validation_text_is_one_error_line(ptb_file, tmp_path, capsys, extra)
 
 
 def test_adaptive_softmax_scores_are_log_probabilities(ptb_file):
-    cfg = LMModelConfig(hidden_size=16, num_layers=1, adaptive_softmax="6,12")
+    cfg = from_flat(LMModelConfig, hidden_size=16, num_layers=1, adaptive_softmax="6,12")
     task = make_task(ptb_file, model=cfg, tokenizer="whitespace")
     model = task.build_model().eval()
     assert model.decoder is None and model.adaptive.cutoffs == [6, 12, len(task.tokenizer)]
@@ -414,8 +426,8 @@ def logp_of(model, ids):
     ],
 )
 def test_adaptive_softmax_errors(ptb_file, cfg, message):
-    model = LMModelConfig(hidden_size=12, num_layers=1, **cfg)
     with pytest.raises(UserError, match=message):
+        model = from_flat(LMModelConfig, hidden_size=12, num_layers=1, **cfg)
         make_task(ptb_file, model=model, tokenizer="whitespace").build_model()
 
 

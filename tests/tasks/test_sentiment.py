@@ -12,6 +12,7 @@ from lstmkit.models.classifier import SentimentModelConfig, TextClassifier
 from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask, token_contributions
 from lstmkit.train.config import TrainConfig
 from lstmkit.train.trainer import train
+from lstmkit.utils.config import from_flat
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.metrics import macro_f1
 
@@ -34,7 +35,7 @@ def write_reviews(path: Path, n: int = 400, seed: int = 0) -> Path:
 
 
 def small_model(**kw):
-    return SentimentModelConfig(hidden_size=16, embedding_dim=16, **kw)
+    return from_flat(SentimentModelConfig, hidden_size=16, embedding_dim=16, **kw)
 
 
 def test_macro_f1_matches_hand_computation():
@@ -184,12 +185,12 @@ def test_pretrained_vectors_fill_the_embedding(tmp_path):
         embeddings=str(tmp_path / "vec.txt"),
         freeze_embeddings=True,
     )
-    task = SentimentTask(cfg, SentimentModelConfig(hidden_size=8, embedding_dim=4))
+    task = SentimentTask(cfg, from_flat(SentimentModelConfig, hidden_size=8, embedding_dim=4))
     model = task.build_model()
     row = model.embedding.weight[task.tokenizer.stoi["great"]]
     assert row.tolist() == [1, 2, 3, 4] and not model.embedding.weight.requires_grad
     assert task.report["pretrained_vectors"].startswith("1 of")
-    bad = SentimentTask(cfg, SentimentModelConfig(hidden_size=8, embedding_dim=5))
+    bad = SentimentTask(cfg, from_flat(SentimentModelConfig, hidden_size=8, embedding_dim=5))
     with pytest.raises(UserError, match="--embedding-dim 4"):
         bad.build_model()
 
@@ -232,8 +233,12 @@ def test_rt_polarity_slice_trains_above_chance(tmp_path):
     cfg = SentimentConfig(
         train=files, encoding="latin-1", cv=10, fold=3, tokenizer="bpe", vocab_size=2000
     )
-    model_cfg = SentimentModelConfig(
-        hidden_size=32, embedding_dim=32, embedding_dropout=0.0, classifier_dropout=0.0
+    model_cfg = from_flat(
+        SentimentModelConfig,
+        hidden_size=32,
+        embedding_dim=32,
+        embedding_dropout=0.0,
+        classifier_dropout=0.0,
     )
     task = SentimentTask(cfg, model_cfg)
     assert len(task.splits()["test"].ids) in (1066, 1067)

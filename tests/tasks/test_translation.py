@@ -12,6 +12,7 @@ from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import BOS, EOS, PAD
 from lstmkit.models.seq2seq import Seq2SeqConfig
 from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch, word_labels
+from lstmkit.utils.config import from_flat
 from lstmkit.utils.errors import UserError
 from tests.resume_check import assert_resume_is_exact
 
@@ -43,7 +44,9 @@ def slice_dir(tmp_path_factory):
 
 def _task(slice_dir, **kw) -> TranslationTask:
     cfg = TranslationConfig(data_dir=str(slice_dir), vocab_size=300, max_tokens=500, **kw)
-    return TranslationTask(cfg, Seq2SeqConfig(embed_size=16, enc_hidden_size=8, dec_hidden_size=16))
+    return TranslationTask(
+        cfg, from_flat(Seq2SeqConfig, embed_size=16, enc_hidden_size=8, dec_hidden_size=16)
+    )
 
 
 @needs_data

@@ -3,7 +3,7 @@ classifier, with its config (the encoder's options nested under ``encoder``)."""
 
 from __future__ import annotations
 
-from dataclasses import field, fields, make_dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -17,43 +17,37 @@ from lstmkit.utils.meta import help_meta as _help
 POOLING = ("last", "mean", "max", "attention")
 
 
-SentimentModelConfig = make_dataclass(
-    "SentimentModelConfig",
-    [
-        ("hidden_size", int, field(default=150, metadata=_help("units per direction"))),
-        ("bidirectional", bool, field(default=True, metadata=_help("add a reverse direction"))),
-        ("embedding_dim", int, field(default=300, metadata=_help("token embedding size"))),
-        (
-            "pooling",
-            str,
-            field(default="attention", metadata=_help("over time", choices=POOLING)),
-        ),
-        (
-            "embedding_dropout",
-            float,
-            field(default=0.5, metadata=_help("dropout on the embedded tokens")),
-        ),
-        (
-            "word_dropout",
-            float,
-            field(
-                default=0.1,
-                metadata=_help("in training, replace each token by <unk> with this probability"),
-            ),
-        ),
-        (
-            "classifier_dropout",
-            float,
-            field(default=0.5, metadata=_help("dropout before the classifier")),
-        ),
-    ],
-    bases=(RecurrentConfig,),
-    frozen=True,
-    namespace={
-        "__doc__": "Embedding, recurrent encoder, pooling and classifier.",
-        "__module__": __name__,
-    },
-)
+SENTIMENT_ENCODER = RecurrentConfig(hidden_size=150, bidirectional=True)
+"""The classifier's default encoder: one bidirectional layer of 150 units per direction."""
+
+
+@dataclass(frozen=True)
+class SentimentModelConfig:
+    """Embedding, recurrent encoder, pooling and classifier."""
+
+    encoder: RecurrentConfig = field(
+        default_factory=lambda: SENTIMENT_ENCODER, metadata=_help("the recurrent encoder")
+    )
+    embedding_dim: int = field(default=300, metadata=_help("token embedding size"))
+    pooling: str = field(default="attention", metadata=_help("over time", choices=POOLING))
+    embedding_dropout: float = field(default=0.5, metadata=_help("dropout on the embedded tokens"))
+    word_dropout: float = field(
+        default=0.1,
+        metadata=_help("in training, replace each token by <unk> with this probability"),
+    )
+    classifier_dropout: float = field(default=0.5, metadata=_help("dropout before the classifier"))
+
+    def __post_init__(self) -> None:
+        if self.embedding_dim < 1:
+            raise UserError(f"--embedding-dim must be >= 1, got {self.embedding_dim}")
+        if self.pooling not in POOLING:
+            raise UserError(f"--pooling must be one of {', '.join(POOLING)}, got {self.pooling!r}")
+        if not 0 <= self.word_dropout < 1:
+            raise UserError(f"--word-dropout must be in [0, 1), got {self.word_dropout}")
+        for name in ("embedding_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
 
 
 class TextClassifier(nn.Module):
@@ -61,17 +55,12 @@ class TextClassifier(nn.Module):
 
     def __init__(self, cfg, vocab_size: int, num_classes: int) -> None:
         super().__init__()
-        recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
-        if not 0 <= cfg.word_dropout < 1:
-            raise UserError(f"--word-dropout must be in [0, 1), got {cfg.word_dropout}")
         self.word_dropout = cfg.word_dropout
-        self.encoder = build_encoder(RecurrentConfig(**recurrent), cfg.embedding_dim)
+        self.encoder = build_encoder(cfg.encoder, cfg.embedding_dim)
         size = encoder_output_size(self.encoder)
         self.pooling = cfg.pooling
-        if cfg.pooling not in POOLING:
-            raise UserError(f"--pooling must be one of {', '.join(POOLING)}, got {cfg.pooling!r}")
         if cfg.pooling == "attention":
             self.attn = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
         self.dropout = nn.Dropout(cfg.classifier_dropout)

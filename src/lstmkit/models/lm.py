@@ -4,7 +4,7 @@ regularisers it uses and its config (the encoder's options nested under ``encode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,12 +45,17 @@ def variational_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return x * mask
 
 
+LM_ENCODER = RecurrentConfig(hidden_size=512, num_layers=2)
+"""The language model's default encoder: two layers of 512 units."""
+
+
 @dataclass(frozen=True)
-class LMModelConfig(RecurrentConfig):
+class LMModelConfig:
     """The language model: embedding, recurrent encoder, read-out."""
 
-    hidden_size: int = field(default=512, metadata=_help("units of the cell state c (H)"))
-    num_layers: int = field(default=2, metadata=_help("stacked LSTM layers (L)"))
+    encoder: RecurrentConfig = field(
+        default_factory=lambda: LM_ENCODER, metadata=_help("the recurrent encoder")
+    )
     embed_size: int = field(
         default=0, metadata=_help("embedding size; 0: the encoder's output size (needed to tie)")
     )
@@ -75,12 +80,48 @@ class LMModelConfig(RecurrentConfig):
         ),
     )
 
+    def __post_init__(self) -> None:
+        for name in ("dropout_embed", "dropout_input", "dropout_output"):
+            v = getattr(self, name)
+            if not 0 <= v < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {v}")
+        if self.encoder.bidirectional:
+            raise UserError(
+                "--bidirectional: a language model predicts from the past only; a reverse "
+                "direction would read the next token"
+            )
+        if self.embed_size < 0:
+            raise UserError(f"--embed-size must be >= 0, got {self.embed_size}")
+        if self.tie_weights and self.embed != self.output_size:
+            raise UserError(
+                f"--tie-weights needs --embed-size equal to the encoder output size "
+                f"{self.output_size} (--proj-size or --hidden-size), got {self.embed}"
+            )
+        if self.adaptive_softmax:
+            if self.tie_weights:
+                raise UserError(
+                    "--tie-weights shares the embedding with a linear read-out; the adaptive "
+                    "softmax has none (leave out one of --tie-weights, --adaptive-softmax)"
+                )
+            parse_cutoffs(self.adaptive_softmax)  # the form; the vocabulary is the task's
+
+    @property
+    def output_size(self) -> int:
+        """Size of the encoder's output (its projection, if any)."""
+        return self.encoder.proj_size or self.encoder.hidden_size
+
+    @property
+    def embed(self) -> int:
+        """The embedding size: ``embed_size``, or the encoder's output size when 0."""
+        return self.embed_size or self.output_size
+
 
 # ----------------------------------------------------------------------------- model
 
 
-def parse_cutoffs(spec: str, vocab_size: int) -> list[int]:
-    """``2000,6000`` -> ``[2000, 6000]``, checked increasing and inside ``(0, vocab_size)``."""
+def parse_cutoffs(spec: str, vocab_size: int | None = None) -> list[int]:
+    """``2000,6000`` -> ``[2000, 6000]``, checked increasing and inside ``(0, vocab_size)``
+    (above 0 only, without a ``vocab_size``)."""
     try:
         cutoffs = [int(v) for v in spec.split(",") if v.strip()]
     except ValueError:
@@ -89,7 +130,7 @@ def parse_cutoffs(spec: str, vocab_size: int) -> list[int]:
         ) from None
     if not cutoffs or cutoffs != sorted(set(cutoffs)) or not 0 < cutoffs[0]:
         raise UserError(f"--adaptive-softmax {spec!r}: give increasing integers, e.g. 2000,6000")
-    if cutoffs[-1] >= vocab_size:
+    if vocab_size is not None and cutoffs[-1] >= vocab_size:
         raise UserError(
             f"--adaptive-softmax {spec!r}: every cutoff must be below the vocabulary size "
             f"{vocab_size}"
@@ -110,38 +151,15 @@ class LanguageModel(nn.Module):
 
     def __init__(self, cfg: LMModelConfig, vocab_size: int):
         super().__init__()
-        for name in ("dropout_embed", "dropout_input", "dropout_output"):
-            v = getattr(cfg, name)
-            if not 0 <= v < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {v}")
-        if cfg.bidirectional:
-            raise UserError(
-                "--bidirectional: a language model predicts from the past only; a reverse "
-                "direction would read the next token"
-            )
-        if cfg.embed_size < 0:
-            raise UserError(f"--embed-size must be >= 0, got {cfg.embed_size}")
-        out_size = cfg.proj_size or cfg.hidden_size
-        embed = cfg.embed_size or out_size
-        if cfg.tie_weights and embed != out_size:
-            raise UserError(
-                f"--tie-weights needs --embed-size equal to the encoder output size {out_size} "
-                f"(--proj-size or --hidden-size), got {embed}"
-            )
+        embed = cfg.embed
         self.embedding = nn.Embedding(vocab_size, embed)
-        recurrent = {f.name: getattr(cfg, f.name) for f in fields(RecurrentConfig)}
-        self.encoder = build_encoder(RecurrentConfig(**recurrent), embed)
+        self.encoder = build_encoder(cfg.encoder, embed)
         self.dropout_embed = cfg.dropout_embed
         self.dropout_input = cfg.dropout_input
         self.dropout_output = cfg.dropout_output
         self.decoder: nn.Linear | None = None
         self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
         if cfg.adaptive_softmax:
-            if cfg.tie_weights:
-                raise UserError(
-                    "--tie-weights shares the embedding with a linear read-out; the adaptive "
-                    "softmax has none (leave out one of --tie-weights, --adaptive-softmax)"
-                )
             cutoffs = parse_cutoffs(cfg.adaptive_softmax, vocab_size)
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
                 encoder_output_size(self.encoder), vocab_size, cutoffs, div_value=4.0

@@ -34,7 +34,7 @@ dropout with one mask per sentence) is available in the decoder too.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, field, fields, make_dataclass
+from dataclasses import asdict, dataclass, field, make_dataclass
 from typing import NamedTuple
 
 import torch
@@ -43,81 +43,104 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmkit.data.tokenize import BOS, EOS, PAD
+from lstmkit.models.encoder import check_lstm_options, lstm_option_fields
 from lstmkit.nn import LSTM, LSTMCell, LSTMConfig
 from lstmkit.utils.errors import UserError
 
 ATTENTION = ("general", "dot", "bahdanau")
-_NOT_OPTIONS = {"input_size", "batch_first", "bias"}
+ENC_PREFIX, DEC_PREFIX = "enc_", "dec_"
+"""The flags of the two sections: ``--enc-hidden-size``, ``--dec-hidden-size``..."""
 _NOT_IN_CELL = {"bidirectional", "proj_size"}
-_ENC_DEFAULTS = {"hidden_size": 256, "bidirectional": True, "forget_bias": 1.0}
-_DEC_DEFAULTS = {"hidden_size": 512, "forget_bias": 1.0}
 
+EncoderConfig = make_dataclass(
+    "EncoderConfig",
+    lstm_option_fields(
+        {"hidden_size": 256, "bidirectional": True, "forget_bias": 1.0}, what="encoder: "
+    ),
+    frozen=True,
+    namespace={
+        "__doc__": "The encoder's :class:`lstmkit.LSTM` options (``--enc-*``), checked on "
+        "construction as the LSTM checks them.",
+        "__module__": __name__,
+        "__post_init__": lambda self: check_lstm_options(self, ENC_PREFIX),
+    },
+)
 
-def _prefixed_fields(prefix: str, defaults: dict, skip: set[str], what: str) -> list[tuple]:
-    out = []
-    for f in fields(LSTMConfig):
-        if f.name in _NOT_OPTIONS | skip:
-            continue
-        default = defaults.get(f.name, f.default)
-        assert default is not MISSING, f.name
-        help_text = f"{what}: {f.metadata['help']}"
-        out.append((prefix + f.name, f.type, field(default=default, metadata={"help": help_text})))
-    return out
+DecoderConfig = make_dataclass(
+    "DecoderConfig",
+    lstm_option_fields({"hidden_size": 512, "forget_bias": 1.0}, _NOT_IN_CELL, "decoder: "),
+    frozen=True,
+    namespace={
+        "__doc__": "The decoder's :class:`lstmkit.LSTMCell` options (``--dec-*``; no reverse "
+        "direction or projection in a cell), checked on construction.",
+        "__module__": __name__,
+        "__post_init__": lambda self: check_lstm_options(self, DEC_PREFIX, stacked=False),
+    },
+)
 
 
 def _h(text: str, **extra: object) -> dict[str, object]:
     return {"help": text, **extra}
 
 
-Seq2SeqConfig = make_dataclass(
-    "Seq2SeqConfig",
-    [
-        ("embed_size", int, field(default=256, metadata=_h("subword embedding size (E)"))),
-        (
-            "attention",
-            str,
-            field(
-                default="general",
-                metadata=_h(
-                    "attention score: general (Luong h^T W m), dot (Luong h^T m) or bahdanau "
-                    "(additive v^T tanh(W h + U m))",
-                    choices=ATTENTION,
-                ),
-            ),
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """The encoder-decoder: sizes, attention, dropout, and every lstmkit.LSTM option for the
+    encoder (``encoder``, flags --enc-*) and the decoder (``decoder``, flags --dec-*)."""
+
+    embed_size: int = field(default=256, metadata=_h("subword embedding size (E)"))
+    attention: str = field(
+        default="general",
+        metadata=_h(
+            "attention score: general (Luong h^T W m), dot (Luong h^T m) or bahdanau "
+            "(additive v^T tanh(W h + U m))",
+            choices=ATTENTION,
         ),
-        ("attention_size", int, field(default=256, metadata=_h("hidden size of bahdanau"))),
-        (
-            "input_feed",
-            bool,
-            field(default=True, metadata=_h("feed the attentional vector to the next step")),
-        ),
-        (
-            "dropout",
-            float,
-            field(
-                default=0.3,
-                metadata=_h("dropout on embeddings, encoder outputs and the attentional vector"),
-            ),
-        ),
-        (
-            "tie_embeddings",
-            bool,
-            field(default=True, metadata=_h("output layer reuses the target embedding matrix")),
-        ),
-        *_prefixed_fields("enc_", _ENC_DEFAULTS, set(), "encoder"),
-        *_prefixed_fields("dec_", _DEC_DEFAULTS, _NOT_IN_CELL, "decoder"),
-    ],
-    frozen=True,
-    namespace={
-        "__doc__": "The encoder-decoder: sizes, attention, dropout, and every lstmkit.LSTM "
-        "option for the encoder (--enc-*) and the decoder (--dec-*).",
-        "__module__": __name__,
-    },
-)
+    )
+    attention_size: int = field(default=256, metadata=_h("hidden size of bahdanau"))
+    input_feed: bool = field(
+        default=True, metadata=_h("feed the attentional vector to the next step")
+    )
+    dropout: float = field(
+        default=0.3,
+        metadata=_h("dropout on embeddings, encoder outputs and the attentional vector"),
+    )
+    tie_embeddings: bool = field(
+        default=True, metadata=_h("output layer reuses the target embedding matrix")
+    )
+    encoder: EncoderConfig = field(
+        default_factory=EncoderConfig, metadata=_h("the encoder", prefix=ENC_PREFIX)
+    )
+    decoder: DecoderConfig = field(
+        default_factory=DecoderConfig, metadata=_h("the decoder", prefix=DEC_PREFIX)
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.embed_size, bool) or not isinstance(self.embed_size, int):
+            raise UserError(f"--embed-size must be an integer, got {self.embed_size!r}")
+        if self.embed_size < 1:
+            raise UserError(f"--embed-size must be >= 1, got {self.embed_size}")
+        if self.attention not in ATTENTION:
+            raise UserError(
+                f"--attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}"
+            )
+        if self.attention == "bahdanau" and self.attention_size < 1:
+            raise UserError(f"--attention-size must be >= 1, got {self.attention_size}")
+        if not 0 <= self.dropout <= 1:
+            raise UserError(f"--dropout must be in [0, 1], got {self.dropout}")
+        enc = self.encoder
+        memory = (enc.proj_size or enc.hidden_size) * (2 if enc.bidirectional else 1)
+        if self.attention == "dot":
+            _check_dot(self.decoder.hidden_size, memory)
 
 
-def _options(cfg, prefix: str) -> dict:
-    return {k[len(prefix) :]: v for k, v in asdict(cfg).items() if k.startswith(prefix)}
+def _check_dot(query_size: int, memory_size: int) -> None:
+    if query_size != memory_size:
+        raise UserError(
+            f"--attention dot needs the decoder size ({query_size}) to equal the encoder "
+            f"output size ({memory_size}: --enc-hidden-size times 2 directions); use "
+            "--attention general or change the sizes"
+        )
 
 
 class Memory(NamedTuple):
@@ -150,12 +173,8 @@ class Attention(nn.Module):
         if kind not in ATTENTION:
             raise UserError(f"--attention must be one of {', '.join(ATTENTION)}, got {kind!r}")
         self.kind = kind
-        if kind == "dot" and query_size != memory_size:
-            raise UserError(
-                f"--attention dot needs the decoder size ({query_size}) to equal the encoder "
-                f"output size ({memory_size}: --enc-hidden-size times 2 directions); use "
-                "--attention general or change the sizes"
-            )
+        if kind == "dot":
+            _check_dot(query_size, memory_size)
         if kind == "general":
             self.w_a = nn.Linear(memory_size, query_size, bias=False)
         elif kind == "bahdanau":
@@ -191,10 +210,7 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, cfg, src_vocab: int, tgt_vocab: int, *, share_embeddings: bool = False):
         super().__init__()
-        E, H, L = cfg.embed_size, cfg.dec_hidden_size, cfg.dec_num_layers
-        for name, value in (("embed-size", E), ("dec-hidden-size", H), ("dec-num-layers", L)):
-            if value < 1:
-                raise UserError(f"--{name} must be >= 1, got {value}")
+        E, H, L = cfg.embed_size, cfg.decoder.hidden_size, cfg.decoder.num_layers
         self.cfg = cfg
         self.src_embed = nn.Embedding(src_vocab, E, padding_idx=PAD)
         if share_embeddings:
@@ -203,17 +219,17 @@ class Seq2Seq(nn.Module):
             self.tgt_embed = self.src_embed
         else:
             self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=PAD)
+        dec = asdict(cfg.decoder)
+        dec_dropout = dec.pop("dropout")
+        for name in ("num_layers", "hidden_size"):
+            dec.pop(name)
         try:
             self.encoder = LSTM.from_config(
-                LSTMConfig(input_size=E, batch_first=True, **_options(cfg, "enc_"))
+                LSTMConfig(input_size=E, batch_first=True, **asdict(cfg.encoder))
             )
-            dec = _options(cfg, "dec_")
-            dec_dropout = dec.pop("dropout")
-            n_layers = dec.pop("num_layers")
-            dec.pop("hidden_size")
             cell_in = E * 2 if cfg.input_feed else E
             self.cells = nn.ModuleList(
-                LSTMCell(cell_in if layer == 0 else H, H, **dec) for layer in range(n_layers)
+                LSTMCell(cell_in if layer == 0 else H, H, **dec) for layer in range(L)
             )
         except (ValueError, TypeError) as e:
             raise UserError(str(e)) from None
@@ -239,7 +255,7 @@ class Seq2Seq(nn.Module):
         enc = self.encoder
         D = 2 if enc.bidirectional else 1
         last = h_n.view(enc.num_layers, D, B, -1)[-1].transpose(0, 1).reshape(B, -1)
-        H, L = self.cfg.dec_hidden_size, len(self.cells)
+        H, L = self.cfg.decoder.hidden_size, len(self.cells)
         h0 = torch.tanh(self.bridge(last)).view(B, L, H)
         state = [(h0[:, layer].contiguous(), h0.new_zeros(B, H)) for layer in range(L)]
         mask = torch.arange(S, device=src.device)[None, :] < src_len.to(src.device)[:, None]

@@ -166,11 +166,10 @@ def config_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
     values = dict(values)
     for name, (sub, _) in subs.items():
         if name in values:  # a section: its own fields checked, over the section's default
-            inner = config_from_dict(sub, values[name], f"{what}: {name}")
             given = values[name]
-            values[name] = replace(
-                section_default(cls, name), **{k: getattr(inner, k) for k in given}
-            )
+            if isinstance(given, dict):  # (checked over the default: a part may need the rest)
+                given = {**asdict(section_default(cls, name)), **given}
+            values[name] = config_from_dict(sub, given, f"{what}: {name}")
     if unknown:
         raise UserError(f"{what}: unknown option(s) {', '.join(unknown)} for {cls.__name__}")
     try:

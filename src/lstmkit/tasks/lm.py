@@ -543,7 +543,7 @@ class LanguageModelTask(Task):
 
         if not isinstance(model.encoder, LSTM):
             raise UserError(
-                f"inspect needs an LSTM model (this one is --cell {self.model_cfg.cell})"
+                f"inspect needs an LSTM model (this one is --cell {self.model_cfg.encoder.cell})"
             )
         paths = []
         for k, text in enumerate(inputs or self.examples()[:1]):

@@ -590,7 +590,7 @@ class SentimentTask(Task):
         if not isinstance(model.encoder, LSTM):
             raise UserError(
                 f"inspect needs an LSTM model (this one was trained with --cell "
-                f"{self.model_cfg.cell})"
+                f"{self.model_cfg.encoder.cell})"
             )
         inputs = inputs or self.examples()[:1]
         paths: list[Path] = []

@@ -506,9 +506,11 @@ def _check_meta(meta: dict, meta_path: Path, folder: Path) -> int:
 def migrate_configs(meta: dict, where: Path) -> dict:
     """``meta`` with its configs in today's layout (:data:`~lstmkit.utils.config.
     CONFIG_SCHEMA`). Schema 1 (no ``config_schema``: every checkpoint written before the model
-    configs nested) kept the model's options flat; they are nested into the task's
-    ``ModelConfig`` (its recurrent options under ``encoder``). Called after the checksum of
-    model.json's content was verified, so that the check is of what was written."""
+    configs nested) kept the model's options flat, schema 2 those of every task but speech;
+    they are nested into the task's ``ModelConfig`` (the recurrent options under ``encoder``,
+    seq2seq's ``enc_*``/``dec_*`` under ``encoder``/``decoder``; what is nested already stays).
+    Called after the checksum of model.json's content was verified, so that the check is of
+    what was written."""
     from lstmkit.utils.config import CONFIG_SCHEMA, nest
 
     schema = meta.get("config_schema", 1)
@@ -525,7 +527,8 @@ def migrate_configs(meta: dict, where: Path) -> dict:
     task_cls = discover().get(meta.get("task")) if isinstance(meta.get("task"), str) else None
     if task_cls is None:
         return meta  # the task check names it when the task is rebuilt
-    return {**meta, "model_config": nest(task_cls.ModelConfig, flat), "config_schema": 2}
+    nested = nest(task_cls.ModelConfig, flat)
+    return {**meta, "model_config": nested, "config_schema": CONFIG_SCHEMA}
 
 
 def load_checkpoint(

@@ -14,9 +14,11 @@ import dataclasses
 import typing
 from typing import Any
 
-CONFIG_SCHEMA = 2
+CONFIG_SCHEMA = 3
 """Version of the stored config layout: 1 (no version recorded) kept every model option flat;
-2 nests the recurrent options under ``encoder``."""
+2 nested the speech models' recurrent options under ``encoder`` (the other tasks' still flat);
+3 nests every task's model config (``encoder``; seq2seq's ``encoder`` and ``decoder``). Older
+layouts are nested on load: :func:`nest` keeps what is nested already."""
 
 
 def sections(cls: type) -> dict[str, tuple[type, str]]:
@@ -86,3 +88,23 @@ def section_default(cls: type, name: str) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default
+
+
+def from_flat(cls: type, values: dict[str, Any] | None = None, /, **options: Any) -> Any:
+    """A config of ``cls`` from option values named as the flags name them (a section's fields
+    at the top, with the section's prefix): each section starts from its default, as on the
+    command line. ``from_flat(SentimentModelConfig, hidden_size=16, embedding_dim=8)``."""
+    flat = {**(values or {}), **options}
+    unknown = sorted(set(flat) - set(flat_names(cls)))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no option(s) {', '.join(unknown)}")
+    return _make(cls, nest(cls, flat))
+
+
+def _make(cls: type, nested: dict[str, Any], base: Any = None) -> Any:
+    subs = sections(cls)
+    kwargs = {
+        name: _make(subs[name][0], value, section_default(cls, name)) if name in subs else value
+        for name, value in nested.items()
+    }
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
