@@ -186,7 +186,7 @@ def config_from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
             raise UserError(f"{what}: {cls.__name__}.{name} = {shown}: {problem}")
     try:
         return cls(**values)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, UserError) as e:  # UserError: a config's own checks
         raise UserError(f"{what}: {e}") from None
 
 
