@@ -18,19 +18,20 @@ Neural Computation 12(10):2451-2471), Le, Jaitly & Hinton 2015 (arXiv:1504.00941
 Shah & Bengio 2016 (ICML, arXiv:1511.06464) were *not* available as primary text; what is taken
 from them is marked in the docstrings and in :data:`PAPER_RESULTS`.
 
-This module sits at the bottom of the package: it imports only torch, numpy and the standard
-library.
+This module sits near the bottom of the package: besides torch, numpy and the standard library it
+imports only the argument check of :mod:`lstmkit.reference.options`.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from lstmkit.reference.options import check_int
 
 __all__ = [
     "ADDING_BASELINE_MSE",
@@ -104,14 +105,6 @@ _REBER_LEGAL = {state: sum(1 << sym for sym, _ in edges) for state, edges in _RE
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_variant(name: str, value: object, valid: tuple[str, ...]) -> str:
@@ -202,11 +195,11 @@ def adding_problem(
     lengths (n,), marks (n, 2) = positions of X1 and X2 (0-based; for hochreiter1997 a mark can
     be 0, the neutralised first pair).
     """
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     variant = _check_variant("variant", variant, ADDING_VARIANTS)
     generator = _check_generator(generator)
     if variant == "le2015":
-        seq_len = _check_int("seq_len", seq_len, 2)
+        seq_len = check_int("seq_len", seq_len, 2)
         half = seq_len // 2
         rows = torch.arange(n)
         values = torch.rand(n, seq_len, generator=generator)
@@ -218,7 +211,7 @@ def adding_problem(
         targets = values[rows, p1] + values[rows, p2]
         lengths = torch.full((n,), seq_len, dtype=torch.long)
     else:
-        seq_len = _check_int("seq_len", seq_len, 20)
+        seq_len = check_int("seq_len", seq_len, 20)
         values, markers, lengths, p1, p2 = _marked_pairs(n, seq_len, -1.0, 0.0, generator)
         rows = torch.arange(n)
         targets = 0.5 + (values[rows, p1] + values[rows, p2]) / 4.0
@@ -248,8 +241,8 @@ def multiplication_problem(
     Returns ``LongLagBatch`` with inputs (n, T + T//10, 2), targets (n,) float32, lengths (n,),
     marks (n, 2) = positions of X1 and X2.
     """
-    n = _check_int("n", n, 1)
-    seq_len = _check_int("seq_len", seq_len, 20)
+    n = check_int("n", n, 1)
+    seq_len = check_int("seq_len", seq_len, 20)
     generator = _check_generator(generator)
     values, markers, lengths, p1, p2 = _marked_pairs(n, seq_len, 0.0, 1.0, generator)
     rows = torch.arange(n)
@@ -271,9 +264,9 @@ def adding_baseline_mse(seq_len: int = 100, *, variant: str = "hochreiter1997") 
     """
     variant = _check_variant("variant", variant, ADDING_VARIANTS)
     if variant == "le2015":
-        _check_int("seq_len", seq_len, 2)
+        check_int("seq_len", seq_len, 2)
         return 1.0 / 6.0
-    seq_len = _check_int("seq_len", seq_len, 20)
+    seq_len = check_int("seq_len", seq_len, 20)
     a = 0.1
     b = 0.9 / (seq_len // 2 - 1)
     return (2.0 - a - b) / 48.0
@@ -286,7 +279,7 @@ def multiplication_baseline_mse(seq_len: int = 100) -> float:
     a = 1/10, X2 with b = (9/10)/(T//2 - 1); never both). With c = a + b:
     E[Y] = c/2 + (1 - c)/4, E[Y^2] = c/3 + (1 - c)/9, MSE = E[Y^2] - E[Y]^2 (0.0592 at T=100).
     """
-    seq_len = _check_int("seq_len", seq_len, 20)
+    seq_len = check_int("seq_len", seq_len, 20)
     c = 0.1 + 0.9 / (seq_len // 2 - 1)
     mean = c / 2 + (1 - c) / 4
     second = c / 3 + (1 - c) / 9
@@ -331,7 +324,7 @@ def temporal_order(
     ``TEMPORAL_ORDER_CLASSES[variant]``, lengths (n,) in [100, 110], marks (n, 2) for 6a or
     (n, 3) for 6b = indices of the relevant symbols.
     """
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     variant = _check_variant("variant", variant, TEMPORAL_ORDER_VARIANTS)
     generator = _check_generator(generator)
     lo, hi = _TEMPORAL_ORDER_LENGTHS
@@ -426,7 +419,7 @@ def embedded_reber(n: int, *, generator: torch.Generator | None = None) -> LongL
     lengths (n,), marks (n, 2) = indices of the second symbol and of the symbol before last (the
     pair that must match).
     """
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     generator = _check_generator(generator)
     flip = _Bits(generator)
     strings = [_embedded_reber_string(flip) for _ in range(n)]
@@ -470,7 +463,7 @@ def continual_embedded_reber(
     ``marks[0, j + 1] - 2``; its penultimate symbol, which must repeat ``marks[0, j]``, is at
     ``marks[0, j + 1] - 3``.
     """
-    length = _check_int("length", length, 1)
+    length = check_int("length", length, 1)
     generator = _check_generator(generator)
     flip = _Bits(generator)
     symbols: list[int] = []
@@ -573,10 +566,10 @@ def copy_memory(
     category, lengths (n,) = L, marks (n, copy_len + 1) = indices of the data symbols and of the
     delimiter, with L = delay + 2 * copy_len.
     """
-    n = _check_int("n", n, 1)
-    delay = _check_int("delay", delay, 1)
-    n_symbols = _check_int("n_symbols", n_symbols, 1)
-    copy_len = _check_int("copy_len", copy_len, 1)
+    n = check_int("n", n, 1)
+    delay = check_int("delay", delay, 1)
+    n_symbols = check_int("n_symbols", n_symbols, 1)
+    copy_len = check_int("copy_len", copy_len, 1)
     generator = _check_generator(generator)
     total = delay + 2 * copy_len
     delimiter_at = copy_len + delay - 1
@@ -599,9 +592,9 @@ def copy_memory_baseline(delay: int, n_symbols: int = 8, copy_len: int = 10) -> 
     distribution over the data symbols for the last copy_len:
     copy_len * log(n_symbols) / (delay + 2 * copy_len).
     """
-    delay = _check_int("delay", delay, 1)
-    n_symbols = _check_int("n_symbols", n_symbols, 1)
-    copy_len = _check_int("copy_len", copy_len, 1)
+    delay = check_int("delay", delay, 1)
+    n_symbols = check_int("n_symbols", n_symbols, 1)
+    copy_len = check_int("copy_len", copy_len, 1)
     return copy_len * math.log(n_symbols) / (delay + 2 * copy_len)
 
 

@@ -2,35 +2,32 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
 
+# The scalar checks live with the variant options, the lowest layer that needs them.
+from lstmkit.reference.options import (
+    check_bool,
+    check_eps,
+    check_finite,
+    check_int,
+    check_rate,
+)
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_rate(name: str, value: object, allow_one: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
-    hi_ok = value <= 1 if allow_one else value < 1
-    if not (value >= 0 and hi_ok):
-        interval = "[0, 1]" if allow_one else "[0, 1)"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return float(value)
-
-
-def check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
+__all__ = [
+    "check_batch_sizes",
+    "check_bool",
+    "check_device",
+    "check_eps",
+    "check_factory",
+    "check_finite",
+    "check_int",
+    "check_permutation",
+    "check_rate",
+    "check_shape",
+    "check_sorting",
+    "check_tensor",
+]
 
 
 def check_tensor(name: str, x: object, like: Tensor) -> Tensor:
@@ -55,22 +52,6 @@ def check_tensor(name: str, x: object, like: Tensor) -> Tensor:
 def check_shape(name: str, x: Tensor, expected: tuple[int, ...]) -> None:
     if tuple(x.shape) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
-
-
-def check_finite(name: str, value: object) -> float:
-    """A real number that is neither nan nor infinite."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return float(value)
-
-
-def check_eps(name: str, value: object) -> float:
-    """A positive, finite float (a layer norm's epsilon)."""
-    if not (isinstance(value, float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite float, got {value!r}")
-    return value
 
 
 def check_factory(device: object, dtype: object) -> None:
