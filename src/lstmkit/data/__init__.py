@@ -1,45 +1,5 @@
 """Data for lstmkit: generators of the classic long-time-lag benchmark tasks."""
 
-from lstmkit.data.longlag import (
-    ADDING_BASELINE_MSE,
-    ADDING_VARIANTS,
-    PAPER_RESULTS,
-    REBER_SYMBOLS,
-    TEMPORAL_ORDER_CLASSES,
-    TEMPORAL_ORDER_SYMBOLS,
-    TEMPORAL_ORDER_VARIANTS,
-    LongLagBatch,
-    adding_baseline_mse,
-    adding_problem,
-    continual_embedded_reber,
-    copy_memory,
-    copy_memory_baseline,
-    embedded_reber,
-    multiplication_baseline_mse,
-    multiplication_problem,
-    reber_prediction_correct,
-    reber_step_correct,
-    temporal_order,
-)
-
-__all__ = [
-    "ADDING_BASELINE_MSE",
-    "ADDING_VARIANTS",
-    "PAPER_RESULTS",
-    "REBER_SYMBOLS",
-    "TEMPORAL_ORDER_CLASSES",
-    "TEMPORAL_ORDER_SYMBOLS",
-    "TEMPORAL_ORDER_VARIANTS",
-    "LongLagBatch",
-    "adding_baseline_mse",
-    "adding_problem",
-    "continual_embedded_reber",
-    "copy_memory",
-    "copy_memory_baseline",
-    "embedded_reber",
-    "multiplication_baseline_mse",
-    "multiplication_problem",
-    "reber_prediction_correct",
-    "reber_step_correct",
-    "temporal_order",
-]
+# Every public name of longlag, re-exported; they are listed once, in longlag.__all__.
+from lstmkit.data.longlag import *  # noqa: F403
+from lstmkit.data.longlag import __all__  # noqa: F401
