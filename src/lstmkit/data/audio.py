@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmkit.data.text import json_object
 from lstmkit.utils.errors import UserError
 
 NORMALIZATIONS = ("bins", "utterance", "global")
@@ -330,12 +331,7 @@ def read_manifest(
         if not line.strip():
             continue
         where = f"{path}, line {n}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not JSON ({e.msg})") from None
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: expected a JSON object")
+        entry = json_object(line, where)
         audio = entry.get("audio_filepath", entry.get("audio"))
         if not isinstance(audio, str) or not audio:
             raise UserError(f"{where}: no audio_filepath")

@@ -490,6 +490,18 @@ def _headerless_columns(path, rows, text_column, label_column, out) -> tuple[int
     return ti, li
 
 
+def json_object(line: str, where: str) -> dict:
+    """The JSON object on one line of a JSON-lines file; ``where`` (file and line) starts the
+    :class:`UserError` for a line that is not JSON or not an object."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: not JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{where}: expected a JSON object")
+    return obj
+
+
 def _read_jsonl(
     path, text_column, label_column, encoding, label_required=True, keep_columns=False
 ) -> LabelledText:
@@ -499,12 +511,7 @@ def _read_jsonl(
         if not line.strip():
             out.skipped += 1
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}, line {n}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}, line {n}: expected a JSON object")
+        obj = json_object(line, f"{path}, line {n}")
         for col in (text_column, label_column) if label_required else (text_column,):
             if col not in obj:
                 raise UserError(
