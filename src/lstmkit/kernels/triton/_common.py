@@ -7,12 +7,15 @@ block sizes) live here so that ``lstm_fwd.py`` and ``lstm_bwd.py`` agree on them
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 
 from lstmkit.reference.options import CellOptions
+from lstmkit.reference.recurrence import RecurrenceInputs
 
 # The smallest block tl.dot accepts on the GPU; the interpreter is held to the same sizes so that
 # the kernels it checks are the ones the GPU compiles.
@@ -100,6 +103,93 @@ def check_supported(opts: CellOptions, xg: torch.Tensor) -> None:
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 TL_DTYPE = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+class Launch(NamedTuple):
+    """The sizes of one recurrence launch (the dimension legend of ``lstm_fwd.py``)."""
+
+    T: int
+    B: int
+    H: int
+    P: int
+    HS: int
+    PS: int
+    programs: int
+    stepwise: bool
+
+
+def plan_launch(
+    inputs: RecurrenceInputs, opts: CellOptions, programs: int | None, mode: str
+) -> Launch:
+    """Check that the kernels can take ``inputs`` and size the launch; the forward and the
+    backward kernel split the hidden units the same way."""
+    xg = inputs.xg
+    check_supported(opts, xg)
+    T, B, G = xg.shape
+    H = G // 4
+    P = inputs.h0.shape[1]
+    layer_norm = inputs.ln_weight_hh is not None or inputs.ln_weight_c is not None
+    n = resolve_programs(programs, H, layer_norm, xg.device, mode)
+    return Launch(T, B, H, P, triton.cdiv(H, n), triton.cdiv(P, n), n, mode == "stepwise")
+
+
+def step_tensors(
+    batch_sizes: torch.Tensor | None, dummy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The int32 active rows per step (``dummy`` without packing) and the barrier counter."""
+    dev = dummy.device
+    bs = dummy if batch_sizes is None else batch_sizes.to(device=dev, dtype=torch.int32)
+    return bs.contiguous(), torch.zeros(1, device=dev, dtype=torch.int32)
+
+
+def variant_switches(
+    inputs: RecurrenceInputs,
+    batch_sizes: torch.Tensor | None,
+    reverse: bool,
+    opts: CellOptions,
+    launch: Launch,
+) -> dict[str, object]:
+    """The ``tl.constexpr`` switches both kernels take: which tensors are present, the variant
+    flags, the operand dtype and the block sizes."""
+    return dict(
+        REVERSE=bool(reverse),
+        HAS_BS=batch_sizes is not None,
+        HAS_PROJ=inputs.weight_hr is not None,
+        HAS_PEEP_IF=inputs.weight_ci is not None,
+        HAS_PEEP_O=inputs.weight_co is not None,
+        HAS_LN_HH=inputs.ln_weight_hh is not None,
+        HAS_LN_C=inputs.ln_weight_c is not None,
+        HAS_ZH=inputs.zoneout_h is not None,
+        HAS_ZC=inputs.zoneout_c is not None,
+        HAS_DROPOUT=inputs.dropout_h is not None,
+        COUPLED=opts.coupled,
+        FORGET_GATE=opts.forget_gate,
+        OP_DTYPE=TL_DTYPE[inputs.xg.dtype],
+        DOT_F32=interpreting(),
+        BLOCK_B=block(launch.B),
+        BLOCK_HS=block(launch.HS),
+        BLOCK_PS=block(launch.PS),
+        BLOCK_H=block(launch.H),
+        BLOCK_P=block(launch.P),
+    )
+
+
+def run_kernel(
+    kernel: Callable,
+    args: tuple,
+    switches: dict[str, object],
+    launch: Launch,
+    phases: tuple[int, ...],
+) -> None:
+    """Persistent: one launch over all ``T`` steps with the grid-wide barrier. Stepwise: one
+    launch per step and phase (``phases``), the launch boundary acting as the barrier."""
+    grid = kernel[(launch.programs,)]
+    if not launch.stepwise:
+        grid(*args, 0, launch.T, USE_BARRIER=True, PHASE=0, **switches)
+        return
+    for s in range(launch.T):
+        for phase in phases:
+            grid(*args, s, 1, USE_BARRIER=False, PHASE=phase, **switches)
 
 
 @triton.jit

@@ -37,14 +37,13 @@ import triton.language as tl
 from torch import Tensor
 
 from lstmkit.kernels.triton._common import (
-    TL_DTYPE,
-    block,
-    check_supported,
     grid_barrier,
-    interpreting,
     matmul,
-    resolve_programs,
+    plan_launch,
+    run_kernel,
+    step_tensors,
     tanh,
+    variant_switches,
 )
 from lstmkit.reference.options import CellOptions
 from lstmkit.reference.recurrence import (
@@ -384,18 +383,14 @@ def triton_backward(
     launches), for GPUs that cannot hold every program at once and for interpreter tests of
     more than one program.
     """
-    xg, h0, w_hh, b_hh = inputs.xg, inputs.h0, inputs.weight_hh, inputs.bias_hh
+    xg, w_hh, b_hh = inputs.xg, inputs.weight_hh, inputs.bias_hh
     w_hr, w_ci, w_cf, w_co = inputs.weight_hr, inputs.weight_ci, inputs.weight_cf, inputs.weight_co
     ln_hh, ln_c_w = inputs.ln_weight_hh, inputs.ln_weight_c
     zh, zc, dmask = inputs.zoneout_h, inputs.zoneout_c, inputs.dropout_h
-    check_supported(opts, xg)
-    T, B, G = xg.shape
-    H = G // 4
-    P = h0.shape[1]
+    launch = plan_launch(inputs, opts, programs, mode)
+    T, B, H, P, HS, PS, n_prog, stepwise = launch
+    G = 4 * H
     dev, f32 = xg.device, torch.float32
-    n_prog = resolve_programs(programs, H, ln_hh is not None or ln_c_w is not None, dev, mode)
-    stepwise = mode == "stepwise"
-    HS, PS = triton.cdiv(H, n_prog), triton.cdiv(P, n_prog)
     need = [True] * N_GRAD_ARGS if needs_grad is None else [bool(x) for x in needs_grad]
 
     def c(x: Tensor | None) -> Tensor:
@@ -413,12 +408,7 @@ def triton_backward(
     dhn = torch.zeros(T, B, P, device=dev, dtype=f32) if w_hr is not None else dummy
     dw = {k: torch.zeros(H, device=dev, dtype=f32) for k in ("ci", "cf", "co", "c_w", "c_b")}
     dln_hh = torch.zeros(G, device=dev, dtype=f32)
-    bs = (
-        batch_sizes.to(device=dev, dtype=torch.int32).contiguous()
-        if batch_sizes is not None
-        else dummy
-    )
-    counter = torch.zeros(1, device=dev, dtype=torch.int32)
+    bs, counter = step_tensors(batch_sizes, dummy)
     kargs = (
         c(w_hh),
         c(w_hr),
@@ -455,34 +445,8 @@ def triton_backward(
         PS,
         n_prog,
     )
-    consts = dict(
-        REVERSE=bool(reverse),
-        HAS_BS=batch_sizes is not None,
-        HAS_PROJ=w_hr is not None,
-        HAS_PEEP_IF=w_ci is not None,
-        HAS_PEEP_O=w_co is not None,
-        HAS_LN_HH=ln_hh is not None,
-        HAS_LN_C=ln_c_w is not None,
-        HAS_ZH=zh is not None,
-        HAS_ZC=zc is not None,
-        HAS_DROPOUT=dmask is not None,
-        COUPLED=opts.coupled,
-        FORGET_GATE=opts.forget_gate,
-        OP_DTYPE=TL_DTYPE[xg.dtype],
-        DOT_F32=interpreting(),
-        BLOCK_B=block(B),
-        BLOCK_HS=block(HS),
-        BLOCK_PS=block(PS),
-        BLOCK_H=block(H),
-        BLOCK_P=block(P),
-    )
-    kernel = _lstm_bwd_kernel[(n_prog,)]
-    if not stepwise:
-        kernel(*kargs, 0, T, USE_BARRIER=True, PHASE=0, **consts)
-    else:
-        for s in range(T):
-            for phase in (1, 2):
-                kernel(*kargs, s, 1, USE_BARRIER=False, PHASE=phase, **consts)
+    switches = variant_switches(inputs, batch_sizes, reverse, opts, launch)
+    run_kernel(_lstm_bwd_kernel, kargs, switches, launch, (1, 2))
     dw_hh = d_rec.reshape(-1, G).T @ saved.h_in.reshape(-1, P) if need[3] else None
     db_hh = dxg.sum((0, 1)) if b_hh is not None and need[4] else None
     dw_hr = dhn.reshape(-1, P).T @ saved.m.reshape(-1, H) if w_hr is not None and need[5] else None

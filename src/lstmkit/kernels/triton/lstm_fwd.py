@@ -38,14 +38,13 @@ import triton.language as tl
 from torch import Tensor
 
 from lstmkit.kernels.triton._common import (
-    TL_DTYPE,
-    block,
-    check_supported,
     grid_barrier,
-    interpreting,
     matmul,
-    resolve_programs,
+    plan_launch,
+    run_kernel,
+    step_tensors,
     tanh,
+    variant_switches,
 )
 from lstmkit.reference.options import CellOptions
 from lstmkit.reference.recurrence import RecurrenceInputs, SavedTensors
@@ -358,17 +357,12 @@ def triton_forward(
     w_hr, w_ci, w_cf, w_co = inputs.weight_hr, inputs.weight_ci, inputs.weight_cf, inputs.weight_co
     ln_hh, ln_c_w, ln_c_b = inputs.ln_weight_hh, inputs.ln_weight_c, inputs.ln_bias_c
     zh, zc, dmask = inputs.zoneout_h, inputs.zoneout_c, inputs.dropout_h
-    check_supported(opts, xg)
-    T, B, G = xg.shape
-    H = G // 4
-    P = h0.shape[1]
-    dev, f32 = xg.device, torch.float32
-    has_ln = ln_hh is not None or ln_c_w is not None
+    launch = plan_launch(inputs, opts, programs, mode)
     if ln_c_w is not None and ln_c_b is None:
         raise ValueError("ln_weight_c needs ln_bias_c (the reference adds it)")
-    n_prog = resolve_programs(programs, H, has_ln, dev, mode)
-    stepwise = mode == "stepwise"
-    HS, PS = triton.cdiv(H, n_prog), triton.cdiv(P, n_prog)
+    T, B, H, P, HS, PS, n_prog, stepwise = launch
+    G = 4 * H
+    dev, f32 = xg.device, torch.float32
 
     def c(x: Tensor | None) -> Tensor:
         return xg if x is None else x.contiguous()  # an unused pointer for absent tensors
@@ -402,12 +396,7 @@ def triton_forward(
     if w_hr is not None and save:
         saved["m"] = m_buf
     dummy = z(1)
-    bs = (
-        batch_sizes.to(device=dev, dtype=torch.int32).contiguous()
-        if batch_sizes is not None
-        else dummy
-    )
-    counter = torch.zeros(1, device=dev, dtype=torch.int32)
+    bs, counter = step_tensors(batch_sizes, dummy)
     kargs = (
         c(xg),
         c(w_hh),
@@ -440,35 +429,8 @@ def triton_forward(
         n_prog,
         float(opts.layer_norm_eps),
     )
-    consts = dict(
-        REVERSE=bool(reverse),
-        HAS_BS=batch_sizes is not None,
-        HAS_BIAS=b_hh is not None,
-        HAS_PROJ=w_hr is not None,
-        HAS_PEEP_IF=w_ci is not None,
-        HAS_PEEP_O=w_co is not None,
-        HAS_LN_HH=ln_hh is not None,
-        HAS_LN_C=ln_c_w is not None,
-        HAS_ZH=zh is not None,
-        HAS_ZC=zc is not None,
-        HAS_DROPOUT=dmask is not None,
-        COUPLED=opts.coupled,
-        FORGET_GATE=opts.forget_gate,
-        SAVE=bool(save),
-        OP_DTYPE=TL_DTYPE[xg.dtype],
-        DOT_F32=interpreting(),
-        BLOCK_B=block(B),
-        BLOCK_HS=block(HS),
-        BLOCK_PS=block(PS),
-        BLOCK_H=block(H),
-        BLOCK_P=block(P),
-    )
-    kernel = _lstm_fwd_kernel[(n_prog,)]
-    if not stepwise:
-        kernel(*kargs, 0, T, USE_BARRIER=True, PHASE=0, **consts)
-    else:
-        for s in range(T):
-            for phase in (1, 2) if w_hr is not None else (0,):
-                kernel(*kargs, s, 1, USE_BARRIER=False, PHASE=phase, **consts)
+    switches = variant_switches(inputs, batch_sizes, reverse, opts, launch)
+    switches.update(HAS_BIAS=b_hh is not None, SAVE=bool(save))
+    run_kernel(_lstm_fwd_kernel, kargs, switches, launch, (1, 2) if w_hr is not None else (0,))
     h_n = h_buf[T % 2].to(xg.dtype)
     return out, h_n, c_n.to(xg.dtype), SavedTensors(**saved) if save else None
