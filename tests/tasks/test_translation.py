@@ -11,9 +11,10 @@ import pytest
 from lstmkit.cli.main import cli_main
 from lstmkit.data.tokenize import BOS, EOS, PAD
 from lstmkit.models.seq2seq import Seq2SeqConfig
-from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch, word_labels
+from lstmkit.tasks.translation import TranslationConfig, TranslationTask, make_batch
 from lstmkit.utils.config import from_flat
 from lstmkit.utils.errors import UserError
+from lstmkit.viz.attention import word_labels
 from tests.resume_check import assert_resume_is_exact
 
 MULTI30K = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "multi30k"

@@ -22,10 +22,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lstmkit.data.bitext import (
+    by_length,
+    data_arg_paths,
+    encode_within,
+    fit_vocabularies,
+    split_paths,
+    vocabularies_from_state,
+    vocabularies_state,
+)
 from lstmkit.data.parallel import ParallelText, read_parallel
 from lstmkit.data.sampling import BucketBatches, rank_slice
 from lstmkit.data.text import check_encoding
-from lstmkit.data.tokenize import BOS, EOS, PAD, TextTokenizer, fit_tokenizer
+from lstmkit.data.tokenize import BOS, EOS, PAD, TextTokenizer
 from lstmkit.models.seq2seq import (
     Seq2Seq,
     Seq2SeqConfig,
@@ -129,6 +138,62 @@ def make_batch(src: list[list[int]], tgt: list[list[int]]) -> TranslationBatch:
     )
 
 
+def check_config(cfg: TranslationConfig) -> None:
+    """One :class:`UserError` line naming the first option out of its range."""
+    check_encoding(cfg.encoding)
+    for name in ("vocab_size", "max_tokens", "max_len", "beam", "valid_beam", "decode_batch"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("train_limit", "valid_limit"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise UserError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.max_len_ratio <= 0:
+        raise UserError(f"--max-len-ratio must be > 0, got {cfg.max_len_ratio}")
+    if cfg.tokenizer not in TOKENIZERS:
+        raise UserError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}")
+
+
+def search(model, src: Tensor, src_len: Tensor, cfg: TranslationConfig, beam: int) -> list:
+    """Greedy decoding for ``beam`` 1, else beam search with ``cfg``'s length options."""
+    if beam == 1:
+        return greedy_decode(model, src, src_len, max_len_ratio=cfg.max_len_ratio)
+    return beam_search(
+        model, src, src_len, beam=beam, len_penalty=cfg.len_penalty, max_len_ratio=cfg.max_len_ratio
+    )
+
+
+@torch.no_grad()
+def decode_ids(model, ids: list[list[int]], cfg: TranslationConfig, beam: int, device) -> list:
+    """A hypothesis per source in ``ids``, decoded ``cfg.decode_batch`` of similar length at a
+    time in eval mode, returned in input order."""
+    out: list = [None] * len(ids)
+    was_training = model.training
+    model.eval()
+    for part in by_length(ids, cfg.decode_batch):
+        b = make_batch([ids[i] for i in part], [[] for _ in part])
+        hyps = search(model, b.src.to(device), b.src_len.to(device), cfg, beam)
+        for i, h in zip(part, hyps, strict=True):
+            out[i] = h
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def teacher_forced_nll(model, src: list[list[int]], tgt: list[list[int]], size: int, device):
+    """Negative log-likelihood per target token of the pairs (no label smoothing), ``size``
+    pairs of similar source length at a time."""
+    total, count = 0.0, 0
+    for part in by_length(src, size):
+        b = make_batch([src[i] for i in part], [tgt[i] for i in part])
+        b = TranslationBatch(*(t.to(device) for t in b))
+        n = int((b.tgt_out != PAD).sum())
+        loss = label_smoothed_loss(model(b.src, b.src_len, b.tgt_in), b.tgt_out, 0.0)
+        total, count = total + float(loss) * n, count + n
+    return total / max(count, 1)
+
+
 @register
 class TranslationTask(Task):
     """Translate sentences with an LSTM encoder-decoder with attention (Luong et al. 2015).
@@ -150,32 +215,9 @@ class TranslationTask(Task):
 
     def __init__(self, cfg, model_cfg, state=None):
         super().__init__(cfg, model_cfg, state)
-        check_encoding(cfg.encoding)
-        for name in ("vocab_size", "max_tokens", "max_len", "beam", "valid_beam", "decode_batch"):
-            if getattr(cfg, name) < 1:
-                raise UserError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}"
-                )
-        for name in ("train_limit", "valid_limit"):
-            if getattr(cfg, name) < 0:
-                raise UserError(
-                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}"
-                )
-        if not 0 <= cfg.label_smoothing < 1:
-            raise UserError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
-        if cfg.max_len_ratio <= 0:
-            raise UserError(f"--max-len-ratio must be > 0, got {cfg.max_len_ratio}")
-        if cfg.tokenizer not in TOKENIZERS:
-            raise UserError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}")
+        check_config(cfg)
         self.metric, self.mode = ("bleu", "max") if cfg.select == "bleu" else ("loss", "min")
-        self.src_tok: TextTokenizer | None = None
-        self.tgt_tok: TextTokenizer | None = None
-        if state:
-            self.src_tok = TextTokenizer.from_state(state["src_tokenizer"])
-            tgt_state = state.get("tgt_tokenizer")
-            self.tgt_tok = (
-                self.src_tok if tgt_state is None else TextTokenizer.from_state(tgt_state)
-            )
+        self.src_tok, self.tgt_tok = vocabularies_from_state(state) if state else (None, None)
         self._data: dict[str, ParallelText] = {}
         self._train_ids: tuple[list[list[int]], list[list[int]]] | None = None
         self._buckets: dict[int, BucketBatches] = {}
@@ -186,65 +228,33 @@ class TranslationTask(Task):
     def paths(self, split: str) -> tuple[Path, Path]:
         cfg = self.cfg
         explicit = getattr(cfg, f"{split}_src"), getattr(cfg, f"{split}_tgt")
-        if all(explicit):
-            return Path(explicit[0]), Path(explicit[1])
-        if any(explicit):
-            which = "src" if not explicit[0] else "tgt"
-            raise UserError(
-                f"--{split}-src and --{split}-tgt go together; --{split}-{which} is missing"
-            )
         prefix = getattr(cfg, SPLITS[split])
-        out = []
-        for lang in (cfg.src_lang, cfg.tgt_lang):
-            p = Path(cfg.data_dir) / f"{prefix}.{lang}"
-            gz = p.with_name(p.name + ".gz")
-            out.append(gz if gz.exists() or not p.exists() else p)
-        return out[0], out[1]
+        return split_paths(split, explicit, cfg.data_dir, prefix, (cfg.src_lang, cfg.tgt_lang))
 
     def data(self, split: str) -> ParallelText:
         if split not in self._data:
             src, tgt = self.paths(split)
             d = read_parallel(src, tgt, self.cfg.encoding, what=f"{split} data")
-            if split == "train":
-                d = d.head(self.cfg.train_limit)
-            self._data[split] = d
+            self._data[split] = d.head(self.cfg.train_limit) if split == "train" else d
         return self._data[split]
 
     def tokenizers(self) -> tuple[TextTokenizer, TextTokenizer]:
         """The vocabularies: from the checkpoint, else fitted on the training data."""
         if self.src_tok is None:
-            cfg, train = self.cfg, self.data("train")
-            kw = dict(lowercase=cfg.lowercase, vocab_size=cfg.vocab_size)
-            if cfg.tokenizer != "bpe":
-                kw["max_size"] = cfg.vocab_size
-            if cfg.shared_vocab:
-                self.src_tok = self.tgt_tok = fit_tokenizer(
-                    train.src + train.tgt, cfg.tokenizer, **kw
-                )
-            else:
-                self.src_tok = fit_tokenizer(train.src, cfg.tokenizer, **kw)
-                self.tgt_tok = fit_tokenizer(train.tgt, cfg.tokenizer, **kw)
+            c, train = self.cfg, self.data("train")
+            toks = fit_vocabularies(train, c.tokenizer, c.vocab_size, c.lowercase, c.shared_vocab)
+            self.src_tok, self.tgt_tok = toks
         return self.src_tok, self.tgt_tok
 
     def state(self) -> dict:
-        src, tgt = self.tokenizers()
-        return {
-            "src_tokenizer": src.state(),
-            "tgt_tokenizer": None if tgt is src else tgt.state(),
-        }
+        return vocabularies_state(*self.tokenizers())
 
     def train_ids(self) -> tuple[list[list[int]], list[list[int]]]:
         if self._train_ids is None:
-            src_tok, tgt_tok = self.tokenizers()
-            train = self.data("train")
-            src, tgt = src_tok.encode_batch(train.src), tgt_tok.encode_batch(train.tgt)
-            keep = [
-                i
-                for i in range(len(src))
-                if 0 < len(src[i]) <= self.cfg.max_len and 0 < len(tgt[i]) <= self.cfg.max_len
-            ]
-            self.train_skipped_long = len(src) - len(keep)
-            self._train_ids = [src[i] for i in keep], [tgt[i] for i in keep]
+            src, tgt, skipped = encode_within(
+                self.data("train"), *self.tokenizers(), self.cfg.max_len
+            )
+            self._train_ids, self.train_skipped_long = (src, tgt), skipped
         return self._train_ids
 
     # ----- training
@@ -285,24 +295,7 @@ class TranslationTask(Task):
         PREFIX.TGT_LANG beside it (``.gz`` too), as Multi30k's files are named."""
         cfg = self.read_config(options)
         check_encoding(cfg.encoding)
-        if "," in path:
-            parts = path.split(",")
-            if len(parts) != 2 or not all(parts):
-                raise UserError(f"--data {path}: give SRC,TGT (two files) or a PREFIX")
-            src, tgt = Path(parts[0]), Path(parts[1])
-        else:
-            pair = []
-            for lang in (cfg.src_lang, cfg.tgt_lang):
-                p = Path(f"{path}.{lang}")
-                gz = p.with_name(p.name + ".gz")
-                pair.append(gz if gz.exists() and not p.exists() else p)
-            src, tgt = pair
-        for f in (src, tgt):
-            if not f.is_file():
-                raise UserError(
-                    f"--data: file not found: {f} (give SRC,TGT, or a PREFIX of PREFIX."
-                    f"{cfg.src_lang} and PREFIX.{cfg.tgt_lang})"
-                )
+        src, tgt = data_arg_paths(path, (cfg.src_lang, cfg.tgt_lang))
         self._data["data"] = read_parallel(src, tgt, cfg.encoding, what="--data")
         return "data"
 
@@ -320,57 +313,21 @@ class TranslationTask(Task):
         nll = self.nll(model, pairs, device)
         return {"bleu": bleu, "chrf": chrf, "loss": nll, "ppl": math.exp(min(nll, 50.0))}
 
-    @torch.no_grad()
     def nll(self, model, pairs: ParallelText, device) -> float:
         """Teacher-forced negative log-likelihood per target token (no label smoothing)."""
         src_tok, tgt_tok = self.tokenizers()
         src, tgt = src_tok.encode_batch(pairs.src), tgt_tok.encode_batch(pairs.tgt)
-        order = sorted(range(len(src)), key=lambda i: len(src[i]))
-        total, count = 0.0, 0
-        for k in range(0, len(order), self.cfg.decode_batch):
-            part = order[k : k + self.cfg.decode_batch]
-            b = make_batch([src[i] for i in part], [tgt[i] for i in part])
-            b = TranslationBatch(*(t.to(device) for t in b))
-            n = int((b.tgt_out != PAD).sum())
-            total += (
-                float(label_smoothed_loss(model(b.src, b.src_len, b.tgt_in), b.tgt_out, 0.0)) * n
-            )
-            count += n
-        return total / max(count, 1)
+        return teacher_forced_nll(model, src, tgt, self.cfg.decode_batch, device)
 
     # ----- decoding
-    @torch.no_grad()
     def decode(self, model, sentences: list[str], device, *, beam: int | None = None) -> list:
         """Hypotheses (:class:`lstmkit.models.seq2seq.Hypothesis`) for ``sentences``, decoded in
         batches of similar length and returned in input order."""
         beam = self.cfg.beam if beam is None else beam
         if beam < 1:
             raise UserError(f"--beam must be >= 1, got {beam}")
-        src_tok, _ = self.tokenizers()
-        ids = src_tok.encode_batch(list(sentences))
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list = [None] * len(ids)
-        was_training = model.training
-        model.eval()
-        for k in range(0, len(order), self.cfg.decode_batch):
-            part = order[k : k + self.cfg.decode_batch]
-            b = make_batch([ids[i] for i in part], [[] for _ in part])
-            src, src_len = b.src.to(device), b.src_len.to(device)
-            if beam == 1:
-                hyps = greedy_decode(model, src, src_len, max_len_ratio=self.cfg.max_len_ratio)
-            else:
-                hyps = beam_search(
-                    model,
-                    src,
-                    src_len,
-                    beam=beam,
-                    len_penalty=self.cfg.len_penalty,
-                    max_len_ratio=self.cfg.max_len_ratio,
-                )
-            for i, h in zip(part, hyps, strict=True):
-                out[i] = h
-        model.train(was_training)
-        return out
+        ids = self.tokenizers()[0].encode_batch(list(sentences))
+        return decode_ids(model, ids, self.cfg, beam, device)
 
     def translate(
         self, model, sentences: list[str], device, *, beam: int | None = None
@@ -388,66 +345,15 @@ class TranslationTask(Task):
             return ["A man rides a bicycle.", "Two dogs are playing in the snow."]
         return ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]
 
-    def pieces(self, tok: TextTokenizer, ids: list[int]) -> list[str]:
-        """Display strings of token ids (subwords with their ``▁`` word marks)."""
-        if tok.kind == "bpe":
-            return [tok._bpe.id_to_token(i) or "?" for i in ids]  # noqa: SLF001
-        return [tok.itos[i] for i in ids]
-
     def inspect(self, model, inputs, out, device):
-        """One attention heatmap per input: rows the output subwords (and ``</s>``), columns
-        the source subwords, decoded with ``--beam``."""
-        from lstmkit.viz.plots import plot_heatmap
+        """One attention heatmap per input (:func:`lstmkit.viz.attention.plot_attention`),
+        decoded with ``--beam``."""
+        from lstmkit.viz.attention import plot_attention
 
         inputs = list(inputs) or self.examples()[:1]
-        src_tok, tgt_tok = self.tokenizers()
         hyps = self.decode(model, inputs, device)
-        paths = []
-        for k, (text, h) in enumerate(zip(inputs, hyps, strict=True)):
-            src_ids = src_tok.encode(text) or [EOS]
-            cols = self.pieces(src_tok, src_ids) if src_tok.encode(text) else ["</s>"]
-            rows = self.pieces(tgt_tok, h.tokens)
-            if src_tok.kind == "bpe":
-                cols = word_labels(cols)
-            if tgt_tok.kind == "bpe":
-                rows = word_labels(rows)
-            rows += ["</s>"] * (h.attention.shape[0] - len(rows))
-            translation = tgt_tok.decode(h.tokens)
-            src_note, tgt_note = (_JOIN_NOTE.get(t.kind, "") for t in (src_tok, tgt_tok))
-            paths.append(
-                plot_heatmap(
-                    h.attention.numpy(),
-                    Path(out) / f"attention-{k + 1}.png",
-                    row_labels=rows,
-                    col_labels=cols,
-                    title=f"{_short(text)}\n→ {_short(translation)}",
-                    xlabel=f"source subwords ({self.cfg.src_lang}){src_note}",
-                    ylabel=f"output subwords ({self.cfg.tgt_lang}){tgt_note}",
-                    vmin=0.0,
-                    vmax=1.0,
-                    annotate=False,
-                )
-            )
-        return paths
-
-
-_JOIN_NOTE = {"bpe": "; -x continues the word before"}  # by tokenizer kind
-
-
-def word_labels(pieces: list[str]) -> list[str]:
-    """Tick labels for BPE pieces: the ``▁`` word mark dropped, so that a word-initial piece
-    reads as the word, and a piece that continues a word shown as ``-piece`` (punctuation
-    as it is); a lone ``▁`` (a space) as ``␣``; special tokens such as ``</s>`` unchanged."""
-    out = []
-    for p in pieces:
-        if p.startswith("▁"):
-            out.append(p[1:] or "␣")
-        elif out and any(ch.isalnum() for ch in p) and not (p.startswith("<") and p.endswith(">")):
-            out.append("-" + p)
-        else:
-            out.append(p)
-    return out
-
-
-def _short(text: str, n: int = 70) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+        langs = (self.cfg.src_lang, self.cfg.tgt_lang)
+        return [
+            plot_attention(h, text, self.tokenizers(), langs, Path(out) / f"attention-{k + 1}.png")
+            for k, (text, h) in enumerate(zip(inputs, hyps, strict=True))
+        ]
