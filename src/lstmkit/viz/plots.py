@@ -226,6 +226,21 @@ def _unit_ticks(ax: Axes, units: Sequence[int | str]) -> None:
     ax.set_yticklabels([str(units[r]) for r in rows], fontsize=7)
 
 
+def _legend_above(ax: Axes, *args, ncol: int = 1, **kwargs) -> None:
+    """A small frameless legend in ``ncol`` columns just above the right end of the panel, where
+    it hides no line."""
+    ax.legend(
+        *args,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        ncol=ncol,
+        fontsize=7,
+        frameon=False,
+        borderaxespad=0.1,
+        **kwargs,
+    )
+
+
 def _draw_marks(ax: Axes, marks: Sequence[int], *, filled: bool) -> None:
     """Bands on line panels; outlines on heatmaps so the marked columns stay readable."""
     for m in marks:
@@ -492,16 +507,7 @@ def plot_gates(
                 if marks:
                     handles.append(Patch(fc=_MARK_COLOR, alpha=0.35, label="marked input"))
                     labels.append("marked input")
-                ax.legend(
-                    handles,
-                    labels,
-                    loc="lower right",
-                    bbox_to_anchor=(1.0, 1.0),
-                    ncol=len(labels),
-                    fontsize=7,
-                    frameon=False,
-                    borderaxespad=0.1,
-                )
+                _legend_above(ax, handles, labels, ncol=len(labels))
         elif kind.startswith("panel"):
             panel, ys = panels[int(kind[5:])]
             _draw_marks(ax, marks, filled=True)
@@ -524,14 +530,7 @@ def plot_gates(
             ax.tick_params(labelsize=7)
             what = "that write most at the marks" if marks else "that move most"
             ax.set_title(f"cell state c of the units {what}", loc="left", fontsize=9)
-            ax.legend(
-                loc="lower right",
-                bbox_to_anchor=(1.0, 1.0),
-                ncol=len(line_units),
-                fontsize=7,
-                frameon=False,
-                borderaxespad=0.1,
-            )
+            _legend_above(ax, ncol=len(line_units))
             cax.set_axis_off()
         else:
             a = arrays[kind][:, units].T
@@ -575,14 +574,7 @@ def plot_gates(
     # "marked input" needs a legend entry even without an inputs line panel
     if marks and not (x_in is not None and not input_as_map):
         handle = Line2D([], [], marker="v", ls="none", color=_MARK_COLOR, label="marked input")
-        axes[0].legend(
-            handles=[handle],
-            loc="lower right",
-            bbox_to_anchor=(1.0, 1.0),
-            fontsize=7,
-            frameon=False,
-            borderaxespad=0.1,
-        )
+        _legend_above(axes[0], handles=[handle])
     if title:
         fig.suptitle(title, fontsize=11)
     if caption_lines:
