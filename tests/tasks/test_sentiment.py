@@ -9,12 +9,13 @@ import torch
 
 from lstmkit.infer.load import load_trained
 from lstmkit.models.classifier import SentimentModelConfig, TextClassifier
-from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask, token_contributions
+from lstmkit.tasks.sentiment import SentimentConfig, SentimentTask
 from lstmkit.train.config import TrainConfig
 from lstmkit.train.trainer import train
 from lstmkit.utils.config import from_flat
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.metrics import macro_f1
+from lstmkit.viz.token_shares import token_contributions
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rt-polarity"
 GOOD = ["great", "superb", "moving", "fine", "brilliant", "lovely"]
@@ -143,7 +144,7 @@ def test_trains_predicts_and_inspects_end_to_end(tmp_path):
     }
     share = values["share of the score of &#x27;pos&#x27;"]
     # the attention weights are the model's own
-    tokens, lengths = SentimentTask.collate(task2._encode_inputs(["the cast was lovely"]))
+    tokens, lengths = SentimentTask.collate(task2.data.encode(["the cast was lovely"])[0])
     with torch.no_grad():
         model(tokens, lengths)
     np.testing.assert_allclose(values["attention weight"], model.last_attention[0], atol=1e-5)
@@ -168,7 +169,7 @@ def test_splits_are_disjoint_and_cv_folds_cover_the_data(tmp_path):
     seen = []
     for fold in range(5):
         t = SentimentTask(replace(base, fold=fold), small_model())
-        raw = t._raw_splits()
+        raw = t.data.raw_splits()
         texts = [set(zip(raw[s].texts, range(len(raw[s])), strict=True)) for s in raw]
         assert sum(len(raw[s]) for s in raw) == 50
         seen.append(len(raw["test"]))
@@ -320,15 +321,15 @@ def test_cv_folds_and_their_validation_shares_are_stratified(tmp_path):
     base = SentimentConfig(train=str(data), cv=10)
     tested = []
     for fold in range(10):
-        raw = SentimentTask(replace(base, fold=fold), small_model())._raw_splits()
+        raw = SentimentTask(replace(base, fold=fold), small_model()).data.raw_splits()
         assert len(raw["test"]) == 10 and raw["test"].labels.count("rare") == 2, fold
         assert len(raw["valid"]) == 9 and raw["valid"].labels.count("rare") in (1, 2)
         assert raw["train"].labels.count("rare") in (16, 17)
         assert not set(raw["test"].texts) & (set(raw["train"].texts) | set(raw["valid"].texts))
         tested += raw["test"].texts
     assert sorted(tested) == sorted(f"example {k}" for k in range(100))
-    other = SentimentTask(replace(base, fold=0, split_seed=1), small_model())._raw_splits()
-    first = SentimentTask(replace(base, fold=0), small_model())._raw_splits()
+    other = SentimentTask(replace(base, fold=0, split_seed=1), small_model()).data.raw_splits()
+    first = SentimentTask(replace(base, fold=0), small_model()).data.raw_splits()
     assert other["test"].texts != first["test"].texts  # the seed still decides the folds
 
 
@@ -336,7 +337,7 @@ def test_cv_folds_and_their_validation_shares_are_stratified(tmp_path):
 def test_rt_polarity_folds_are_half_positive():
     files = f"{DATA / 'rt-polarity.pos'},{DATA / 'rt-polarity.neg'}"
     cfg = SentimentConfig(train=files, encoding="latin-1", cv=10, fold=9)
-    raw = SentimentTask(cfg, small_model())._raw_splits()
+    raw = SentimentTask(cfg, small_model()).data.raw_splits()
     assert len(raw["test"]) == 1066 and raw["test"].labels.count("pos") == 533
     assert len(raw["train"]) in (8635, 8636)
     assert abs(raw["valid"].labels.count("pos") - len(raw["valid"]) / 2) <= 1
@@ -386,7 +387,7 @@ def test_mr_commands_of_readme_and_results_still_train_2500_steps():
     for args in (mr, mr + results.split()):
         cfg, tcfg = _parsed_train_config(args)
         task = SentimentTask(cfg, SentimentModelConfig())
-        n_train = len(task._raw_splits()["train"])
+        n_train = len(task.data.raw_splits()["train"])
         task.splits = lambda n=n_train: {"train": _Sized(n)}  # the sizes, not the words
         t = task.train_config(tcfg)
         assert (t.steps, t.warmup_steps, t.eval_every, t.patience) == (2500, 100, 100, 8)
@@ -438,3 +439,15 @@ def test_new_formats_reach_the_task(tmp_path):
     )
     with pytest.raises(UserError, match="--cv-jobs must be >= 1"):
         SentimentTask(replace(cfg, cv=2, cv_jobs=0), small_model())
+
+
+def test_the_config_checks_itself_as_the_task_did():
+    for bad, message in [
+        (dict(cv=1), "--cv must be 0"),
+        (dict(cv=3, fold=3), r"--fold must be in 0\.\.2"),
+        (dict(cv_jobs=0), "--cv-jobs must be >= 1"),
+        (dict(valid_fraction=1.0), r"--valid-fraction must be in \[0, 1\)"),
+        (dict(encoding="klingon"), "unknown text encoding"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            SentimentConfig(train="x.csv", **bad)
