@@ -12,11 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from lstmkit.infer.inputs import check_input_path, read_field, read_options
+from lstmkit.infer.inputs import (
+    allow_nonfinite_field,
+    check_input_path,
+    checkpoint_field,
+    device_field,
+    read_field,
+    read_options,
+)
 from lstmkit.infer.load import load_for
 from lstmkit.tasks.base import Task
 from lstmkit.train.checkpoint import Checkpoint
-from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
@@ -25,9 +31,7 @@ from lstmkit.utils.meta import help_meta as _help
 class EvaluateConfig:
     """Options of ``lstmkit evaluate``."""
 
-    checkpoint: str = field(
-        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
-    )
+    checkpoint: str = checkpoint_field()
     split: str = field(
         default="test",
         metadata=_help("which evaluation set", choices=("valid", "test", "both")),
@@ -44,11 +48,8 @@ class EvaluateConfig:
         default="",
         metadata=_help("write the task's evaluation plots (e.g. a confusion matrix) here"),
     )
-    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
-    allow_nonfinite: bool = field(
-        default=False,
-        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
-    )
+    device: str = device_field()
+    allow_nonfinite: bool = allow_nonfinite_field()
     format: str = read_field("format")
     text_column: str = read_field("text_column")
     label_column: str = read_field("label_column")

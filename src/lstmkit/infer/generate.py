@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from lstmkit.infer.inputs import checkpoint_field, device_field
 from lstmkit.infer.load import load_for
-from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
@@ -18,11 +18,7 @@ from lstmkit.utils.meta import help_meta as _help
 class GenerateConfig:
     """Options of ``lstmkit generate``."""
 
-    checkpoint: str = field(
-        metadata=_help(
-            "a run folder of `lstmkit train lm`, or its best/ or last/ checkpoint", argument=True
-        )
-    )
+    checkpoint: str = checkpoint_field("a run folder of `lstmkit train lm`")
     prompt: str = field(
         default="",
         metadata=_help("text to continue, read as the start of a line (empty: a new line)"),
@@ -48,7 +44,7 @@ class GenerateConfig:
         ),
     )
     echo_prompt: bool = field(default=True, metadata=_help("print the prompt before the text"))
-    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    device: str = device_field()
 
 
 def generate(cfg: GenerateConfig) -> Iterator[str]:

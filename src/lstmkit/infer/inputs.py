@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmkit.tasks.base import READ_OPTIONS
+from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
@@ -39,6 +40,30 @@ def read_field(name: str) -> Any:
     """One of the options that say how to read the user's file (:data:`READ_OPTIONS`): left
     out, it is the run's own, so the file is read as the training data was."""
     return field(default=None if name == "header" else "", metadata=_help(_READ_HELP[name]))
+
+
+# The options every use verb shares, defined once (each call makes a fresh dataclass field).
+
+
+def checkpoint_field(run: str = "a run folder") -> Any:
+    """The positional CHECKPOINT: ``run``, or its best/ or last/ checkpoint."""
+    return field(metadata=_help(f"{run}, or its best/ or last/ checkpoint", argument=True))
+
+
+def arguments_field(help: str) -> Any:
+    """The positional arguments after CHECKPOINT (inputs, sentences, audio files)."""
+    return field(default=(), metadata=_help(help, argument=True))
+
+
+def device_field() -> Any:
+    return field(default="auto", metadata=_help("where to run", choices=DEVICES))
+
+
+def allow_nonfinite_field() -> Any:
+    return field(
+        default=False,
+        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
+    )
 
 
 def read_options(cfg: Any) -> dict[str, Any]:

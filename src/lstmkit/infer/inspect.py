@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lstmkit.infer.inputs import MAX_INSPECT_CHARS, read_inputs
+from lstmkit.infer.inputs import (
+    MAX_INSPECT_CHARS,
+    allow_nonfinite_field,
+    arguments_field,
+    checkpoint_field,
+    device_field,
+    read_inputs,
+)
 from lstmkit.infer.load import load_for
-from lstmkit.utils.device import DEVICES
 from lstmkit.utils.meta import help_meta as _help
 
 
@@ -15,19 +21,12 @@ from lstmkit.utils.meta import help_meta as _help
 class InspectConfig:
     """Options of ``lstmkit inspect``."""
 
-    checkpoint: str = field(
-        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
-    )
-    inputs: tuple[str, ...] = field(
-        default=(), metadata=_help("inputs in the task's text format", argument=True)
-    )
+    checkpoint: str = checkpoint_field()
+    inputs: tuple[str, ...] = arguments_field("inputs in the task's text format")
     input: str = field(default="", metadata=_help("read inputs from this file, one per line"))
     out: str = field(default="inspect", metadata=_help("folder for the PNG files"))
-    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
-    allow_nonfinite: bool = field(
-        default=False,
-        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
-    )
+    device: str = device_field()
+    allow_nonfinite: bool = allow_nonfinite_field()
 
 
 def inspect(cfg: InspectConfig) -> list[Path]:

@@ -12,9 +12,13 @@ from torch import nn
 from lstmkit.infer.inputs import (
     MAX_INPUT_CHARS,
     PREDICT_BATCH,
+    allow_nonfinite_field,
+    arguments_field,
     check_input_path,
     check_output_path,
+    checkpoint_field,
     cut_inputs,
+    device_field,
     format_results,
     read_field,
     read_input_lines,
@@ -23,7 +27,6 @@ from lstmkit.infer.inputs import (
 )
 from lstmkit.infer.load import load_for
 from lstmkit.tasks.base import InputRecords, Task
-from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
@@ -33,12 +36,8 @@ from lstmkit.utils.meta import help_meta as _help
 class PredictConfig:
     """Options of ``lstmkit predict``."""
 
-    checkpoint: str = field(
-        metadata=_help("a run folder, or its best/ or last/ checkpoint", argument=True)
-    )
-    inputs: tuple[str, ...] = field(
-        default=(), metadata=_help("inputs in the task's text format", argument=True)
-    )
+    checkpoint: str = checkpoint_field()
+    inputs: tuple[str, ...] = arguments_field("inputs in the task's text format")
     input: str = field(
         default="",
         metadata=_help(
@@ -53,11 +52,8 @@ class PredictConfig:
             "with --input FILE each row keeps the file's own columns"
         ),
     )
-    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
-    allow_nonfinite: bool = field(
-        default=False,
-        metadata=_help("load NaN or infinite weights anyway (for debugging a diverged run)"),
-    )
+    device: str = device_field()
+    allow_nonfinite: bool = allow_nonfinite_field()
     format: str = read_field("format")
     text_column: str = read_field("text_column")
     label_column: str = read_field("label_column")

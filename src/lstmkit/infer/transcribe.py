@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lstmkit.infer.inputs import arguments_field, checkpoint_field, device_field
 from lstmkit.infer.load import load_for
-from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
@@ -18,14 +18,8 @@ from lstmkit.utils.meta import help_meta as _help
 class TranscribeConfig:
     """Options of ``lstmkit transcribe``."""
 
-    checkpoint: str = field(
-        metadata=_help(
-            "a run folder of task asr-ctc, or its best/ or last/ checkpoint", argument=True
-        )
-    )
-    audio: tuple[str, ...] = field(
-        default=(), metadata=_help("audio files (WAV, FLAC, ...; any rate)", argument=True)
-    )
+    checkpoint: str = checkpoint_field("a run folder of task asr-ctc")
+    audio: tuple[str, ...] = arguments_field("audio files (WAV, FLAC, ...; any rate)")
     decoder: str = field(
         default="",
         metadata=_help("greedy or beam (default: the run's --decoder)"),
@@ -36,7 +30,7 @@ class TranscribeConfig:
         metadata=_help("print JSON lines with duration and compute time instead of FILE<TAB>TEXT"),
     )
     output: str = field(default="", metadata=_help("write the output to this file (atomically)"))
-    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    device: str = device_field()
 
 
 def transcribe(cfg: TranscribeConfig) -> tuple[list[dict], str]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lstmkit.data.text import check_encoding, read_lines
+from lstmkit.infer.inputs import arguments_field, checkpoint_field, device_field
 from lstmkit.infer.load import load_for
-from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
@@ -20,12 +20,8 @@ from lstmkit.utils.meta import help_meta as _help
 class TranslateConfig:
     """Options of ``lstmkit translate``."""
 
-    checkpoint: str = field(
-        metadata=_help("a translation run folder, or its best/ or last/ checkpoint", argument=True)
-    )
-    sentences: tuple[str, ...] = field(
-        default=(), metadata=_help("sentences in the source language", argument=True)
-    )
+    checkpoint: str = checkpoint_field("a translation run folder")
+    sentences: tuple[str, ...] = arguments_field("sentences in the source language")
     input: str = field(
         default="", metadata=_help("translate this file, one sentence per line (plain or .gz)")
     )
@@ -47,7 +43,7 @@ class TranslateConfig:
         metadata=_help("output at most ratio * source subwords + 5; 0: the checkpoint's"),
     )
     batch: int = field(default=0, metadata=_help("sentences decoded together; 0: the checkpoint's"))
-    device: str = field(default="auto", metadata=_help("where to run", choices=DEVICES))
+    device: str = device_field()
     threads: int = field(default=0, metadata=_help("CPU threads; 0: torch's default", max=4096))
 
 
