@@ -25,10 +25,7 @@ distance to the reference over the number of reference words,
 
 from __future__ import annotations
 
-import math
-import re
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +37,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmkit.data import audio
+from lstmkit.data.audio_sets import (
+    AudioSplit,
+    first_recordings,
+    input_records,
+    split_utterances,
+    training_rate,
+)
 from lstmkit.data.sampling import BucketBatches, epoch_batch, rank_slice
 from lstmkit.models.speech import (
     CtcModel,
@@ -54,6 +58,7 @@ from lstmkit.tasks.base import InputRecords, Task, register
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 from lstmkit.utils.metrics import error_rates
+from lstmkit.viz.spectrogram_gates import mel_centers  # noqa: F401 (its home before viz/)
 
 DECODERS = ("greedy", "beam")
 _EVAL_BATCH = 64
@@ -161,56 +166,53 @@ def _collate(feats: list[np.ndarray], targets: list[list[int]]) -> SpeechBatch:
     )
 
 
-class _Split:
-    """The utterances of one split and, once asked for, their features (or waves)."""
+def check_config(cfg: _SpeechConfig) -> None:
+    """One :class:`UserError` line naming the first augmentation option out of its range."""
+    for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+    if cfg.noise_snr < 0:
+        raise UserError(f"--noise-snr must be >= 0 dB, got {cfg.noise_snr}")
+    if not 0 <= cfg.speed_perturb < 1:
+        raise UserError(f"--speed-perturb must be in [0, 1), got {cfg.speed_perturb}")
 
-    def __init__(
-        self, utterances: list[audio.Utterance], spec: audio.FeatureSpec, keep_waves, task
-    ):
-        self.utterances, self.spec, self.keep_waves = utterances, spec, keep_waves
-        self._task = task
-        self._feats: list[np.ndarray] | None = None
-        self._waves: list[np.ndarray] | None = None
-        self.logmels: list[np.ndarray] | None = None  # un-normalised; the training set's, while
-        # the global statistics are computed from them
 
-    def __len__(self) -> int:
-        return len(self.utterances)
-
-    def _load(self) -> None:
-        if self._feats is not None:
-            return
-        waves, self.logmels = self.read()  # (the task may take its global statistics from them)
-        self._feats = [self._task.normalize_features(f) for f in self.logmels]
-        self.logmels = None
-        if self.keep_waves:
-            self._waves = waves
-
-    def read(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The waves and their un-normalised log-mel frames, read from the files."""
-        waves = [audio.load_audio(u.path, self.spec.sample_rate) for u in self.utterances]
-        return waves, [audio.log_mel(w, self.spec) for w in waves]
-
-    @property
-    def feats(self) -> list[np.ndarray]:
-        self._load()
-        assert self._feats is not None
-        return self._feats
-
-    def wave(self, k: int) -> np.ndarray:
-        self._load()
-        assert self._waves is not None
-        return self._waves[k]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [f.shape[0] for f in self.feats]
+def check_sources(cfg: _SpeechConfig, task: str) -> None:
+    """A new run's data: ``--train`` given, and every split given there."""
+    if not cfg.train:
+        raise UserError(f"task {task!r} needs --train (a manifest or a folder)")
+    for name in ("train", "valid", "test"):
+        p = getattr(cfg, name)
+        if p and not Path(p).exists():
+            raise UserError(f"--{name}: {p} not found")
 
 
 def _augment_rng(seed: int, step: int, position: int) -> np.random.Generator:
     """The augmentation draws of example ``position`` of global batch ``step``: the same in
     every process and after a resume."""
     return np.random.default_rng([seed & 0xFFFFFFFF, step, position, 0xA0D10])
+
+
+def perturbs_waves(cfg: _SpeechConfig) -> bool:
+    """Whether training augments the waves (so the training split keeps them)."""
+    return cfg.noise_snr > 0 or cfg.speed_perturb > 0
+
+
+def perturb_wave(wave: np.ndarray, rng: np.random.Generator, cfg: _SpeechConfig) -> np.ndarray:
+    """``wave`` at a speed drawn from ``--speed-perturb``, then with noise at an SNR drawn from
+    ``--noise-snr`` (each only when set; the draws in that order)."""
+    if cfg.speed_perturb > 0:
+        factor = rng.uniform(1 - cfg.speed_perturb, 1 + cfg.speed_perturb)
+        wave = audio.change_speed(wave, cfg.sample_rate, factor)
+    if cfg.noise_snr > 0:
+        wave = audio.add_noise(wave, rng, cfg.noise_snr)
+    return wave
+
+
+def mask_features(f: np.ndarray, rng: np.random.Generator, cfg: _SpeechConfig) -> np.ndarray:
+    """SpecAugment's frequency and time masks, as ``cfg`` sizes them."""
+    masks = ("freq_masks", "freq_width", "time_masks", "time_width")
+    return audio.spec_augment(f, rng, **{name: getattr(cfg, name) for name in masks})
 
 
 class SpeechTask(Task):
@@ -223,83 +225,44 @@ class SpeechTask(Task):
     def __init__(self, cfg, model_cfg, state=None):
         super().__init__(cfg, model_cfg, state)
         self._rate_note = ""
-        for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
-            if getattr(cfg, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
-        if cfg.noise_snr < 0:
-            raise UserError(f"--noise-snr must be >= 0 dB, got {cfg.noise_snr}")
-        if not 0 <= cfg.speed_perturb < 1:
-            raise UserError(f"--speed-perturb must be in [0, 1), got {cfg.speed_perturb}")
+        check_config(cfg)
         if state is None:  # a new run (a checkpoint's task has a state, and needs no data)
-            if not cfg.train:
-                raise UserError(f"task {self.name!r} needs --train (a manifest or a folder)")
-            for name in ("train", "valid", "test"):
-                p = getattr(cfg, name)
-                if p and not Path(p).exists():
-                    raise UserError(f"--{name}: {p} not found")
-            cfg = self.cfg = self._with_data_rate(cfg)
+            check_sources(cfg, self.name)
+            rate, self._rate_note = training_rate(cfg.train, self.key, cfg.sample_rate)
+            cfg = self.cfg = replace(cfg, sample_rate=rate) if rate != cfg.sample_rate else cfg
         elif cfg.sample_rate == 0:
             raise UserError("checkpoint: sample_rate is 0; the run's sample rate was not saved")
         cfg.spec.check()
-        self._splits: dict[str, _Split] = {}
+        self._splits: dict[str, AudioSplit] = {}
         self._buckets: dict[int, BucketBatches] = {}
         self._stats: tuple[np.ndarray, np.ndarray] | None = None
         if state and "feature_mean" in state:
-            self._stats = (
-                np.asarray(state["feature_mean"], np.float32),
-                np.asarray(state["feature_std"], np.float32),
-            )
+            mean, std = state["feature_mean"], state["feature_std"]
+            self._stats = (np.asarray(mean, np.float32), np.asarray(std, np.float32))
         elif state and cfg.normalize == "global":
             raise UserError("checkpoint: --normalize global but no feature statistics saved")
-
-    def _with_data_rate(self, cfg):
-        """``cfg`` with ``--sample-rate 0`` replaced by the training audio's rate; a rate above
-        it is a warning, since upsampling leaves the mel bins above the data's band empty."""
-        rate, counts = audio.data_rate(
-            [u.path for u in audio.read_dataset(cfg.train, key=self.key)]
-        )
-        read = sum(counts.values())
-        if len(counts) == 1:
-            seen = f"{read} file headers read, all {rate} Hz"
-        else:
-            rates = ", ".join(f"{n} at {r} Hz" for r, n in counts.items())
-            seen = f"{read} file headers read: {rates}; the most common"
-        if cfg.sample_rate == 0:
-            self._rate_note = f"{rate} Hz, the training audio's ({seen})"
-            return replace(cfg, sample_rate=rate)
-        if cfg.sample_rate > rate:
-            warnings.warn(
-                f"lstmkit: --sample-rate {cfg.sample_rate} is above the training audio's "
-                f"{rate} Hz ({seen}): upsampled audio leaves the mel bins above {rate // 2} Hz "
-                f"empty; --sample-rate 0 (the default) uses the data's rate",
-                stacklevel=2,
-            )
-        return cfg
 
     def data_report(self) -> dict:
         return {"sample_rate": self._rate_note} if self._rate_note else {}
 
     # ----- data
-    def split(self, name: str) -> _Split:
+    def split(self, name: str) -> AudioSplit:
         if name not in self._splits:
-            spec = self.cfg.spec
-            keep = name == "train" and (self.cfg.noise_snr > 0 or self.cfg.speed_perturb > 0)
-            if name in ("train", "valid") and not self.cfg.valid:
-                if not self.cfg.train:
-                    raise UserError(f"task {self.name!r}: no --train data to read")
-                every = audio.read_dataset(self.cfg.train, key=self.key)
-                held = [u for k, u in enumerate(every) if k % 10 == 9]
-                kept = [u for k, u in enumerate(every) if k % 10 != 9]
-                if not held:
-                    raise UserError(f"--train {self.cfg.train}: too few utterances to hold out")
-                utts = kept if name == "train" else held
-            else:
-                path = getattr(self.cfg, name)
-                if not path:
-                    raise UserError(f"task {self.name!r}: no --{name} data given")
-                utts = audio.read_dataset(path, key=self.key)
-            self._splits[name] = _Split(self.filter(utts, name), spec, keep, self)
+            c = self.cfg
+            sources = {"train": c.train, "valid": c.valid, "test": c.test}
+            self._new_split(name, split_utterances(name, sources, self.key, self.name))
         return self._splits[name]
+
+    def _new_split(self, name: str, utterances: list[audio.Utterance]) -> None:
+        keep_waves = name == "train" and perturbs_waves(self.cfg)
+        utts = self.filter(utterances, name)
+        self._splits[name] = AudioSplit(utts, self.cfg.spec, keep_waves, self.normalize_features)
+
+    def filter(self, utterances: list[audio.Utterance], split: str) -> list[audio.Utterance]:
+        return utterances
+
+    def target(self, utterance: audio.Utterance) -> list[int]:
+        raise NotImplementedError
 
     # ----- features
     def feature_stats(self) -> tuple[np.ndarray, np.ndarray]:
@@ -319,6 +282,9 @@ class SpeechTask(Task):
     def features(self, wave: np.ndarray) -> np.ndarray:
         return self.normalize_features(audio.log_mel(wave, self.cfg.spec))
 
+    def audio_features(self, path: str) -> np.ndarray:
+        return self.features(audio.load_audio(path, self.cfg.sample_rate))
+
     def stats_state(self) -> dict:
         """The global statistics for the checkpoint (nothing for per-utterance modes)."""
         if self.cfg.normalize != "global":
@@ -326,34 +292,15 @@ class SpeechTask(Task):
         mean, std = self.feature_stats()
         return {"feature_mean": mean.tolist(), "feature_std": std.tolist()}
 
-    def filter(self, utterances: list[audio.Utterance], split: str) -> list[audio.Utterance]:
-        return utterances
-
+    # ----- batches
     def example_features(self, step: int, seed: int, position: int, k: int) -> np.ndarray:
         """Training features of utterance ``k``, augmented with draws of (seed, step, position)."""
-        train, cfg = self.split("train"), self.cfg
-        rng = _augment_rng(seed, step, position)
-        if cfg.noise_snr > 0 or cfg.speed_perturb > 0:
-            wave = train.wave(k)
-            if cfg.speed_perturb > 0:
-                factor = rng.uniform(1 - cfg.speed_perturb, 1 + cfg.speed_perturb)
-                wave = audio.change_speed(wave, cfg.sample_rate, factor)
-            if cfg.noise_snr > 0:
-                wave = audio.add_noise(wave, rng, cfg.noise_snr)
-            f = self.features(wave)
+        train, rng = self.split("train"), _augment_rng(seed, step, position)
+        if perturbs_waves(self.cfg):
+            f = self.features(perturb_wave(train.wave(k), rng, self.cfg))
         else:
             f = train.feats[k]
-        return audio.spec_augment(
-            f,
-            rng,
-            freq_masks=cfg.freq_masks,
-            freq_width=cfg.freq_width,
-            time_masks=cfg.time_masks,
-            time_width=cfg.time_width,
-        )
-
-    def target(self, utterance: audio.Utterance) -> list[int]:
-        raise NotImplementedError
+        return mask_features(f, rng, self.cfg)
 
     def make_batch(self, indices, step, seed, rank, world) -> SpeechBatch:
         train = self.split("train")
@@ -371,22 +318,13 @@ class SpeechTask(Task):
             feats = [s.feats[int(k)] for k in idx]
             yield idx, _collate(feats, [self.target(s.utterances[int(k)]) for k in idx])
 
-    def audio_features(self, path: str) -> np.ndarray:
-        return self.features(audio.load_audio(path, self.cfg.sample_rate))
-
     def _input_batch(self, path: str, device: torch.device, raw: list | None = None):
         """A batch of one recording; ``raw`` receives its log-mel frames before normalisation."""
-        wave = audio.load_audio(path, self.cfg.sample_rate)
-        logmel = audio.log_mel(wave, self.cfg.spec)
+        logmel = audio.log_mel(audio.load_audio(path, self.cfg.sample_rate), self.cfg.spec)
         if raw is not None:
             raw.append(logmel)
-        f = self.normalize_features(logmel)
-        return SpeechBatch(
-            torch.from_numpy(f)[None].to(device),
-            torch.tensor([f.shape[0]], device=device),
-            torch.zeros(1, 1, dtype=torch.long),
-            torch.zeros(1, dtype=torch.long),
-        )
+        batch = _collate([self.normalize_features(logmel)], [[]])  # no target
+        return SpeechBatch(*(t.to(device) for t in batch))
 
     # ----- the user's own files
     def split_source(self, split: str) -> str:
@@ -398,8 +336,7 @@ class SpeechTask(Task):
     def use_data(self, path, **options) -> str:
         """A manifest (or, for spoken-words, a folder per label) scored as --test is."""
         self.read_config(options)
-        utts = audio.read_dataset(path, key=self.key)
-        self._splits["data"] = _Split(self.filter(utts, "data"), self.cfg.spec, False, self)
+        self._new_split("data", audio.read_dataset(path, key=self.key))
         self._data_path = str(path)
         return "data"
 
@@ -407,45 +344,12 @@ class SpeechTask(Task):
         """A JSONL manifest (its target field may be missing), a folder per label, or a folder
         of audio files; other files: one audio path per line (None)."""
         self.read_config(options)
-        p = Path(path)
-        if p.is_dir():
-            if any(x.is_dir() for x in p.iterdir()):
-                utts = audio.scan_label_folders(p)
-                cols = [{"audio_filepath": u.path, "label": u.text} for u in utts]
-            else:
-                files = sorted(
-                    x
-                    for x in p.iterdir()
-                    if x.is_file() and x.suffix.lower() in audio.AUDIO_SUFFIXES
-                )
-                if not files:
-                    raise UserError(
-                        f"--input: {p}: no audio files ({', '.join(audio.AUDIO_SUFFIXES)})"
-                    )
-                cols = [{"audio_filepath": str(x)} for x in files]
-            return InputRecords(
-                [c["audio_filepath"] for c in cols], cols, f"{p}: {len(cols)} files"
-            )
-        if not p.name.lower().endswith((".jsonl", ".json")):
-            return None
-        utts = audio.read_manifest(p, key=self.key, required=False)
-        cols = [
-            {"audio_filepath": u.path, **({self.key: u.text} if u.text else {})}
-            | ({"duration": u.duration} if u.duration else {})
-            for u in utts
-        ]
-        return InputRecords([u.path for u in utts], cols, f"{p}: {len(utts)} entries")
+        records = input_records(path, self.key)
+        return None if records is None else InputRecords(*records)
 
     def examples(self) -> list[str]:
         """The first test (or validation) recordings, where the data is at hand."""
-        for name in ("test", "valid"):
-            p = getattr(self.cfg, name)
-            if p and Path(p).exists():
-                try:
-                    return [u.path for u in audio.read_dataset(p, key=self.key)[:3]]
-                except UserError:
-                    return []
-        return []
+        return first_recordings((self.cfg.test, self.cfg.valid), self.key)
 
     # ----- inspect: spectrogram and gates
     def describe_audio(self, model, batch: SpeechBatch) -> tuple[str, list[int]]:
@@ -453,7 +357,9 @@ class SpeechTask(Task):
         raise NotImplementedError
 
     def inspect(self, model, inputs, out, device):
-        from lstmkit.viz import plot_gates
+        """Per recording, its spectrogram over the first layer's gates
+        (:func:`lstmkit.viz.spectrogram_gates.plot_spectrogram_gates`)."""
+        from lstmkit.viz.spectrogram_gates import plot_spectrogram_gates
 
         if not any(isinstance(m, LSTM) for m in model.modules()):
             raise UserError(
@@ -463,39 +369,15 @@ class SpeechTask(Task):
         inputs = inputs or self.examples()[:1]
         if not inputs:
             raise UserError("inspect: give audio files to plot")
-        k = self.model_cfg.subsample
-        paths = []
-        for n, path in enumerate(inputs):
+        paths, kw = [], dict(spec=self.cfg.spec, subsample=self.model_cfg.subsample)
+        for n, path in enumerate(inputs, 1):
             raw: list[np.ndarray] = []
             batch = self._input_batch(path, device, raw)
             with torch.no_grad(), record_gates(model) as rec:
-                title, marks = self.describe_audio(model, batch)
+                what, kw["marks"] = self.describe_audio(model, batch)
             trace = rec[0, 0]  # first layer, forward direction: the closest to the spectrogram
-            gates = {g: getattr(trace, g)[0].cpu() for g in ("i", "f", "o", "c")}
-            T = gates["i"].shape[0]
-            # the log-mel spectrogram at the model's frame rate: the mean of each k frames
-            logmel = raw[0]
-            logmel = np.pad(logmel, ((0, (-len(logmel)) % k), (0, 0)), mode="edge")
-            spectrogram = logmel.reshape(-1, k, logmel.shape[1]).mean(1)[:T]
-            name = Path(path).stem
-            out_path = plot_gates(
-                gates,
-                Path(out) / f"{n + 1}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png",
-                inputs=spectrogram,
-                input_labels=[f"{hz:.0f} Hz" for hz in mel_centers(self.cfg.spec)],
-                marks=[m for m in marks if 0 <= m < T],
-                title=f"{Path(path).name}: {title}\ninputs: log-mel spectrogram; below: "
-                f"gates of layer 1, forward direction; {self.cfg.hop_ms * k:g} ms per step",
-            )
-            paths.append(out_path)
+            paths.append(plot_spectrogram_gates(trace, raw[0], out, n, path, what=what, **kw))
         return paths
-
-
-def mel_centers(spec: audio.FeatureSpec) -> list[float]:
-    """Centre frequencies (Hz) of the mel bins: evenly spaced on 1127 ln(1 + f/700)."""
-    top = 1127.0 * math.log1p(spec.sample_rate / 2 / 700.0)
-    mels = np.linspace(0.0, top, spec.n_mels + 2)[1:-1]
-    return (700.0 * np.expm1(mels / 1127.0)).tolist()
 
 
 # ---------------------------------------------------------------------------------------------
