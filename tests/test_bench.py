@@ -7,6 +7,7 @@ a stand-in for the timed part.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +140,12 @@ def test_the_baseline_row_is_one_and_says_when_it_is_noisy():
     assert rows["torch.nn.LSTM"].ratio == 1.0 and rows["torch.nn.LSTM"].verdict is None
     assert "the baseline's IQR" in rows["torch.nn.LSTM"].why_noisy
     assert rows["lstmkit vanilla"].ratio is None and rows["lstmkit vanilla"].verdict == "noisy"
+
+
+def test_the_machine_names_its_vector_instructions():
+    info = bench.machine_info()
+    assert info["torch_kernels"] == torch.backends.cpu.get_cpu_capability()
+    assert set(info["isa"]) <= set(bench.ISA_FLAGS)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and " avx2 " in cpuinfo.read_text():
+        assert "avx2" in info["isa"]

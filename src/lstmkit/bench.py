@@ -272,17 +272,28 @@ def rows_for(label: str, times: dict[str, list[float]], shape_index: int) -> lis
     return rows
 
 
+# The vector instructions that decide the kernels' speed: torch's CPU kernels dispatch on them
+# at run time and lstmkit's kernel is compiled with -march=native, so both use what is listed.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "sve")
+
+
 def machine_info() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
+    """The machine a table ran on: CPU model, its vector instructions, threads and versions."""
+    cpu, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not cpu:
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
     except OSError:
         pass
+    cpu = cpu or platform.processor() or platform.machine()
     return {
         "cpu": cpu,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "torch_kernels": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
