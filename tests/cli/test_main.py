@@ -271,11 +271,15 @@ def test_after_training_the_hints_name_the_tasks_verbs_and_empty_splits_have_no_
     args += ["--steps", "4", "--eval-every", "2", "--batch-size", "4", "--seq-len", "8"]
     assert cli_main([*args, "--no-progress", "--device", "cpu", "--out", str(lm)]) == 0
     out = capsys.readouterr().out
+    # the lm run has no test split: its evaluate hint must be one that works
     assert _next_hints(out) == [
-        f"lstmkit {verb} {lm}" for verb in ("evaluate", "generate", "predict", "inspect")
+        f"lstmkit evaluate {lm} --split valid",
+        *(f"lstmkit {verb} {lm}" for verb in ("generate", "predict", "inspect")),
     ]
     header = _table_header(out)
-    assert "valid" in header and "test" not in header  # the lm run has no test split
+    assert "valid" in header and "test" not in header
+    assert cli_main(["evaluate", str(lm), "--split", "valid", "--device", "cpu"]) == 0
+    assert "valid" in _table_header(capsys.readouterr().out)
     adding = tmp_path / "adding"
     args = ["train", "adding", "--seq-len", "10", "--steps", "10", *TINY, "--out", str(adding)]
     assert cli_main(args) == 0

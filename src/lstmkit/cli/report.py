@@ -61,6 +61,8 @@ def print_training_result(result, task=None) -> None:
         console.print(f"curves: {curves}", soft_wrap=True)
     verbs = use_verbs(task) if task is not None else ["evaluate", "predict", "inspect"]
     args = {"translate": " SENTENCE", "transcribe": " AUDIO.wav"}
+    if not result.test:  # no test split: a bare `evaluate` would only say so
+        args["evaluate"] = " --split valid"
     hints = [f"lstmkit {verb} {result.out}{args.get(verb, '')}" for verb in verbs]
     # one command per line: a wrapped line would split a command in two
     console.print("next:\n" + "\n".join(f"  {h}" for h in hints), soft_wrap=True)
