@@ -57,6 +57,17 @@ def test_crash_between_the_two_renames_is_recovered(tmp_path):
     assert ck.resolve_checkpoint(tmp_path / "run").name == ".best.old-1234abcd"
 
 
+def test_the_aside_copy_of_the_preferred_checkpoint_comes_before_the_other(tmp_path):
+    # killed between the two renames of last/ (a run with a best/): --resume must continue from
+    # the aside last/ (which holds the trainer state), not fall back to best/ (which has none)
+    _save(tmp_path / "run" / "best", seed=6)
+    _save(tmp_path / "run" / "last", seed=7)
+    (tmp_path / "run" / "last").rename(tmp_path / "run" / ".last.old-1234abcd")
+    assert ck.resolve_checkpoint(tmp_path / "run", prefer="last").name == ".last.old-1234abcd"
+    assert ck.load_checkpoint(tmp_path / "run", prefer="last").meta["step"] == 7
+    assert ck.resolve_checkpoint(tmp_path / "run").name == "best"  # best/ itself is in place
+
+
 def test_run_folder_prefers_best_then_last(tmp_path):
     _save(tmp_path / "run" / "last", seed=5)
     assert ck.load_checkpoint(tmp_path / "run").meta["step"] == 5

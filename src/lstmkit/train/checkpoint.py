@@ -198,11 +198,11 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
         p = p.parent
     if (p / MODEL_META).exists() or (p / MODEL_FILE).exists():
         return p
-    order = (prefer, "last" if prefer == "best" else "best")
-    for name in order:
+    for name in (prefer, "last" if prefer == "best" else "best"):
         if (p / name / MODEL_META).exists():
             return p / name
-    for name in order:  # a crash between the two renames of _swap_into_place
+        # a crash between the two renames of _swap_into_place: the aside copy, before the other
+        # checkpoint (--resume needs last/'s trainer state, which best/ does not hold)
         aside = sorted(p.glob(f".{name}.old-*"))
         if aside and (aside[-1] / MODEL_META).exists():
             return aside[-1]
