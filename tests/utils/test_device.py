@@ -26,3 +26,18 @@ def test_each_process_takes_its_own_gpu(monkeypatch):
         torch.device("cuda", 1),
         torch.device("cuda", 0),
     ]
+
+
+def test_a_numbered_gpu_is_that_gpu(monkeypatch):
+    # lstmkit.load(..., device="cuda:1") is documented (api.load); the number picks the GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
+    with pytest.raises(UserError, match=r"device cuda:2: no such CUDA device \(2 available"):
+        resolve_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"no such CUDA device \(0 available"):
+        resolve_device("cuda:0")
+    with pytest.raises(UserError, match="--device must be"):
+        resolve_device("cuda:x")
