@@ -158,9 +158,6 @@ def trace_forward(
         return recurrence_forward(inputs, batch_sizes, reverse, opts, True)[3]
 
 
-CELL_BACKENDS = ("auto", "torch", "cpu", "triton", "python", "reference")
-
-
 @dataclass(frozen=True)
 class Plan:
     """What runs one call of a module: the whole decision of :func:`plan`.

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 
@@ -91,7 +90,3 @@ def record_gates(model: nn.Module) -> Iterator[GateRecorder]:
     finally:
         for mod in tagged:
             mod._gate_recorder = None
-
-
-def _detach(x: Tensor) -> Tensor:
-    return x.detach().clone() if torch.is_tensor(x) else x
