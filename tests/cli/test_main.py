@@ -348,3 +348,29 @@ def test_a_model_of_another_task_is_named_in_good_grammar(trained, tmp_path, cap
     assert cli_main(["translate", str(trained), "hello"]) == 2
     err = capsys.readouterr().err
     assert "this run's task, 'adding', has no translate" in err and "a 'adding'" not in err
+
+
+def test_a_speech_run_hints_an_audio_file_and_predict_without_one_says_so(capsys):
+    from types import SimpleNamespace
+
+    from lstmkit.cli.report import print_training_result
+
+    # trained on generated tones with no --valid/--test files: no recordings to fall back on
+    fixture = Path(__file__).parents[1] / "fixtures" / "checkpoints" / "spoken-words"
+    task = lstmkit.load(fixture, device="cpu").task
+    state = SimpleNamespace(stop_reason="reached --steps 1", step=1, sequences=1, elapsed=0.0)
+    result = SimpleNamespace(state=state, out=fixture, valid={"accuracy": 1.0}, test={})
+    print_training_result(result, task)
+    assert _next_hints(capsys.readouterr().out) == [
+        f"lstmkit evaluate {fixture} --split valid",
+        f"lstmkit predict {fixture} AUDIO.wav",
+        f"lstmkit inspect {fixture} AUDIO.wav",
+    ]
+    # the hint without the file: a speech task has no built-in examples to fall back on
+    assert cli_main(["predict", str(fixture), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        "lstmkit: error: predict: a spoken-words run has no built-in examples; give the "
+        "inputs to label (as arguments, or --input FILE)"
+    ]

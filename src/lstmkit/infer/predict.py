@@ -127,6 +127,11 @@ def predict(cfg: PredictConfig) -> list[dict]:
     if not items:
         items = task.examples()
         columns = [None] * len(items)
+    if not items:  # the speech tasks: nothing to fall back on, so say so rather than print nothing
+        raise UserError(
+            f"predict: a {task.name} run has no built-in examples; give the inputs to label "
+            "(as arguments, or --input FILE)"
+        )
     results = predict_items(task, model, items, dev, columns)
     if cfg.output:
         atomic_write_text(cfg.output, format_results(results, cfg.output))
