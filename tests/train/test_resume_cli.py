@@ -58,7 +58,8 @@ def test_resume_refuses_a_typed_option_that_changes_the_run(tmp_path, capsys):
         assert cli_main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("lstmkit: error: --resume: options differ")
-        assert shown in err and "--steps" in err  # what may change is listed
+        assert shown in err and "--steps" in err  # what may change is listed,
+        assert "--backend" in err and "--enc-backend" not in err  # the task's options too
     assert (run / "last" / "model.json").read_text() == before
 
 

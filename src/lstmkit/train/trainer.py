@@ -238,10 +238,11 @@ def _check_same_run(task: Task, meta: dict, out: Path, cfg: TrainConfig | None =
                 else:
                     diffs.append(f"{flag} {saved[key]} (run) vs {value} (now)")
     if diffs:
+        own = [n for n in RESUMABLE_TASK if n in now["task_config"] or n in now["model_config"]]
+        may = ", ".join("--" + n.replace("_", "-") for n in (*RESUMABLE, *own))
         raise UserError(
             f"--resume: options differ from the run in {out}: {'; '.join(diffs)} (a resumed run "
-            f"keeps its options; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
-            "may change)"
+            f"keeps its options; only {may} may change)"
         )
 
 
