@@ -1,6 +1,6 @@
 r"""Triton forward of the LSTM recurrence: a persistent kernel over the whole sequence.
 
-Mirrors :func:`lstmkit.reference.backward.recurrence_forward` step by step, every variant as a
+Mirrors :func:`lstmkit.reference.lstm.recurrence_forward` step by step, every variant as a
 ``tl.constexpr`` switch of the one kernel. The input projection ``xg = x W_ih^T + b_ih`` is done
 before (one large GEMM), as for the CPU kernel.
 
