@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -137,3 +138,33 @@ def test_cv_jobs_trains_folds_in_their_own_processes(tmp_path):
         assert saved["train_config"]["threads"] == 1
     accs = [r["test"]["accuracy"] for r in summary["runs"]]
     assert summary["test"]["accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
+
+
+def test_ctrl_c_in_a_fold_says_how_to_resume_the_cross_validation(tmp_path, monkeypatch):
+    # a fold's own message names OUT/fold-N, whose --resume would train that fold alone
+    import lstmkit.experiments.crossval as crossval
+    from lstmkit.train.trainer import TrainingInterrupted
+
+    def fake_fold(task_cls, cfg, model_cfg, fold_cfg, fold, k):
+        if fold == 0:
+            (tmp_path / "cv" / "fold-0" / "last").mkdir(parents=True)
+            return {"test": {"accuracy": 0.5}, "valid": {}, "elapsed": 1.0}
+        raise TrainingInterrupted(f"interrupted at step 3; `... --out {fold_cfg.out} --resume`")
+
+    monkeypatch.setattr(crossval, "_train_fold", fake_fold)
+    cfg = SentimentConfig(train="unused.csv", cv=3)
+    tcfg = TrainConfig(out=str(tmp_path / "cv"), progress=False)
+    with pytest.raises(TrainingInterrupted) as e:
+        cross_validate(SentimentTask, cfg, SentimentModelConfig(), tcfg)
+    message = str(e.value)
+    assert f"`lstmkit train sentiment --out {tmp_path / 'cv'} --resume`" in message
+    assert "folds finished: 1 of 3" in message and "fold-1" not in message
+
+    def interrupted_at_once(task_cls, cfg, model_cfg, fold_cfg, fold, k):
+        raise TrainingInterrupted("interrupted at step 1, before the first checkpoint")
+
+    monkeypatch.setattr(crossval, "_train_fold", interrupted_at_once)
+    with pytest.raises(TrainingInterrupted, match="nothing to resume; start again with"):
+        cross_validate(
+            SentimentTask, cfg, SentimentModelConfig(), replace(tcfg, out=str(tmp_path / "b"))
+        )

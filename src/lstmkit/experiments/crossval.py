@@ -21,6 +21,7 @@ import json
 import math
 import multiprocessing
 import os
+import shlex
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lstmkit.train.config import TrainConfig
-from lstmkit.train.trainer import read_jsonl, train
+from lstmkit.train.trainer import TrainingInterrupted, read_jsonl, train
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_json
 
@@ -103,6 +104,41 @@ def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=
         else:
             resume = train_cfg.resume and (fold_out / "last").exists()
             todo.append((fold, replace(train_cfg, out=str(fold_out), resume=resume)))
+    try:
+        _run_folds(task_cls, cfg, model_cfg, train_cfg, todo, results, jobs, k, on_fold)
+    except KeyboardInterrupt:
+        # a fold's own message names its folder; the whole cross-validation resumes from OUT
+        raise TrainingInterrupted(_interrupted_message(task_cls.name, out, k, results)) from None
+    runs, spans = [], []
+    for fold in range(k):
+        fold_out = out / f"fold-{fold}"
+        times = run_times(fold_out / "train.jsonl")
+        run = {"fold": fold, "out": str(fold_out), **results[fold]}
+        if times:
+            spans.append(times)
+            run["wall_time_s"] = round(times[2], 3)
+        runs.append(run)
+    session = time.perf_counter() - started
+    summary = {
+        "task": task_cls.name,
+        "folds": k,
+        "test": summarise([r["test"] for r in runs]),
+        "wall_time_s": round(
+            max(session, max(s[1] for s in spans) - min(s[0] for s in spans)) if spans else session,
+            1,
+        ),
+        "fold_wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in runs), 3),
+        "train_time_s": round(sum(r.get("elapsed", 0.0) for r in runs), 3),
+        "session_wall_time_s": round(session, 1),
+        "cv_jobs": jobs,
+        "runs": runs,
+    }
+    atomic_write_json(out / "cv.json", summary)
+    return summary
+
+
+def _run_folds(task_cls, cfg, model_cfg, train_cfg, todo, results, jobs, k, on_fold) -> None:
+    """Train the folds of ``todo`` into ``results``: one after the other, or ``jobs`` at once."""
     if jobs == 1 or len(todo) <= 1:
         for fold, fold_cfg in todo:
             results[fold] = _train_fold(task_cls, cfg, model_cfg, fold_cfg, fold, k)
@@ -132,32 +168,25 @@ def cross_validate(task_cls, cfg, model_cfg, train_cfg: TrainConfig, *, on_fold=
                 results[fold] = future.result()
                 if on_fold:
                     on_fold(fold, results[fold])
-    runs, spans = [], []
-    for fold in range(k):
-        fold_out = out / f"fold-{fold}"
-        times = run_times(fold_out / "train.jsonl")
-        run = {"fold": fold, "out": str(fold_out), **results[fold]}
-        if times:
-            spans.append(times)
-            run["wall_time_s"] = round(times[2], 3)
-        runs.append(run)
-    session = time.perf_counter() - started
-    summary = {
-        "task": task_cls.name,
-        "folds": k,
-        "test": summarise([r["test"] for r in runs]),
-        "wall_time_s": round(
-            max(session, max(s[1] for s in spans) - min(s[0] for s in spans)) if spans else session,
-            1,
-        ),
-        "fold_wall_time_s": round(sum(r.get("wall_time_s", 0.0) for r in runs), 3),
-        "train_time_s": round(sum(r.get("elapsed", 0.0) for r in runs), 3),
-        "session_wall_time_s": round(session, 1),
-        "cv_jobs": jobs,
-        "runs": runs,
-    }
-    atomic_write_json(out / "cv.json", summary)
-    return summary
+
+
+def _interrupted_message(task_name: str, out: Path, k: int, results: dict) -> str:
+    """What a Ctrl-C of a cross-validation says: the folds finished and the command that
+    continues it (not a fold's own ``--out OUT/fold-N --resume``, which would train that fold
+    alone)."""
+    done = ", ".join(str(f + 1) for f in sorted(results)) or "none"
+    command = f"lstmkit train {task_name} --out {shlex.quote(str(out))} --resume"
+    if not results and not any((out / f"fold-{f}" / "last").exists() for f in range(k)):
+        return (
+            f"cross-validation interrupted before the first checkpoint: nothing to resume; "
+            f"start again with `lstmkit train {task_name} --out {shlex.quote(str(out))} "
+            "--overwrite ...`"
+        )
+    return (
+        f"cross-validation interrupted (folds finished: {done} of {k}); `{command}` continues "
+        "it: finished folds are kept, an interrupted one continues from its last checkpoint (if "
+        "it has one)"
+    )
 
 
 def format_summary(summary: dict) -> str:
