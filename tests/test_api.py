@@ -154,6 +154,32 @@ def test_evaluate_a_labelled_file_matches_the_command(sentiment, capsys):
         run.evaluate(text_column="review")
 
 
+def test_evaluate_refuses_a_fifo_as_the_command_does(sentiment, tmp_path):
+    # the command checked --data before reading it; Run.evaluate(data=FIFO) blocked for ever
+    import threading
+
+    fifo = tmp_path / "reviews.csv"
+    os.mkfifo(fifo)
+    run = lstmkit.load(sentiment)
+    raised: list[BaseException] = []
+
+    def call():
+        try:
+            run.evaluate(data=fifo)
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            raised.append(e)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # blocked opening the FIFO: a writer unblocks it, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=30)
+        pytest.fail("Run.evaluate(data=FIFO) blocked instead of refusing it")
+    assert len(raised) == 1 and isinstance(raised[0], UserError)
+    assert f"--data: {fifo} is not a regular file" in str(raised[0])
+
+
 def test_generate_matches_the_command(tmp_path, capsys):
     text = "".join(f"to be or not to be, line {i}\n" for i in range(200))
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")

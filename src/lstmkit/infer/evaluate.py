@@ -76,12 +76,22 @@ def evaluate_data(
     :data:`lstmkit.tasks.base.READ_OPTIONS`). The file becomes the task's split ``"data"``
     (for :meth:`Task.evaluation_plots`). A file with nothing to score is a :class:`UserError`.
     """
+    check_data_paths(str(path))
     split = task.use_data(str(path), **options)
     with torch.no_grad():
         metrics = task.evaluate(model, split, device)
     if not metrics:
         raise UserError(f"--data: {path}: nothing to evaluate")
     return metrics
+
+
+def check_data_paths(data: str) -> None:
+    """Each existing file of ``--data`` (comma-separated where the task takes several) must be
+    a regular file or a folder: a FIFO or a device would block the reader or fill memory. A
+    missing one may be a ``PREFIX`` of the task's files: its reader names it."""
+    for part in data.split(",") if data else ():
+        if Path(part).exists():
+            check_input_path(Path(part), "--data")
 
 
 def evaluate_split(
@@ -105,9 +115,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Task, Checkpoint, dict[str, dict[str,
     if options and not cfg.data:
         given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
         raise UserError(f"{given}: say how to read --data FILE; give --data")
-    for part in cfg.data.split(",") if cfg.data else ():
-        if Path(part).exists():  # (a missing one may be a PREFIX: the task's reader says)
-            check_input_path(Path(part), "--data")
+    check_data_paths(cfg.data)  # before the model loads
     task, model, ckpt, dev = load_for("evaluate", cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
     if cfg.data:
         metrics = {"data": evaluate_data(task, model, cfg.data, dev, **options)}
