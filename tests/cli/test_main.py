@@ -374,3 +374,14 @@ def test_a_speech_run_hints_an_audio_file_and_predict_without_one_says_so(capsys
         "lstmkit: error: predict: a spoken-words run has no built-in examples; give the "
         "inputs to label (as arguments, or --input FILE)"
     ]
+
+
+def test_predict_output_says_how_many_in_words_that_fit(tmp_path, capsys):
+    fixture = Path(__file__).parents[1] / "fixtures" / "checkpoints" / "adding"
+    out = tmp_path / "p.csv"
+    args = ["predict", str(fixture), "0.3 0.9* 0.1 0.5* 0.2", "--device", "cpu"]
+    assert cli_main([*args, "--output", str(out)]) == 0
+    assert capsys.readouterr().err.strip() == f"wrote 1 prediction to {out}"
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2  # header and the one row
+    assert cli_main([*args, "0.1 0.2* 0.3* 0.4", "--output", str(out)]) == 0
+    assert capsys.readouterr().err.strip() == f"wrote 2 predictions to {out}"

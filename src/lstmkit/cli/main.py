@@ -250,7 +250,8 @@ def _predict(cfg) -> int:
 
     results = predict(cfg)
     if cfg.output:
-        click.echo(f"wrote {len(results)} predictions to {cfg.output}", err=True)
+        n = len(results)
+        click.echo(f"wrote {n} prediction{'s' * (n != 1)} to {cfg.output}", err=True)
     else:
         click.echo("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), nl=False)
     return 0
