@@ -2,8 +2,8 @@
 
 import pytest
 
-from lstmkit.data.prompt import echo, encode_prompt, piece, show_token, start_ids
-from lstmkit.data.tokenize import EOS, UNK, fit_tokenizer
+from lstmkit.data.prompt import echo, encode_prompt, never_drawn, piece, show_token, start_ids
+from lstmkit.data.tokenize import BOS, EOS, PAD, UNK, fit_tokenizer
 from lstmkit.utils.errors import UserError
 
 WORDS = fit_tokenizer(["the cat sat", "a dog"], "whitespace", lowercase=False, unk_token="<unk>")
@@ -29,6 +29,12 @@ def test_generation_starts_after_a_line_end_and_prints_tokens_as_text():
     assert (
         piece(CHARS, nl) == "\n" and echo(WORDS, "a dog") == "a dog " and echo(CHARS, "ab") == "ab"
     )
+
+
+def test_end_of_line_token_is_a_line_end_and_chars_never_draw_it():
+    bpe = fit_tokenizer(["the cat sat on the mat"] * 20, "bpe", vocab_size=40)
+    assert piece(CHARS, EOS) == piece(bpe, EOS) == "\n"  # never the literal '</s>' (or '')
+    assert never_drawn(CHARS) == (PAD, UNK, BOS, EOS) and never_drawn(WORDS) == (PAD, UNK, BOS)
 
 
 def test_unknown_tokens_are_shown_readably():

@@ -179,11 +179,41 @@ def test_generation_is_seeded_and_top_k_1_is_argmax(text_file):
     with torch.no_grad():
         for _ in range(5):
             logits = model(torch.tensor([ids]))[0][0, -1]
-            logits[[0, 1, 2]] = -math.inf  # <pad>, <unk>, <s> are never drawn
+            logits[[0, 1, 2, 3]] = -math.inf  # <pad>, <unk>, <s> (and for chars </s>) never drawn
             ids.append(int(logits.argmax()))
             expected.append(ids[-1])
     assert greedy[:5] == expected
-    assert all(t > 2 for t in a)
+    assert all(t > 3 for t in a)
+
+
+class SpecialsFirst(torch.nn.Module):
+    """A language model whose logits put <pad>, <unk>, <s>, </s> first, then ``favourite``."""
+
+    def __init__(self, vocab, favourite):
+        super().__init__()
+        self.logits = torch.zeros(vocab)
+        self.logits[:4] = torch.tensor([10.0, 9.0, 8.0, 7.0])
+        self.logits[favourite] = 6.0
+
+    def forward(self, x, state=None):
+        return self.logits.expand(*x.shape, -1).clone(), state
+
+
+def test_special_tokens_are_never_printed_literally(text_file):
+    """A briefly trained char model could print '</s>': <pad>, <unk>, <s> are never drawn, and
+    for characters neither is </s> (their lines end with '\n'); a word model's </s> is a line
+    end, printed as one."""
+    task = make_task(text_file)
+    a = task.tokenizer.stoi["a"]
+    model = SpecialsFirst(len(task.tokenizer), a)
+    for kw in ({"temperature": 0}, {"seed": 1}, {"seed": 2, "top_k": 5}):
+        text = "".join(task.piece(t) for t in task.generate(model, [], 40, **kw))
+        assert set(text) <= set(TEXT) and "<" not in text and "a" in text
+    assert "".join(task.piece(t) for t in task.generate(model, [], 3, temperature=0)) == "aaa"
+    words = make_task(text_file, tokenizer="word")
+    model = SpecialsFirst(len(words.tokenizer), words.tokenizer.stoi["speak"])
+    tokens = list(words.generate(model, [], 3, temperature=0))
+    assert tokens == [EOS] * 3 and "".join(words.piece(t) for t in tokens) == "\n\n\n"
 
 
 def test_prompt_outside_the_vocabulary(text_file, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from lstmkit.data.tokenize import EOS, UNK, TextTokenizer
+from lstmkit.data.tokenize import BOS, EOS, PAD, UNK, TextTokenizer
 from lstmkit.utils.errors import UserError
 
 ON_UNKNOWN = ("error", "unk", "drop")
@@ -78,12 +78,21 @@ def echo(tok: TextTokenizer, prompt: str) -> str:
     return prompt
 
 
+def never_drawn(tok: TextTokenizer) -> tuple[int, ...]:
+    """Tokens generation never samples: ``<pad>``, ``<unk>`` and ``<s>``, and for characters
+    also ``</s>``, which a character stream never holds (its lines end with ``\n``)."""
+    return (PAD, UNK, BOS, EOS) if tok.kind == "char" else (PAD, UNK, BOS)
+
+
 def piece(tok: TextTokenizer, token: int) -> str:
-    """Text of one generated token, as printed while streaming."""
+    """Text of one generated token, as printed while streaming; the end-of-line token
+    (``</s>``/``<eos>``) is a line end, never its literal name."""
+    if token == EOS:
+        return "\n"
     if tok.kind == "char":
         return tok.itos[token]
     if tok.kind in WORD_KINDS:
-        return "\n" if token == EOS else tok.itos[token] + " "
+        return tok.itos[token] + " "
     return tok.decode([token])
 
 

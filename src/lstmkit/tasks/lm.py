@@ -58,7 +58,7 @@ from lstmkit.data.corpus_splits import (
 )
 from lstmkit.data.prompt import ON_UNKNOWN  # noqa: F401 (re-exported)
 from lstmkit.data.text import check_encoding
-from lstmkit.data.tokenize import BOS, PAD, UNK, TextTokenizer
+from lstmkit.data.tokenize import TextTokenizer
 from lstmkit.models.lm import LanguageModel, LMModelConfig, detach_state
 from lstmkit.models.lm_decode import check_sampling, sample_tokens, stream_nll
 from lstmkit.tasks.base import Task, register
@@ -67,8 +67,6 @@ from lstmkit.utils.meta import help_meta as _help
 
 TOKENIZERS = ("char", "word", "bpe", "whitespace")
 INSPECT_MAX = 200
-NEVER_DRAWN = (PAD, UNK, BOS)
-"""Tokens generation never samples."""
 
 
 # ----------------------------------------------------------------------------- configs
@@ -296,11 +294,12 @@ class LanguageModelTask(Task):
     ) -> Iterator[int]:
         """Sample ``length`` tokens after a line end and ``prompt_ids`` (:func:`start_ids`, then
         :func:`~lstmkit.models.lm_decode.sample_tokens`); ``<pad>``, ``<unk>`` and ``<s>`` are
-        never drawn."""
+        never drawn, nor ``</s>`` for characters (:func:`~lstmkit.data.prompt.never_drawn`)."""
         check_sampling(length, temperature, top_k)
         device = device or torch.device("cpu")
         ids = self.start_ids(prompt_ids)
-        yield from sample_tokens(model, ids, length, temperature, top_k, seed, NEVER_DRAWN, device)
+        banned = text_io.never_drawn(self.tokenizer)
+        yield from sample_tokens(model, ids, length, temperature, top_k, seed, banned, device)
 
     def predict(self, model, inputs, device):
         out = []
