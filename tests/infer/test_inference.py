@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from lstmkit.cli.main import cli_main
-from lstmkit.infer.load import load_trained
+from lstmkit.infer.load import UnsupportedVerb, load_trained, require
 
 GOOD = ["great", "superb", "moving", "fine", "brilliant", "lovely"]
 BAD = ["awful", "dull", "boring", "bad", "weak", "tedious"]
@@ -223,6 +223,7 @@ def test_lm_without_a_test_set_is_a_clear_error_and_data_scores(tmp_path, capsys
     assert cli_main(["evaluate", str(out)]) == 2
     line = one_error_line(capsys)
     assert "no test set" in line and "--data FILE" in line and "--test-fraction" in line
+    assert "score a text file" in line and "labelled" not in line  # an lm scores plain text
     other = tmp_path / "other.txt"
     other.write_text("the cat sat on the log\n" * 5)
     assert cli_main(["evaluate", str(out), "--data", str(other), "--json"]) == 0
@@ -295,3 +296,21 @@ def test_spoken_words_from_a_folder_evaluate_data_and_confusion_plot(tmp_path, c
         rows = list(csv.DictReader(f))
     assert [r["audio_filepath"] for r in rows] == [str(w) for w in wavs]
     assert all(r["label"] in ("low", "high") for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("task", "hint"),
+    [
+        ("adding", "`lstmkit predict` gives this adding model's outputs"),  # a regression
+        ("spoken-words", "`lstmkit predict` gives this spoken-words model's outputs"),
+    ],
+)
+def test_transcribe_on_another_task_points_to_what_it_has(task, hint):
+    """`transcribe` on an adding run said "use `lstmkit predict` for classification"."""
+    from lstmkit.tasks.base import get_task
+
+    with pytest.raises(UnsupportedVerb) as e:
+        require(get_task(task), "transcribe", "run")
+    msg = str(e.value)
+    assert "has no transcribe (transcribe needs an asr-ctc model; " + hint in msg
+    assert "classification" not in msg and msg.endswith("it supports predict, evaluate, inspect")

@@ -39,8 +39,8 @@ class EvaluateConfig:
     data: str = field(
         default="",
         metadata=_help(
-            "evaluate on this labelled file instead (the formats the task trains from, read "
-            "with the run's column options unless given)"
+            "evaluate on this file instead (a labelled file, or text for lm: the formats the "
+            "task trains from, read with the run's column options unless given)"
         ),
     )
     json: bool = field(default=False, metadata=_help("print the metrics as one JSON object"))
@@ -58,10 +58,15 @@ class EvaluateConfig:
     encoding: str = read_field("encoding")
 
 
+DATA_FILE = {"lm": "a text file"}
+"""What ``--data FILE`` is for a task, where it is not a labelled file."""
+
+
 def _no_split(task: Task, split: str, checkpoint: str) -> str:
+    what = DATA_FILE.get(task.name, "a labelled file")
     return (
         f"{checkpoint}: this {task.name} run has no {split} set to evaluate (it was trained "
-        f"without {task.split_options}); score a labelled file with `lstmkit evaluate "
+        f"without {task.split_options}); score {what} with `lstmkit evaluate "
         f"{checkpoint} --data FILE`" + ("" if split == "valid" else ", or use --split valid")
     )
 

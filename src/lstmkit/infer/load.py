@@ -15,9 +15,12 @@ from lstmkit.utils.errors import UserError
 NEEDS = {
     "generate": "it does not generate text; generate needs a language model, task lm",
     "translate": "translate needs a translation model",
-    "transcribe": "transcribe needs an asr-ctc model; use `lstmkit predict` for classification",
+    "transcribe": "transcribe needs an asr-ctc model",
 }
 """What a verb that only some tasks have needs, for the message of a run without it."""
+PREDICT_INSTEAD = ("transcribe",)
+"""Verbs whose message points to ``lstmkit predict`` where the run has it: predict gives this
+run's outputs, whatever the task (a regression for adding, labels for spoken-words...)."""
 
 
 class UnsupportedVerb(UserError):
@@ -28,7 +31,10 @@ def require(task: Task, verb: str, where: str) -> None:
     """Raise :class:`UnsupportedVerb` (one line naming ``where``, the task and the verbs it
     has) unless ``verb`` is one of the task's declared capabilities."""
     if verb not in task.capabilities:
-        need = f" ({NEEDS[verb]})" if verb in NEEDS else ""
+        need = NEEDS.get(verb, "")
+        if verb in PREDICT_INSTEAD and "predict" in task.capabilities:
+            need += f"; `lstmkit predict` gives this {task.name} model's outputs"
+        need = f" ({need})" if need else ""
         raise UnsupportedVerb(
             f"{where}: this run's task, {task.name!r}, has no {verb}{need}; "
             f"it supports {', '.join(task.verbs())}"
