@@ -74,6 +74,16 @@ def task_metric(run: Path, events: Sequence[dict]) -> str:
     return metric if isinstance(metric, str) else "loss"
 
 
+def run_group(run: Path, events: Sequence[dict]) -> str:
+    """What ``plot`` shares a y range among: the run's task (config.json's ``task``), else,
+    without one, its validation metric (:func:`task_metric`)."""
+    try:
+        name = json.loads((run / "config.json").read_text(encoding="utf-8"))["task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = None
+    return name if isinstance(name, str) else f"metric {task_metric(run, events)}"
+
+
 def read_run_events(run: str | os.PathLike) -> list[dict]:
     """The events of ``run``'s ``train.jsonl``; a missing or empty log is a UserError naming it."""
     from lstmkit.train.trainer import read_jsonl
@@ -100,7 +110,7 @@ def plot_runs(cfg: PlotConfig) -> Path:
 
     if not cfg.runs:
         raise UserError("plot: give one or more run folders (each with its train.jsonl)")
-    runs, task_metrics = {}, []
+    runs, task_metrics, groups = {}, [], {}
     for run in cfg.runs:
         events = read_run_events(run)
         label = str(run).rstrip("/") or str(run)
@@ -109,6 +119,7 @@ def plot_runs(cfg: PlotConfig) -> Path:
         runs[label] = events
         folder = Path(run) if Path(run).is_dir() else Path(run).parent
         task_metrics.append(task_metric(folder, events))
+        groups[label] = run_group(folder, events)
     if cfg.metric.strip():
         metrics = [m.strip() for m in cfg.metric.split(",") if m.strip()]
         known = list(dict.fromkeys(n for ev in runs.values() for n in metric_names(ev)))
@@ -131,6 +142,6 @@ def plot_runs(cfg: PlotConfig) -> Path:
         out = Path(CURVES_FILE)
     title = None if len(runs) > 1 else next(iter(runs))
     try:
-        return plot_training_curves(runs, out, metrics=metrics, title=title)
+        return plot_training_curves(runs, out, metrics=metrics, title=title, groups=groups)
     except OSError as e:
         raise UserError(f"plot: cannot write {out}: {os.strerror(e.errno or 0)}") from None

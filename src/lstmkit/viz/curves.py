@@ -4,7 +4,9 @@ One panel per metric and run: the training value of each logged step (solid), th
 value of each evaluation (dashed, with markers), the test value of the best checkpoint (a star
 at its step), the task's baseline where the log has one (``baseline_mse``: predicting the mean;
 ``baseline_loss``: the memoryless strategy), and a dotted line where a session resumed. Panels
-of one metric share their y axis, so that runs drawn side by side compare at a glance.
+of one metric share their y axis among runs of one group (the command line groups runs by task),
+so that runs drawn side by side compare at a glance and one task's scale never flattens another's
+curve.
 
 The events are plain dicts (``{"event": "train"|"valid"|"test"|"resume", "step": ..., ...}``),
 so this module knows nothing of tasks or trainers. matplotlib is imported when a plot is drawn.
@@ -81,12 +83,16 @@ def plot_training_curves(
     *,
     metrics: Sequence[str],
     title: str | None = None,
+    groups: Mapping[str, str] | None = None,
     dpi: int = _DPI,
 ) -> Path:
     """Draw ``metrics`` of each run (``{label: events}``) and write a PNG; returns ``path``.
 
     One run: one panel per metric, side by side. Several runs: one column per run, one row per
-    metric. A metric that a run never logged leaves its panel with a note saying so. Raises
+    metric; the panels of a row share their y range (and log scale) among the runs of one group
+    (``groups``: ``{label: group}``, e.g. the task; default: all runs one group), since one
+    task's loss is no scale for another's. A metric that a run never logged leaves its panel
+    with a note saying so. Raises
     ValueError when ``runs`` or ``metrics`` is empty, or no run logged any of ``metrics``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -110,26 +116,18 @@ def plot_training_curves(
     fig = Figure(figsize=(0.4 + 4.6 * n_cols, 0.6 + 3.3 * n_rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    group_of = {label: (groups or {}).get(label, "") for label in labels}
     for m_index, metric in enumerate(metrics):
-        row_axes = []
-        values_of_row: list[float] = []
+        shared: dict[str, tuple[list, list[float]]] = {}  # group: its axes, their values
         for r_index, label in enumerate(labels):
             ax = axes[0][m_index] if single else axes[m_index][r_index]
+            row_axes, values = shared.setdefault(group_of[label], ([], []))
             row_axes.append(ax)
-            values_of_row += _draw_panel(ax, runs[label], metric)
+            values += _draw_panel(ax, runs[label], metric)
             ax.set_title(metric if single else f"{label}: {metric}", fontsize=10)
             ax.set_xlabel("step")
-        logy = _log_axis(values_of_row)
-        for ax in row_axes:
-            if logy:
-                ax.set_yscale("log")
-            ax.grid(True, alpha=0.3)
-        if values_of_row and not single:  # one y range per metric: the runs compare directly
-            lo, hi = min(values_of_row), max(values_of_row)
-            pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 0.05
-            limits = (lo / 1.3, hi * 1.3) if logy else (lo - pad, hi + pad)
-            for ax in row_axes:
-                ax.set_ylim(*limits)
+        for row_axes, values in shared.values():
+            _share_y(row_axes, values, limits=not single)
     if not single:  # one step range for all: the runs compare at equal steps
         right = max(
             (e["step"] for ev in runs.values() for e in ev if _number(e.get("step"))), default=1
@@ -142,6 +140,21 @@ def plot_training_curves(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)  # format explicit: the temporary's name varies
     return path
+
+
+def _share_y(row_axes: list, values: list[float], *, limits: bool) -> None:
+    """One y scale for ``row_axes`` (log where ``values`` span a decade), and with ``limits``
+    one y range holding ``values``: the runs of a group compare directly."""
+    logy = _log_axis(values)
+    for ax in row_axes:
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    if values and limits:
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 0.05
+        for ax in row_axes:
+            ax.set_ylim(*((lo / 1.3, hi * 1.3) if logy else (lo - pad, hi + pad)))
 
 
 def _draw_panel(ax, events: Sequence[Mapping], metric: str) -> list[float]:
