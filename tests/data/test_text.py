@@ -1,11 +1,12 @@
 import csv
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
-from lstmkit.data.text import MAX_WARNINGS, DataWarning, read_labelled, read_lines, read_text
+from lstmkit.data.text import DataWarning, read_labelled, read_lines, read_text
 from lstmkit.utils.errors import UserError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -133,8 +134,9 @@ def test_tsv_with_csv_quoting_reports_the_swallowed_lines(tmp_path):
     assert len(d) < 1000  # what the csv module makes of it: quoted fields over many lines
     assert d.joined == 1000 - len(d) - d.malformed
     assert d.unaccounted == 0
-    assert "inside multi-line quoted fields" in d.summary() and "warnings" in d.summary()
-    assert len(d.warnings) <= MAX_WARNINGS <= d.warned
+    assert "inside multi-line quoted fields" in d.summary() and "1 warning" in d.summary()
+    # one warning for all the file's records over several lines (there were one per record)
+    assert len(d.warnings) == d.warned == 1 and "more such records: lines 53-" in d.warnings[0]
 
 
 def test_a_tab_in_a_tsv_text_is_a_warning_naming_the_line(tmp_path):
@@ -155,6 +157,27 @@ def test_csv_field_with_a_line_break_is_a_warning(tmp_path):
     assert d.summary() == (
         "2 examples from 4 lines: 1 header, 1 inside multi-line quoted fields; 1 warning"
     )
+
+
+def test_many_quoted_line_breaks_are_one_warning_per_file(tmp_path):
+    """A valid CSV whose texts hold line breaks gave a warning per record (5 kept, all counted)
+    on every read and in the data line: one per file now, with the count and where."""
+    from lstmkit.data.labelled_sets import describe_read
+
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\n" + "".join(f'"row {k}\nsecond line",pos\n' for k in range(8)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = read_labelled(p)
+    assert len(d) == 8 and d.joined == 8
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    one = (
+        f"{p}, lines 2-3: one CSV record over 2 lines (a quoted field with line breaks); "
+        "7 more such records: lines 4-5, 6-7, 8-9, 10-11, 12-13 and 2 more"
+    )
+    assert messages == d.warnings == [one]
+    assert d.summary().endswith("8 inside multi-line quoted fields; 1 warning")
+    assert describe_read("train", d)["train_warnings"] == messages[0]  # the data line: once
 
 
 def test_csv_field_size_limit_is_set_and_its_error_names_file_and_line(tmp_path, monkeypatch):

@@ -192,6 +192,24 @@ class LabelledText:
         )
 
 
+def _spans_warning(path: Path, kind: str, spans: list[tuple[int, int]]) -> str:
+    """ONE warning for all of a file's records over several lines (a valid CSV with quoted line
+    breaks has many): the first named as one alone is, then how many more and where the next
+    :data:`MAX_WARNINGS` start."""
+    (start, end), rest = spans[0], spans[1:]
+    text = (
+        f"{path}, lines {start}-{end}: one {kind} record over {end - start + 1} lines (a quoted "
+        "field with line breaks)"
+    )
+    if rest:
+        shown = ", ".join(f"{s}-{e}" for s, e in rest[:MAX_WARNINGS])
+        more = f" and {len(rest) - MAX_WARNINGS} more" if len(rest) > MAX_WARNINGS else ""
+        text += f"; {len(rest)} more such record{'s' if len(rest) > 1 else ''}: lines {shown}{more}"
+    if kind == "TSV":
+        text += "; without --quoting csv TSV is read by lines and tabs"
+    return text
+
+
 def guess_format(path: Path, encoding: str = "utf-8") -> str:
     """The format of ``path`` from its name, or for other files from its lines."""
     if path.is_dir():
@@ -413,14 +431,11 @@ def _read_table(
         width = max(Counter(len(r[2]) for r in rows).most_common(1)[0][0], ti + 1, li + 1)
     keys = names if header else [str(k) for k in range(width)]
     last = ti if li is None else max(ti, li)
+    spans = [(start, end) for start, end, _ in rows if end > start]
+    if spans:
+        out.warn(_spans_warning(path, kind, spans))
     for start, end, row in rows:
         out.joined += end - start
-        if end > start:
-            out.warn(
-                f"{path}, lines {start}-{end}: one {kind} record over {end - start + 1} lines (a "
-                "quoted field with line breaks)"
-                + ("; without --quoting csv TSV is read by lines and tabs" if kind == "TSV" else "")
-            )
         if not row or all(not c.strip() for c in row):
             out.skipped += 1
             continue
