@@ -657,3 +657,9 @@ def test_inspect_needs_an_lstm(tmp_path):
 def test_per_step_tasks_refuse_a_reverse_direction(name):
     with pytest.raises(UserError, match="--bidirectional: .* would see the answers"):
         make(name, RecurrentConfig(hidden_size=8, bidirectional=True))
+
+
+def test_examples_of_a_test_set_smaller_than_three():
+    # `--n-test 1` ended training with IndexError when the next: hints asked for 3 examples
+    task = make("adding", n_test=1)
+    assert len(task.examples()) == 1

@@ -183,7 +183,8 @@ class LongLagTask(Task):
         return results
 
     def examples(self) -> list[str]:
-        return [self.format_input(self.eval_set("test"), k) for k in range(3)]
+        test = self.eval_set("test")
+        return [self.format_input(test, k) for k in range(min(3, len(test.lengths)))]
 
     def format_input(self, batch: data.LongLagBatch, k: int) -> str:
         raise NotImplementedError
