@@ -24,11 +24,18 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -40,6 +47,12 @@ using OptTensor = std::optional<Tensor>;
 // a BLAS call through the dispatcher costs more than the multiply itself at so few rows
 // (measured: 2x faster at 1-4 rows for H=128 and H=256, slower from 6-8 rows on).
 constexpr int64_t kGemvRows = 4;
+// A GEMV whose weights reach this many bytes is split over the intra-op threads (when there are
+// several): below it the fork/join per step costs more than the second core gains. Measured by
+// bench/floor.py (the two-thread crossover in docs/BENCHMARKS.md); tests and the benchmark move
+// it through _set_split_bytes.
+constexpr int64_t kSplitBytes = int64_t(1) << 21;
+std::atomic<int64_t> g_split_bytes{kSplitBytes};
 // Elements of per-row work per parallel chunk: B=1 stays on one thread, B=32 at H=256 uses two.
 constexpr int64_t kRowGrainWork = 8192;
 // The forward's W_hh GEMM is split over output columns in blocks of this many (a multiple of
@@ -59,35 +72,204 @@ inline S sigmoid(S x) {
   return S(1) / (S(1) + std::exp(-x));
 }
 
-// y[j] = dot(w[j, :], x) for j < N; w is (N, K) row-major. Four rows share each load of x.
+// ---------------------------------------------------------------------------------------------
+// The small-batch GEMV: y[r, j] = dot(w[j, :], a[r, :]) for r < NB input rows (NB <= kGemvRows)
+// and the output rows j0 <= j < j1; w is (N, K) row-major, a has row stride lda, y row stride
+// ldy. At B=1 a step's cost is reading W_hh (and W_hr) once, so each kernel reads w exactly once
+// per call, in row order (a few sequential streams the prefetcher follows), and keeps a (NB
+// rows, K <= a few thousand floats) in L1. Each (j, r) pair is one accumulator that runs over k
+// in the same order whatever the row group, the thread split or NB: the result of a row does not
+// depend on how the rows were grouped (only on the instruction set, through the vector width).
+//
+// Three versions, picked once at run time from the CPU (cpuid and the OS's saved register
+// state, through __builtin_cpu_supports): AVX-512 (16 floats), AVX2+FMA (8 floats), and the
+// portable loop (also every double). The vector ones carry __attribute__((target)), so they are
+// compiled whatever -march says and only run where the CPU has the instructions.
+
+enum class Isa : int { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* isa_name(Isa i) {
+  return i == Isa::kAvx512 ? "avx512" : i == Isa::kAvx2 ? "avx2" : "generic";
+}
+
+Isa detect_isa() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+#endif
+  return Isa::kGeneric;
+}
+
+const Isa kBestIsa = detect_isa();
+// What the float32 GEMV runs; tests lower it to check every version on one machine.
+std::atomic<int> g_isa{static_cast<int>(kBestIsa)};
+
 template <typename S>
-inline void gemv_dot(const S* __restrict w, const S* __restrict x, S* __restrict y, int64_t N,
-                     int64_t K) {
-  int64_t j = 0;
-  for (; j + 4 <= N; j += 4) {
-    const S* __restrict w0 = w + j * K;
-    const S* __restrict w1 = w0 + K;
-    const S* __restrict w2 = w1 + K;
-    const S* __restrict w3 = w2 + K;
-    S a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const S xk = x[k];
-      a0 += w0[k] * xk;
-      a1 += w1[k] * xk;
-      a2 += w2[k] * xk;
-      a3 += w3[k] * xk;
+void gemv_generic(const S* __restrict w, const S* __restrict a, int64_t lda, S* __restrict y,
+                  int64_t ldy, int64_t nb, int64_t j0, int64_t j1, int64_t K) {
+  // Four output rows share each load of a[r, k].
+  for (int64_t r = 0; r < nb; ++r) {
+    const S* __restrict x = a + r * lda;
+    S* __restrict yr = y + r * ldy;
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+      const S* __restrict w0 = w + j * K;
+      const S* __restrict w1 = w0 + K;
+      const S* __restrict w2 = w1 + K;
+      const S* __restrict w3 = w2 + K;
+      S a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const S xk = x[k];
+        a0 += w0[k] * xk;
+        a1 += w1[k] * xk;
+        a2 += w2[k] * xk;
+        a3 += w3[k] * xk;
+      }
+      yr[j] = a0;
+      yr[j + 1] = a1;
+      yr[j + 2] = a2;
+      yr[j + 3] = a3;
     }
-    y[j] = a0;
-    y[j + 1] = a1;
-    y[j + 2] = a2;
-    y[j + 3] = a3;
+    for (; j < j1; ++j) {
+      const S* __restrict wj = w + j * K;
+      S s = 0;
+      for (int64_t k = 0; k < K; ++k) s += wj[k] * x[k];
+      yr[j] = s;
+    }
   }
-  for (; j < N; ++j) {
-    const S* __restrict wj = w + j * K;
-    S a = 0;
-    for (int64_t k = 0; k < K; ++k) a += wj[k] * x[k];
-    y[j] = a;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+// R output rows times NB input rows of accumulators, 16 floats each; the last partial block of
+// k is read with a mask (nothing past the row end is touched).
+template <int R, int NB>
+__attribute__((target("avx512f"))) inline void gemv_block_avx512(
+    const float* __restrict w, const float* __restrict a, int64_t lda, float* __restrict y,
+    int64_t ldy, int64_t j, int64_t K) {
+  __m512 acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_ps();
+  const float* __restrict wj = w + j * K;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = _mm512_loadu_ps(a + b * lda + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_loadu_ps(wj + r * K + k);
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_fmadd_ps(wv, x[b], acc[r][b]);
+    }
   }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1u);
+    __m512 x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = _mm512_maskz_loadu_ps(m, a + b * lda + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_maskz_loadu_ps(m, wj + r * K + k);
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_fmadd_ps(wv, x[b], acc[r][b]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) y[b * ldy + j + r] = _mm512_reduce_add_ps(acc[r][b]);
+}
+
+// Eight accumulators in flight (two FMA ports times four cycles of latency) for any NB.
+template <int NB>
+__attribute__((target("avx512f"))) void gemv_avx512(const float* w, const float* a, int64_t lda,
+                                                    float* y, int64_t ldy, int64_t j0, int64_t j1,
+                                                    int64_t K) {
+  constexpr int R = NB == 1 ? 8 : NB == 2 ? 4 : 2;
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) gemv_block_avx512<R, NB>(w, a, lda, y, ldy, j, K);
+  for (; j < j1; ++j) gemv_block_avx512<1, NB>(w, a, lda, y, ldy, j, K);
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int R, int NB>
+__attribute__((target("avx2,fma"))) inline void gemv_block_avx2(
+    const float* __restrict w, const float* __restrict a, int64_t lda, float* __restrict y,
+    int64_t ldy, int64_t j, int64_t K) {
+  __m256 acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_setzero_ps();
+  const float* __restrict wj = w + j * K;
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = _mm256_loadu_ps(a + b * lda + k);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_loadu_ps(wj + r * K + k);
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_fmadd_ps(wv, x[b], acc[r][b]);
+    }
+  }
+  if (k < K) {
+    // Lane l is loaded when its mask's sign bit is set: l < K - k.
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(K - k)),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 x[NB];
+    for (int b = 0; b < NB; ++b) x[b] = _mm256_maskload_ps(a + b * lda + k, m);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_maskload_ps(wj + r * K + k, m);
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_fmadd_ps(wv, x[b], acc[r][b]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) y[b * ldy + j + r] = hsum256(acc[r][b]);
+}
+
+template <int NB>
+__attribute__((target("avx2,fma"))) void gemv_avx2(const float* w, const float* a, int64_t lda,
+                                                   float* y, int64_t ldy, int64_t j0, int64_t j1,
+                                                   int64_t K) {
+  constexpr int R = NB == 1 ? 8 : NB == 2 ? 4 : 2;
+  int64_t j = j0;
+  for (; j + R <= j1; j += R) gemv_block_avx2<R, NB>(w, a, lda, y, ldy, j, K);
+  for (; j < j1; ++j) gemv_block_avx2<1, NB>(w, a, lda, y, ldy, j, K);
+}
+
+template <int NB>
+void gemv_simd(Isa isa, const float* w, const float* a, int64_t lda, float* y, int64_t ldy,
+               int64_t j0, int64_t j1, int64_t K) {
+  if (isa == Isa::kAvx512)
+    gemv_avx512<NB>(w, a, lda, y, ldy, j0, j1, K);
+  else
+    gemv_avx2<NB>(w, a, lda, y, ldy, j0, j1, K);
+}
+
+#endif  // x86-64
+
+template <typename S>
+void gemv_rows(const S* w, const S* a, int64_t lda, S* y, int64_t ldy, int64_t nb, int64_t j0,
+               int64_t j1, int64_t K) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if constexpr (std::is_same_v<S, float>) {
+    const Isa isa = static_cast<Isa>(g_isa.load(std::memory_order_relaxed));
+    if (isa != Isa::kGeneric) {
+      // Input rows in groups of at most four: each group reads w once.
+      for (int64_t r = 0; r < nb;) {
+        const int64_t g = std::min<int64_t>(nb - r, 4);
+        const float* ar = a + r * lda;
+        float* yr = y + r * ldy;
+        switch (g) {
+          case 1: gemv_simd<1>(isa, w, ar, lda, yr, ldy, j0, j1, K); break;
+          case 2: gemv_simd<2>(isa, w, ar, lda, yr, ldy, j0, j1, K); break;
+          case 3: gemv_simd<3>(isa, w, ar, lda, yr, ldy, j0, j1, K); break;
+          default: gemv_simd<4>(isa, w, ar, lda, yr, ldy, j0, j1, K); break;
+        }
+        r += g;
+      }
+      return;
+    }
+  }
+#endif
+  gemv_generic(w, a, lda, y, ldy, nb, j0, j1, K);
 }
 
 // y(n, N) = a(n, K) @ M with M (K, N). `m` is M as BLAS takes it (often a transposed view);
@@ -103,7 +285,19 @@ struct RowMatmul {
     if (n <= 0) return;
     if (n <= kGemvRows) {
       const S* w = mt.data_ptr<S>();
-      for (int64_t r = 0; r < n; ++r) gemv_dot(w, a + r * K, y + r * N, N, K);
+      const int64_t nt = at::get_num_threads();
+      if (nt > 1 && N * K * int64_t(sizeof(S)) >= g_split_bytes.load(std::memory_order_relaxed) &&
+          !at::in_parallel_region()) {
+        // One contiguous block of output rows per thread, the same block at every step (static
+        // split), so that each core reads only its share of the weights, from its own cache.
+        // Block edges are multiples of kColBlock: every row is computed as without the split.
+        const int64_t blocks = (N + kColBlock - 1) / kColBlock;
+        at::parallel_for(0, blocks, (blocks + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
+          gemv_rows(w, a, K, y, N, n, b0 * kColBlock, std::min(N, b1 * kColBlock), K);
+        });
+      } else {
+        gemv_rows(w, a, K, y, N, n, 0, N, K);
+      }
       return;
     }
     auto opt = m.options();
@@ -883,6 +1077,29 @@ py::dict lstm_backward(const py::object& inputs, const py::object& saved, const 
   return d;
 }
 
+std::string gemv_isa() { return isa_name(static_cast<Isa>(g_isa.load())); }
+
+// Lowers (or restores) the float32 GEMV's instruction set; never above what the CPU has.
+std::string set_gemv_isa(const std::string& name) {
+  Isa want;
+  if (name == "avx512")
+    want = Isa::kAvx512;
+  else if (name == "avx2")
+    want = Isa::kAvx2;
+  else if (name == "generic")
+    want = Isa::kGeneric;
+  else
+    TORCH_CHECK(false, "isa must be avx512, avx2 or generic, got ", name);
+  TORCH_CHECK(static_cast<int>(want) <= static_cast<int>(kBestIsa), "this CPU has no ", name,
+              " (best: ", isa_name(kBestIsa), ")");
+  return isa_name(static_cast<Isa>(g_isa.exchange(static_cast<int>(want))));
+}
+
+int64_t set_split_bytes(int64_t n) {
+  TORCH_CHECK(n >= 0, "split bytes must be >= 0, got ", n);
+  return g_split_bytes.exchange(n);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
@@ -896,4 +1113,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
           py::arg("opts"), py::arg("needs"),
           "Backward through time: {name: grad} for RecurrenceGrads' fields (None where absent "
           "or not needed)");
+  mod.def("gemv_isa", &gemv_isa,
+          "The instruction set the float32 small-batch GEMV runs: avx512, avx2 or generic");
+  mod.def("best_gemv_isa", [] { return std::string(isa_name(kBestIsa)); },
+          "The best instruction set of this CPU for the float32 GEMV");
+  mod.def("_set_gemv_isa", &set_gemv_isa, py::arg("isa"),
+          "For tests and benchmarks: run the float32 GEMV with another (lower) instruction set; "
+          "returns the previous one");
+  mod.def("_set_split_bytes", &set_split_bytes, py::arg("nbytes"),
+          "For tests and benchmarks: split a small-batch GEMV over the threads from this many "
+          "bytes of weights on (default 2 MiB); returns the previous value");
 }
