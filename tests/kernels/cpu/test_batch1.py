@@ -113,8 +113,8 @@ def test_rows_do_not_depend_on_their_batch(isa):
 @pytest.mark.parametrize("isa", ISAS, indirect=True)
 @pytest.mark.parametrize("B", [1, 3], ids=lambda b: f"B{b}")
 def test_thread_split_is_exact(split_everything, B, isa):
-    """The GEMV split over two threads gives every output row as one thread computes it: the
-    blocks start at multiples of 16 rows, so the row groups are the same."""
+    """The GEMV split over two threads gives every output bitwise as one thread computes it
+    (each row's dot product runs in one order, whichever rows it is grouped with)."""
     args, bs = make_args(torch.float32, proj=True, peephole=True, T=4, B=B, H=33)
     opts = CellOptions()
     split, gsplit = forward_and_grads(recurrence.FusedLSTMRecurrenceFunction, args, bs, False, opts)

@@ -290,7 +290,8 @@ struct RowMatmul {
           !at::in_parallel_region()) {
         // One contiguous block of output rows per thread, the same block at every step (static
         // split), so that each core reads only its share of the weights, from its own cache.
-        // Block edges are multiples of kColBlock: every row is computed as without the split.
+        // Every row comes out bitwise as without the split: a row's dot product runs in one
+        // order whatever group of rows it is computed with.
         const int64_t blocks = (N + kColBlock - 1) / kColBlock;
         at::parallel_for(0, blocks, (blocks + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
           gemv_rows(w, a, K, y, N, n, b0 * kColBlock, std::min(N, b1 * kColBlock), K);
@@ -328,7 +329,8 @@ Tensor prep(const OptTensor& t, const Tensor& like, const char* name) {
   TORCH_CHECK(t->layout() == at::kStrided, name, " must be a dense (strided) tensor");
   TORCH_CHECK(t->scalar_type() == like.scalar_type(), name, " must have dtype ",
               like.scalar_type(), ", got ", t->scalar_type());
-  return t->detach().contiguous();
+  // detach() makes a new tensor: skipped where there is nothing to detach from.
+  return t->requires_grad() ? t->detach().contiguous() : t->contiguous();
 }
 
 template <typename S>
@@ -472,12 +474,13 @@ std::pair<std::vector<Tensor>, Saved> forward_impl(const Args& a, const Steps& s
     if (proj) s_m = alloc({T, B, H});
   }
   // Per-row scratch standing in for the saved tensors when nothing is saved.
-  Tensor pre_buf = at::empty({B, G}, opt);    // h_in W_hh^T, then the gate pre-activations
-  Tensor gates_buf = at::empty({B, G}, opt);  // activated gates
-  Tensor cell_buf = at::empty({B, 3 * H}, opt);  // c_new | c_hat | c_out
-  Tensor m_buf = at::empty({B, H}, opt);
-  Tensor hin_buf = at::empty({B, P}, opt);
-  Tensor hnew_buf = at::empty({B, P}, opt);
+  // One allocation for all of them: at T=1 (a streaming call) every allocation is a visible
+  // share of the call.
+  Tensor scratch = at::empty({B * (2 * G + 4 * H + 2 * P)}, opt);
+  S* const scratch0 = scratch.data_ptr<S>();
+  S *PRE = scratch0, *GB = PRE + B * G;  // h_in W_hh^T, then the gate pre-activations; gates
+  S *CB = GB + B * G, *MB = CB + B * 3 * H;  // c_new | c_hat | c_out; m (projection)
+  S *HIN = MB + B * H, *HNEW = HIN + B * P;
 
   RowMatmul<S> mm_hh{w_hh.t(), w_hh, P, G};
   RowMatmul<S> mm_hr;
@@ -490,8 +493,6 @@ std::pair<std::vector<Tensor>, Saved> forward_impl(const Args& a, const Steps& s
   const S *Bhh = ptr<S>(b_hh), *Wci = ptr<S>(w_ci), *Wcf = ptr<S>(w_cf), *Wco = ptr<S>(w_co);
   const S *LNhh = ptr<S>(ln_hh), *LNw = ptr<S>(ln_c_w), *LNb = ptr<S>(ln_c_b);
   const S *ZH = ptr<S>(zh), *ZC = ptr<S>(zc), *DM = ptr<S>(dmask);
-  S *PRE = pre_buf.data_ptr<S>(), *GB = gates_buf.data_ptr<S>(), *CB = cell_buf.data_ptr<S>();
-  S *MB = m_buf.data_ptr<S>(), *HIN = hin_buf.data_ptr<S>(), *HNEW = hnew_buf.data_ptr<S>();
   S *sG = ptr<S>(s_gates), *sCP = ptr<S>(s_c_prev), *sHI = ptr<S>(s_h_in);
   S *sCN = ptr<S>(s_c_new), *sCO = ptr<S>(s_c_out), *sRH = ptr<S>(s_r_hat);
   S *sRS = ptr<S>(s_rstd_hh), *sCH = ptr<S>(s_c_hat), *sRC = ptr<S>(s_rstd_c), *sM = ptr<S>(s_m);
@@ -939,7 +940,7 @@ Args check_args(const py::handle& inputs) {
               "xg must be (T, B, 4H) with H >= 1");
   auto get = [&](const char* name) { return prep(field(inputs, name), xg_in, name); };
   Args a;
-  a.xg = xg_in.detach().contiguous();
+  a.xg = xg_in.requires_grad() ? xg_in.detach().contiguous() : xg_in.contiguous();
   a.h0 = get("h0");
   a.c0 = get("c0");
   a.w_hh = get("weight_hh");
