@@ -25,6 +25,11 @@ SOURCE = Path(__file__).resolve().with_name("lstm.cpp")
 EXT_NAME = "_lstm_cpu"
 # Written beside the prebuilt module: what it was built from (see build_record).
 RECORD_NAME = EXT_NAME + ".build.json"
+# The second extension, the quantized (int8 / bf16 weights) inference recurrence:
+# lstmkit.kernels.cpu._lstm_quant, built and recorded the same way (loaded by quant.py).
+QUANT_SOURCE = SOURCE.with_name("lstm_quant.cpp")
+QUANT_EXT_NAME = "_lstm_quant"
+QUANT_RECORD_NAME = QUANT_EXT_NAME + ".build.json"
 
 # -ffast-math lets GCC call glibc's vector expf/tanhf (libmvec) in the gate loops and vectorize
 # the GEMV dot products; it is given only to the compiler, not the linker, so crtfastmath (which
@@ -66,10 +71,12 @@ def build_record(torch_version: str, source: Path = SOURCE) -> dict[str, object]
     }
 
 
-def mismatch(recorded: dict[str, object], current: dict[str, object]) -> str | None:
+def mismatch(
+    recorded: dict[str, object], current: dict[str, object], source: Path = SOURCE
+) -> str | None:
     """Why a module built as ``recorded`` must not be loaded now (``current``), or None."""
     if recorded.get("source_sha256") != current["source_sha256"]:
-        return f"{SOURCE.name} changed since install"
+        return f"{source.name} changed since install"
     if recorded.get("torch") != current["torch"]:
         return f"built for torch {recorded.get('torch')}, torch is {current['torch']}"
     if recorded.get("cflags") != current["cflags"] or recorded.get("ldflags") != current["ldflags"]:
@@ -98,7 +105,9 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++"))
 
 
-def jit_key(torch_version: str, ninja: str | None, source: Path = SOURCE) -> str:
+def jit_key(
+    torch_version: str, ninja: str | None, source: Path = SOURCE, prefix: str = "lstmkit_cpu_lstm_"
+) -> str:
     """The run-time build's folder name: one per source, flags, torch, Python, compiler and ninja.
 
     Torch's ninja build recompiles whenever the recorded command differs, and two ninja binaries
@@ -116,4 +125,4 @@ def jit_key(torch_version: str, ninja: str | None, source: Path = SOURCE) -> str
         os.path.realpath(ninja) if ninja else "no-ninja",
         cpu_signature(),
     )
-    return "lstmkit_cpu_lstm_" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return prefix + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

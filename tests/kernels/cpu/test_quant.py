@@ -1,0 +1,179 @@
+"""The quantized kernel (lstm_quant.cpp) against the reference recurrence run with the weights
+quantized and dequantized in PyTorch (fake quantization), every variant, every instruction set.
+
+Why these tolerances: the kernel and the reference compute with the same weight values
+``s_j * q_jk`` (int8) or ``bf16(w)``; they differ only in float rounding: the kernel applies
+``s_j`` once to ``sum_k q_jk a_k`` instead of to each term (one rounding, 2^-24 relative), and
+sums in another order (at most K * 2^-24 of ``sum_k |w_jk a_k|``, about 1e-6 at these sizes).
+Over seven contracting steps that stays under 1e-5, the float kernel's own tolerance; the
+layer norms multiply it by 1/std of what they normalise (a few units here), hence 5e-5 there.
+
+Sizes: H = 33 leaves one weight of each row after the last 16- or 8-lane vector (the scalar
+tail), 4H = 132 leaves rows after the last block of eight, P = 3 is shorter than one vector.
+"""
+
+import pytest
+import torch
+
+from lstmkit.kernels.cpu import quant
+from lstmkit.reference.lstm import CellOptions, RecurrenceInputs, recurrence_forward
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+TOL_LN = dict(atol=5e-5, rtol=5e-5)
+
+if not quant.is_available():
+    pytest.skip(f"quantized CPU kernel unavailable: {quant.build_error()}", allow_module_level=True)
+ISAS = quant.ISA_NAMES[: quant.ISA_NAMES.index(quant.best_isa()) + 1]
+
+I, H, P = 5, 33, 3
+VARIANTS = {
+    "vanilla": {},
+    "peephole": {"peephole": True},
+    "layer_norm": {"layer_norm": True},
+    "projection": {"proj": True},
+    "zoneout": {"zoneout": True},
+    "coupled": {"coupled": True},
+    "no_forget": {"forget_gate": False, "peephole": True},
+    "forget_bias": {"forget_bias": True},
+    "everything": {"proj": True, "peephole": True, "layer_norm": True, "zoneout": True},
+}
+
+
+def make(variant: dict, T: int, B: int, mode: str, seed: int = 0):
+    """(kernel inputs with x folded, kernel inputs with xg, reference inputs, opts)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    Pv = P if variant.get("proj") else H
+    x = r(T, B, I)
+    w_ih, w_hh = r(4 * H, I) * 0.4, r(4 * H, Pv) * 0.3
+    b_ih, b_hh = r(4 * H) * 0.1, r(4 * H) * 0.1
+    if variant.get("forget_bias"):
+        b_ih[H : 2 * H] += 1.0
+    q_ih, s_ih = quant.quantize_weight(w_ih, mode)
+    q_hh, s_hh = quant.quantize_weight(w_hh, mode)
+    fq_ih, fq_hh = quant.dequantize_weight(q_ih, s_ih), quant.dequantize_weight(q_hh, s_hh)
+    h0, c0 = r(B, Pv) * 0.5, r(B, H) * 0.5
+    kw: dict = {}
+    ref: dict = {}
+    if variant.get("proj"):
+        w_hr = r(P, H) * 0.3
+        q_hr, s_hr = quant.quantize_weight(w_hr, mode)
+        kw.update(weight_hr=q_hr, scale_hr=s_hr)
+        ref["weight_hr"] = quant.dequantize_weight(q_hr, s_hr)
+    if variant.get("peephole"):
+        for name in ("weight_ci", "weight_cf", "weight_co"):
+            kw[name] = ref[name] = r(H) * 0.3
+    ln_ih = None
+    if variant.get("layer_norm"):
+        ln_ih = 1 + 0.1 * r(4 * H)
+        for name, n in (("ln_weight_hh", 4 * H), ("ln_weight_c", H)):
+            kw[name] = ref[name] = 1 + 0.1 * r(n)
+        kw["ln_bias_c"] = ref["ln_bias_c"] = 0.1 * r(H)
+    zh = zc = 0.0
+    if variant.get("zoneout"):
+        zh, zc = 0.2, 0.3
+        ref["zoneout_h"] = torch.full((T, B, Pv), zh)
+        ref["zoneout_c"] = torch.full((T, B, H), zc)
+    xg = x @ fq_ih.T
+    xg = (
+        torch.nn.functional.layer_norm(xg, (4 * H,), ln_ih, b_ih)
+        if ln_ih is not None
+        else xg + b_ih
+    )
+    common = dict(
+        h0=h0, c0=c0, weight_hh=q_hh, scale_hh=s_hh, bias_hh=b_hh, **kw, zoneout_h=zh, zoneout_c=zc
+    )
+    folded = quant.QuantRecurrenceInputs(
+        inp=x, weight_ih=q_ih, scale_ih=s_ih, bias_ih=b_ih, ln_weight_ih=ln_ih, **common
+    )
+    unfolded = quant.QuantRecurrenceInputs(inp=xg, **common)
+    reference = RecurrenceInputs(xg=xg, h0=h0, c0=c0, weight_hh=fq_hh, bias_hh=b_hh, **ref)
+    opts = CellOptions(
+        coupled=bool(variant.get("coupled")), forget_gate=variant.get("forget_gate", True)
+    )
+    return folded, unfolded, reference, opts
+
+
+def run_kernel(inputs, opts, reverse=False, lengths=None, isa=None):
+    return quant.quant_recurrence(
+        inputs, lengths, reverse, opts.coupled, opts.forget_gate, opts.layer_norm_eps, isa
+    )
+
+
+def close(got, want, tol=TOL):
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("mode", quant.MODES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("T,B", [(1, 1), (7, 3)])
+def test_kernel_matches_fake_quant_reference(mode, variant, T, B):
+    folded, unfolded, reference, opts = make(VARIANTS[variant], T, B, mode)
+    tol = TOL_LN if VARIANTS[variant].get("layer_norm") else TOL
+    for reverse in (False, True):
+        want = recurrence_forward(reference, None, reverse, opts)[:3]
+        close(run_kernel(unfolded, opts, reverse), want, tol)
+        close(run_kernel(folded, opts, reverse), want, tol)  # W_ih folded into the step
+
+
+@pytest.mark.parametrize("mode", quant.MODES)
+def test_lengths_match_each_row_run_alone(mode):
+    """Padded lengths: each row equals the reference run on its own first lengths[b] steps
+    (also reversed: a row's reverse pass starts at its own last step); the rest outputs zeros
+    and h_n, c_n are the state at the row's last step."""
+    variant = VARIANTS["everything"]
+    T, B = 7, 3
+    folded, unfolded, reference, opts = make(variant, T, B, mode, seed=1)
+    lengths = torch.tensor([4, 7, 1])
+    for reverse in (False, True):
+        out, h_n, c_n = run_kernel(unfolded, opts, reverse, lengths)
+        for b, n in enumerate(lengths.tolist()):
+            row = reference._replace(
+                xg=reference.xg[:n, b : b + 1],
+                h0=reference.h0[b : b + 1],
+                c0=reference.c0[b : b + 1],
+                zoneout_h=reference.zoneout_h[:n, b : b + 1],
+                zoneout_c=reference.zoneout_c[:n, b : b + 1],
+            )
+            o, h, c, _ = recurrence_forward(row, None, reverse, opts)
+            torch.testing.assert_close(out[:n, b : b + 1], o, **TOL_LN)
+            assert bool((out[n:, b] == 0).all())
+            torch.testing.assert_close(h_n[b : b + 1], h, **TOL_LN)
+            torch.testing.assert_close(c_n[b : b + 1], c, **TOL_LN)
+
+
+@pytest.mark.parametrize("mode", quant.MODES)
+@pytest.mark.parametrize("B", [1, 2, 3, 4, 5])
+def test_every_isa_agrees_with_the_portable_loop(mode, B):
+    folded, unfolded, _, opts = make(VARIANTS["everything"], 7, B, mode, seed=2)
+    want = run_kernel(folded, opts, isa="portable")
+    for isa in ISAS:
+        close(run_kernel(folded, opts, isa=isa), want, TOL_LN)
+
+
+def test_int8_and_bf16_weights_are_what_the_scheme_says():
+    w = torch.tensor([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0], [3.0, 1.5, -0.01]])
+    q, s = quant.quantize_weight(w, "int8")
+    assert q.dtype == torch.int8 and s.dtype == torch.float32
+    torch.testing.assert_close(s, torch.tensor([1.0 / 127, 1.0, 3.0 / 127]))
+    assert q.tolist() == [[64, -127, 32], [0, 0, 0], [127, 64, 0]]  # round(w / s), by hand
+    # every weight within half a step of its row's scale
+    assert ((quant.dequantize_weight(q, s) - w).abs() <= s[:, None] / 2 + 1e-7).all()
+    b, none = quant.quantize_weight(w, "bf16")
+    assert b.dtype == torch.bfloat16 and none is None
+    assert ((b.float() - w).abs() <= w.abs() * 2**-8).all()  # 8 significant bits
+
+
+def test_bad_arguments_are_named():
+    folded, unfolded, _, opts = make(VARIANTS["vanilla"], 2, 1, "int8")
+    with pytest.raises(ValueError, match="mode must be one of int8, bf16"):
+        quant.quantize_weight(torch.ones(2, 2), "int4")
+    with pytest.raises(ValueError, match="isa"):
+        run_kernel(unfolded, opts, isa="sse2")
+    with pytest.raises(RuntimeError, match="w_hh must have shape"):
+        run_kernel(unfolded._replace(weight_hh=unfolded.weight_hh[:, :2].contiguous()), opts)
+    with pytest.raises(RuntimeError, match="needs its per-row scales"):
+        run_kernel(unfolded._replace(scale_hh=None), opts)
+    with pytest.raises(RuntimeError, match="lengths must be in"):
+        run_kernel(unfolded, opts, lengths=torch.tensor([3]))
