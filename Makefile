@@ -17,7 +17,7 @@ if importlib.util.find_spec("lstmkit.kernels.cpu._lstm_cpu") is None:
 endef
 export KERNEL_CHECK
 
-.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw results-longlag clean
+.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor results-longlag clean
 
 # What the library needs at run time (make demo, bench, results): torch, lstmkit and its
 # dependencies, the kernel compiled. --no-build-isolation: setup.py compiles the kernel against
@@ -74,6 +74,12 @@ bench-gpu: $(BIN)/.installed-dev
 # Packed sequences on CPU: lstmkit's auto routing vs torch.nn.LSTM (docs/BENCHMARKS.md).
 bench-packed: $(BIN)/.installed
 	$(BIN)/python bench/packed.py --repeats 9 --out docs/bench-packed.json
+
+# Batch-1 inference against this machine's floor (issue 19): L2/L3/DRAM read bandwidth and the
+# vector units' peak measured here, every candidate's time per step as a multiple of it, the
+# two-thread crossover and streaming T=1 calls (about 3-5 minutes; compiles a microbenchmark once).
+bench-floor: $(BIN)/.installed-dev
+	$(BIN)/python bench/floor.py --out docs/bench-floor.json
 
 # Language-model training throughput: `lstmkit train lm` vs a hand-written torch.nn.LSTM loop,
 # each measurement a fresh process (1 thread, about 12 minutes); the table of docs/BENCHMARKS.md.
