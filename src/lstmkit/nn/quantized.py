@@ -1,0 +1,373 @@
+r"""``QuantizedLSTM`` and ``quantize``: an LSTM whose weight matrices are stored as int8 or bf16.
+
+The math is the eval form of :class:`lstmkit.LSTM` (every variant: layer norm, peepholes,
+coupled gates, no forget gate, projection, zoneout as its expectation, recurrent dropout and
+weight drop as the identity), with ``W_ih``, ``W_hh`` and ``W_hr`` replaced by
+
+- ``int8``: :math:`W_{jk} \approx s_j q_{jk}`, :math:`s_j = \max_k |W_{jk}| / 127`,
+  :math:`q_{jk} = \mathrm{round}(W_{jk}/s_j)` (symmetric, one scale per output row, as
+  :func:`torch.ao.quantization.quantize_dynamic`); or
+- ``bf16``: :math:`W` rounded to bfloat16.
+
+Biases, peepholes and layer-norm parameters, activations and states stay float32. The
+recurrence runs on the fused quantized kernel (:func:`lstmkit.kernels.cpu.quant.
+quant_recurrence`); the input projection of all steps is one GEMM with the dequantized
+``W_ih`` before it, except for a single step (T = 1, a streaming call), where the kernel folds
+it into the step. Inference only: no gradients, no gate recording.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from lstmkit.kernels.cpu import quant
+from lstmkit.reference.options import VariantOptions
+
+__all__ = ["MODES", "QuantizedLSTM", "quantize"]
+
+MODES = quant.MODES
+# The variant options that change the eval-form math (weight_drop, recurrent_dropout and
+# forget_bias do not: the identity in eval, an initial value).
+_EVAL_OPTIONS = (
+    "layer_norm",
+    "peephole",
+    "coupled",
+    "forget_gate",
+    "zoneout_h",
+    "zoneout_c",
+    "layer_norm_eps",
+)
+
+
+def _check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+class QuantizedLSTM(nn.Module):
+    """An eval-form LSTM with int8 (per-row scales) or bf16 weight matrices; see the module doc.
+
+    Build it from a float LSTM with :meth:`from_float` (an :class:`lstmkit.LSTM` or a
+    :class:`torch.nn.LSTM` in eval mode), or empty with the same arguments and load a state dict
+    (``weight_ih_l0`` int8 or bf16, ``scale_ih_l0`` float32, ...). ``forward(input, hx=None,
+    lengths=None)`` takes what :class:`torch.nn.LSTM` takes (batched or unbatched, batch_first,
+    PackedSequence) and returns ``output, (h_n, c_n)``; ``lengths (B,)`` is the number of valid
+    steps of each row of a padded batch (the rest output zeros and leave the state alone).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        mode: str = "int8",
+        layer_norm: bool = False,
+        peephole: bool = False,
+        coupled: bool = False,
+        forget_gate: bool = True,
+        zoneout_h: float = 0.0,
+        zoneout_c: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.mode = _check_mode(mode)
+        opts = VariantOptions(
+            layer_norm=layer_norm,
+            peephole=peephole,
+            coupled=coupled,
+            forget_gate=forget_gate,
+            zoneout_h=zoneout_h,
+            zoneout_c=zoneout_c,
+            layer_norm_eps=layer_norm_eps,
+        )
+        self.variant_options = opts
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.proj_size = proj_size
+        H, P = hidden_size, proj_size or hidden_size
+        D = 2 if bidirectional else 1
+        wdtype = torch.int8 if mode == "int8" else torch.bfloat16
+        for k in range(num_layers):
+            for d in range(D):
+                sfx = self._sfx(k, d)
+                in_size = input_size if k == 0 else P * D
+                mats = [("ih", 4 * H, in_size), ("hh", 4 * H, P)]
+                if proj_size:
+                    mats.append(("hr", P, H))
+                for name, n, m in mats:
+                    self.register_buffer(f"weight_{name}{sfx}", torch.zeros(n, m, dtype=wdtype))
+                    if mode == "int8":
+                        self.register_buffer(f"scale_{name}{sfx}", torch.ones(n))
+                vectors = []
+                if bias:
+                    vectors += [("bias_ih", 4 * H), ("bias_hh", 4 * H)]
+                if peephole:
+                    vectors += [("weight_ci", H), ("weight_cf", H), ("weight_co", H)]
+                if layer_norm:
+                    vectors += [("ln_weight_ih", 4 * H), ("ln_weight_hh", 4 * H)]
+                    vectors += [("ln_weight_c", H), ("ln_bias_c", H)]
+                for name, n in vectors:
+                    self.register_buffer(name + sfx, torch.zeros(n))
+        self.eval()
+
+    @staticmethod
+    def _sfx(k: int, d: int) -> str:
+        return f"_l{k}" + ("_reverse" if d else "")
+
+    def __getattr__(self, name: str):
+        if name in _EVAL_OPTIONS:
+            return getattr(self.__dict__["variant_options"], name)
+        return super().__getattr__(name)
+
+    @property
+    def output_size(self) -> int:
+        return (self.proj_size or self.hidden_size) * (2 if self.bidirectional else 1)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, mode={self.mode}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.batch_first:
+            s += ", batch_first=True"
+        default = VariantOptions()
+        for name in _EVAL_OPTIONS:
+            if getattr(self.variant_options, name) != getattr(default, name):
+                s += f", {name}={getattr(self.variant_options, name)!r}"
+        return s
+
+    def config(self) -> dict[str, object]:
+        """The constructor's arguments (what a checkpoint stores to rebuild it empty)."""
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "mode": self.mode,
+            **{name: getattr(self.variant_options, name) for name in _EVAL_OPTIONS},
+        }
+
+    @classmethod
+    def from_float(cls, lstm: nn.LSTM, mode: str = "int8") -> QuantizedLSTM:
+        """Quantize an :class:`lstmkit.LSTM` or :class:`torch.nn.LSTM` (in eval mode)."""
+        _check_mode(mode)
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError(f"from_float takes an lstmkit.LSTM or torch.nn.LSTM, got {type(lstm)}")
+        if lstm.training:
+            raise ValueError(
+                "quantize needs the model in eval mode (call model.eval() first): a quantized "
+                "LSTM computes the eval form (zoneout as its expectation, no dropout)"
+            )
+        w0 = lstm.weight_ih_l0
+        if w0.device.type != "cpu":
+            raise ValueError(f"quantize runs on the CPU; the LSTM is on {w0.device}")
+        opts = getattr(lstm, "variant_options", VariantOptions())
+        q = cls(
+            lstm.input_size,
+            lstm.hidden_size,
+            lstm.num_layers,
+            lstm.bias,
+            lstm.batch_first,
+            lstm.bidirectional,
+            lstm.proj_size,
+            mode=mode,
+            **{name: getattr(opts, name) for name in _EVAL_OPTIONS},
+        )
+        with torch.no_grad():
+            for name, buf in q.named_buffers():
+                if name.startswith("scale_"):
+                    continue
+                src = getattr(lstm, name).detach().to(torch.float32)
+                if name.startswith(("weight_ih", "weight_hh", "weight_hr")):
+                    wq, scale = quant.quantize_weight(src, mode)
+                    buf.copy_(wq)
+                    if scale is not None:
+                        getattr(q, "scale_" + name[len("weight_") :]).copy_(scale)
+                else:
+                    buf.copy_(src)
+        return q
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise ValueError(
+                "a QuantizedLSTM is for inference only; it cannot be put in train mode"
+            )
+        return super().train(False)
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def _w(self, name: str, sfx: str) -> tuple[Tensor | None, Tensor | None]:
+        w = getattr(self, f"weight_{name}{sfx}", None)
+        return w, getattr(self, f"scale_{name}{sfx}", None)
+
+    @torch.no_grad()
+    def forward(self, input, hx=None, lengths: Tensor | None = None):  # noqa: A002
+        packed = isinstance(input, PackedSequence)
+        sorted_idx = unsorted_idx = None
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths is for padded input; a PackedSequence has its own")
+            sorted_idx, unsorted_idx = input.sorted_indices, input.unsorted_indices
+            x, lengths = pad_packed_sequence(input)  # (T, B, I) in the caller's row order
+            is_batched = True
+        else:
+            x = input
+            if not isinstance(x, Tensor) or x.dim() not in (2, 3):
+                raise ValueError(
+                    "input must be a 3-D (T, B, I) tensor ((B, T, I) with batch_first), 2-D "
+                    f"(T, I) unbatched, or a PackedSequence; got {getattr(x, 'shape', type(x))}"
+                )
+            is_batched = x.dim() == 3
+            if not is_batched:
+                x = x.unsqueeze(1)
+            elif self.batch_first:
+                x = x.transpose(0, 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have input_size={self.input_size} features, got shape {tuple(x.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise ValueError("input has 0 time steps; an LSTM needs at least one")
+        x = x.to(torch.float32)
+        T, B = x.shape[0], x.shape[1]
+        D = 2 if self.bidirectional else 1
+        H, P = self.hidden_size, self.proj_size or self.hidden_size
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths).to("cpu", torch.int64).reshape(-1)
+            if lengths.numel() != B or (
+                lengths.numel() and (lengths.min() < 1 or lengths.max() > T)
+            ):
+                raise ValueError(
+                    f"lengths must be {B} values in [1, T = {T}], got {lengths.tolist()}"
+                )
+        if hx is None:
+            h0 = x.new_zeros(self.num_layers * D, B, P)
+            c0 = x.new_zeros(self.num_layers * D, B, H)
+        else:
+            h0, c0 = (t.to(torch.float32) for t in hx)
+            if not is_batched:
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+            if tuple(h0.shape) != (self.num_layers * D, B, P) or tuple(c0.shape) != (
+                self.num_layers * D,
+                B,
+                H,
+            ):
+                raise ValueError(
+                    f"hx must be (h_0 {(self.num_layers * D, B, P)}, c_0 "
+                    f"{(self.num_layers * D, B, H)}), got {tuple(h0.shape)}, {tuple(c0.shape)}"
+                )
+        opts = self.variant_options
+        layer_in = x
+        h_n, c_n = [], []
+        for k in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                sfx = self._sfx(k, d)
+                inputs = self._layer_inputs(layer_in, sfx, h0[k * D + d], c0[k * D + d])
+                out, h, c = quant.quant_recurrence(
+                    inputs,
+                    lengths,
+                    reverse=d == 1,
+                    coupled=opts.coupled,
+                    forget_gate=opts.forget_gate,
+                    layer_norm_eps=opts.layer_norm_eps,
+                )
+                outs.append(out)
+                h_n.append(h)
+                c_n.append(c)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
+        out = layer_in
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        if packed:
+            # Rows were in the caller's order throughout (the kernel takes lengths in any
+            # order); the output packs them back in the input's sorted order.
+            if sorted_idx is not None:
+                out, lengths = out.index_select(1, sorted_idx), lengths[sorted_idx.cpu()]
+            data = pack_padded_sequence(out, lengths).data
+            return PackedSequence(data, input.batch_sizes, sorted_idx, unsorted_idx), (h_n, c_n)
+        if not is_batched:
+            return out.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
+        if self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (h_n, c_n)
+
+    def _layer_inputs(self, x: Tensor, sfx: str, h0: Tensor, c0: Tensor):
+        opts = self.variant_options
+        w_ih, s_ih = self._w("ih", sfx)
+        w_hh, s_hh = self._w("hh", sfx)
+        w_hr, s_hr = self._w("hr", sfx)
+        b_ih = getattr(self, "bias_ih" + sfx, None)
+        ln_ih = getattr(self, "ln_weight_ih" + sfx, None)
+        g = lambda name: getattr(self, name + sfx, None)  # noqa: E731
+        common = dict(
+            h0=h0,
+            c0=c0,
+            weight_hh=w_hh,
+            scale_hh=s_hh,
+            bias_hh=g("bias_hh"),
+            weight_hr=w_hr,
+            scale_hr=s_hr,
+            weight_ci=g("weight_ci"),
+            weight_cf=g("weight_cf"),
+            weight_co=g("weight_co"),
+            ln_weight_hh=g("ln_weight_hh"),
+            ln_weight_c=g("ln_weight_c"),
+            ln_bias_c=g("ln_bias_c"),
+            zoneout_h=opts.zoneout_h,
+            zoneout_c=opts.zoneout_c,
+        )
+        if x.shape[0] == 1:
+            # One step (a streaming call): the kernel does x W_ih^T as one more GEMV, reading
+            # the int8 weights, instead of dequantizing all of W_ih for one product.
+            return quant.QuantRecurrenceInputs(
+                inp=x, weight_ih=w_ih, scale_ih=s_ih, bias_ih=b_ih, ln_weight_ih=ln_ih, **common
+            )
+        w = quant.dequantize_weight(w_ih, s_ih)
+        if ln_ih is not None:
+            xg = F.layer_norm(
+                F.linear(x, w), (4 * self.hidden_size,), ln_ih, b_ih, opts.layer_norm_eps
+            )
+        else:
+            xg = F.linear(x, w, b_ih)
+        return quant.QuantRecurrenceInputs(inp=xg, **common)
+
+
+def quantize(model: nn.Module, mode: str = "int8") -> nn.Module:
+    """A copy of ``model`` with every :class:`lstmkit.LSTM` / :class:`torch.nn.LSTM` in it (the
+    model itself included) replaced by a :class:`QuantizedLSTM` of that ``mode`` (``"int8"`` or
+    ``"bf16"``); ``model`` is left as it is. The model must be in eval mode."""
+    _check_mode(mode)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"quantize takes a torch.nn.Module, got {type(model).__name__}")
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(
+            f"quantize needs the model in eval mode (call model.eval() first); in train mode: "
+            f"{', '.join(training[:3])}{' ...' if len(training) > 3 else ''}"
+        )
+    if isinstance(model, nn.LSTM):
+        return QuantizedLSTM.from_float(model, mode)
+    out = copy.deepcopy(model)
+    found = [(name, m) for name, m in out.named_modules() if isinstance(m, nn.LSTM)]
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no LSTM to quantize")
+    for name, m in found:
+        parent_name, _, attr = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, attr, QuantizedLSTM.from_float(m, mode))
+    return out

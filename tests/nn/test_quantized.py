@@ -1,0 +1,154 @@
+"""QuantizedLSTM and lstmkit.quantize: the composition (layers, directions, packing, lengths,
+batch_first, unbatched, hx) against lstmkit.LSTM carrying the dequantized weights, the
+accuracy against the float model within a derived bound, and the state dict round trip."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import lstmkit
+from lstmkit.kernels.cpu import quant
+from lstmkit.nn.quantized import QuantizedLSTM, quantize
+
+if not quant.is_available():
+    pytest.skip(f"quantized CPU kernel unavailable: {quant.build_error()}", allow_module_level=True)
+
+# Same weights, float rounding only (see tests/kernels/cpu/test_quant.py); layer norm 5e-5.
+TOL = dict(atol=5e-5, rtol=5e-5)
+
+CONFIGS = {
+    "vanilla": {},
+    "bi_proj_2layers": dict(num_layers=2, bidirectional=True, proj_size=3),
+    "layer_norm_peephole": dict(layer_norm=True, peephole=True),
+    "coupled_zoneout": dict(coupled=True, zoneout_h=0.1, zoneout_c=0.2, recurrent_dropout=0.3),
+    "no_forget_bias": dict(forget_gate=False, forget_bias=1.0, weight_drop=0.2),
+}
+
+
+def fake_quantized(model: lstmkit.LSTM, mode: str) -> lstmkit.LSTM:
+    """A float copy of ``model`` whose weight matrices hold the dequantized values."""
+    import copy
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            if name.startswith(("weight_ih", "weight_hh", "weight_hr")):
+                p.copy_(quant.dequantize_weight(*quant.quantize_weight(p, mode)))
+    return out
+
+
+def lstm(cfg: dict, seed: int = 0, **kw) -> lstmkit.LSTM:
+    torch.manual_seed(seed)
+    return lstmkit.LSTM(4, 8, **cfg, **kw).eval()
+
+
+@pytest.mark.parametrize("mode", quant.MODES)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_matches_the_float_lstm_with_dequantized_weights(mode, name):
+    m = lstm(CONFIGS[name], batch_first=True)
+    q, ref = quantize(m, mode), fake_quantized(m, mode)
+    x = torch.randn(3, 6, 4)
+    D = 2 if m.bidirectional else 1
+    P = m.proj_size or m.hidden_size
+    hx = (torch.randn(m.num_layers * D, 3, P), torch.randn(m.num_layers * D, 3, 8))
+    for args in ((x,), (x, hx), (x[:, :1], hx)):  # T = 1: the folded input projection
+        got, want = q(*args), ref(*args)
+        torch.testing.assert_close(got[0], want[0], **TOL)
+        torch.testing.assert_close(got[1], want[1], **TOL)
+    # unbatched
+    got, want = q(x[0]), ref(x[0])
+    torch.testing.assert_close(got[0], want[0], **TOL)
+    # packed (unsorted lengths) and padded lengths agree with the float LSTM on the packing
+    lengths = torch.tensor([4, 6, 2])
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    (gp, gs), (wp, ws) = q(packed), ref(packed)
+    torch.testing.assert_close(gp.data, wp.data, **TOL)
+    torch.testing.assert_close(gs, ws, **TOL)
+    out, (h, c) = q(x, lengths=lengths)
+    want_out, _ = pad_packed_sequence(wp, batch_first=True, total_length=6)
+    torch.testing.assert_close(out, want_out, **TOL)
+    torch.testing.assert_close(h, ws[0], **TOL)
+
+
+@pytest.mark.parametrize("mode", quant.MODES)
+def test_one_step_from_rest_within_the_quantization_bound(mode):
+    """One step from h = c = 0 (vanilla): each pre-activation moves by at most
+    ``delta = max_j |dW_j| . |x|``, with ``|dW_jk| <= s_j / 2`` (int8: half a step) or
+    ``<= |W_jk| 2^-9`` (bf16: half an ulp of 8 bits); ``h = o tanh(i g)`` then moves by at most
+    ``delta/4 (o) + delta/4 (i) + delta (g) = 1.5 delta`` (sigmoid' <= 1/4, tanh' <= 1)."""
+    m = lstm({})
+    x = torch.randn(1, 5, 4) * 3
+    w = m.weight_ih_l0.detach()
+    if mode == "int8":
+        dw = (w.abs().amax(1) / 127 / 2)[:, None].expand_as(w)
+    else:
+        dw = w.abs() * 2**-9
+    delta = (x[0].abs() @ dw.T).max().item()
+    err = (quantize(m, mode)(x)[0] - m(x)[0]).abs().max().item()
+    assert err <= 1.5 * delta + 1e-6
+    assert err > 0  # it did quantize
+
+
+def test_torch_lstm_and_models_quantize():
+    torch.manual_seed(0)
+    t = nn.LSTM(4, 8, num_layers=2, bidirectional=True, proj_size=2).eval()
+    x = torch.randn(5, 2, 4)
+    q = quantize(t, "int8")
+    assert isinstance(q, QuantizedLSTM) and q.weight_hh_l1_reverse.dtype == torch.int8
+    k = lstmkit.LSTM(4, 8, num_layers=2, bidirectional=True, proj_size=2).eval()
+    k.load_state_dict(t.state_dict())
+    torch.testing.assert_close(q(x)[0], quantize(k, "int8")(x)[0], atol=0, rtol=0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = lstmkit.LSTM(4, 8, batch_first=True)
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    net = Net().eval()
+    qnet = quantize(net, "bf16")
+    assert isinstance(qnet.rnn, QuantizedLSTM) and isinstance(net.rnn, lstmkit.LSTM)
+    assert qnet.rnn.weight_ih_l0.dtype == torch.bfloat16
+    y = torch.randn(2, 3, 4)
+    torch.testing.assert_close(qnet(y), net(y), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("mode", quant.MODES)
+def test_state_dict_round_trip(mode, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    m = lstm(CONFIGS["bi_proj_2layers"] | {"layer_norm": True, "peephole": True})
+    q = quantize(m, mode)
+    path = tmp_path / "q.safetensors"
+    save_file(q.state_dict(), str(path))
+    fresh = QuantizedLSTM(**q.config())
+    fresh.load_state_dict(load_file(str(path)))
+    sd = fresh.state_dict()
+    assert sd.keys() == q.state_dict().keys()
+    for k, v in q.state_dict().items():
+        assert sd[k].dtype == v.dtype and torch.equal(sd[k], v), k
+    x = torch.randn(4, 2, 4)
+    torch.testing.assert_close(fresh(x)[0], q(x)[0], atol=0, rtol=0)
+    want = torch.int8 if mode == "int8" else torch.bfloat16
+    assert sd["weight_hh_l0"].dtype == want and ("scale_hh_l0" in sd) == (mode == "int8")
+
+
+def test_bad_input_is_named():
+    m = lstmkit.LSTM(4, 8)  # train mode
+    with pytest.raises(ValueError, match=r"eval mode \(call model.eval\(\) first\)"):
+        quantize(m, "int8")
+    with pytest.raises(ValueError, match="mode must be one of int8, bf16, got 'fp8'"):
+        quantize(m.eval(), "fp8")
+    q = quantize(m, "int8")
+    with pytest.raises(ValueError, match="inference only"):
+        q.train()
+    with pytest.raises(ValueError, match="input_size=4"):
+        q(torch.randn(3, 2, 5))
+    with pytest.raises(ValueError, match="lengths must be 2 values"):
+        q(torch.randn(3, 2, 4), lengths=torch.tensor([4, 1]))
+    with pytest.raises(ValueError, match="has no LSTM"):
+        quantize(nn.Linear(2, 2).eval(), "int8")
