@@ -22,6 +22,14 @@
 
 #include <torch/extension.h>
 
+// GCC's default for many AVX-512 CPUs (-march=native on a Xeon) is 256-bit vectors for the
+// loops it vectorizes itself; the elementwise gate loops (and their libmvec exp and tanh) run
+// on 512-bit vectors where the CPU has them. Without AVX-512 this changes nothing. Set before
+// the other headers, so that their inline code is built the same way.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 #include <ATen/Parallel.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
