@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # newer torch would pull a CUDA build of several GB.
 TORCH   := torch==2.13.0
 # The fused CPU kernel's source: an edit rebuilds it at the next make (pip install, setup.py).
-KERNEL  := src/lstmkit/kernels/cpu/lstm.cpp
+KERNEL  := src/lstmkit/kernels/cpu/lstm.cpp src/lstmkit/kernels/cpu/lstm_quant.cpp
 
 # After the install: one line when the kernel was not built (pip -q hides setup.py's own line).
 define KERNEL_CHECK

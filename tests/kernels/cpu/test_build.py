@@ -195,7 +195,9 @@ def _project_copy(tmp_path: Path) -> Path:
     shutil.copytree(
         REPO / "src",
         dst / "src",
-        ignore=shutil.ignore_patterns("__pycache__", "*.so", _build.RECORD_NAME, "*.egg-info"),
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "*.so", _build.RECORD_NAME, _build.QUANT_RECORD_NAME, "*.egg-info"
+        ),
     )
     return dst
 
@@ -228,14 +230,17 @@ def test_setup_does_not_recompile_a_matching_module(tmp_path):
     proj = _project_copy(tmp_path)
     cpu = proj / "src/lstmkit/kernels/cpu"
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    (cpu / f"_lstm_cpu{suffix}").write_bytes(b"stand-in module")
-    _build.write_record(
-        cpu / _build.RECORD_NAME, _build.build_record(torch.__version__, cpu / "lstm.cpp")
-    )
+    for stem, record_name, source in (
+        ("_lstm_cpu", _build.RECORD_NAME, "lstm.cpp"),
+        ("_lstm_quant", _build.QUANT_RECORD_NAME, "lstm_quant.cpp"),
+    ):
+        (cpu / f"{stem}{suffix}").write_bytes(b"stand-in module")
+        _build.write_record(cpu / record_name, _build.build_record(torch.__version__, cpu / source))
     res = _build_ext(proj, tmp_path)
     assert res.returncode == 0, res.stderr
     assert "up to date" in res.stderr and "not built" not in res.stderr, res.stderr
-    (built,) = (tmp_path / "lib").rglob("*.so")
+    built, _ = sorted((tmp_path / "lib").rglob("*.so"))  # _lstm_cpu, _lstm_quant
+    assert built.name.startswith("_lstm_cpu")
     assert built.read_bytes() == b"stand-in module"
     assert _build.read_record(built.with_name(_build.RECORD_NAME)) == _build.build_record(
         torch.__version__
