@@ -194,6 +194,15 @@ class Run:
             raise UserError("transcribe: give one or more audio files")
         return transcribe_files(self.task, self.model, self.device, paths, decoder, beam_size)
 
+    def stream(self):
+        """A :class:`lstmkit.infer.stream.Stream` over this run's model: sessions fed chunk
+        by chunk, their state kept between chunks, many advanced in one batched step
+        (``run.stream().open().feed("a gripping")``). Sentiment, lm, spoken-words and asr-ctc
+        runs with a unidirectional encoder; others raise a UserError saying why."""
+        from lstmkit.infer.stream import Stream
+
+        return Stream(self)
+
     def __getattr__(self, name: str):
         # a misspelt name: Python's AttributeError (hasattr and copy rely on it), with the list
         if name.startswith("_") or "task" not in self.__dict__:

@@ -1,0 +1,766 @@
+r"""Stateful streaming inference: :class:`Stream` over a trained run or a bare recurrent model.
+
+A stream holds one model; :meth:`Stream.open` gives a :class:`Session`, one input stream with
+its own recurrent state :math:`(h, c)` (one pair per layer) and whatever the model's read-out
+keeps between chunks. ``session.feed(chunk)`` advances it by a chunk of any length >= 1 and
+returns the model's output for what it has seen so far; :meth:`Stream.step` advances many
+sessions in ONE batched call of the encoder::
+
+    stream = lstmkit.Stream(lstmkit.load("runs/mr"))   # or lstmkit.load(...).stream()
+    a, b = stream.open(), stream.open()
+    out = stream.step({a: "a gripping", b: "a dull"})  # {a: Prediction, b: Prediction}
+    out = stream.step({a: "film"})                     # b waits; c may join at any step
+    a.reset(); b.close()
+
+The chunks of one step are padded to the longest and packed with each session's own length
+(:func:`torch.nn.utils.rnn.pack_padded_sequence`), so a shorter chunk never advances its session
+past its end: session ``b``'s state after a step is its state after its own chunk. There is no
+fixed batch size: sessions join and leave between steps, and a step takes any subset of the
+open sessions. (Keras' ``stateful=True`` fixes the batch size when the model is built, and
+ONNX Runtime is stateless: its caller carries the state.)
+
+The guarantee (tests/infer/test_stream.py, with hypothesis over random chunkings): in eval
+mode, feeding the chunks of a sequence one after another gives the outputs of one call on the
+whole sequence, to 1e-6 in float32, for every :class:`lstmkit.LSTM` variant and every task
+model below, and for sessions joining and leaving a running batch. What each model returns:
+
+- a bare :class:`lstmkit.LSTM` (or ``torch.nn.LSTM``/``GRU``/``RNN``): the chunk's outputs
+  ``(T, D*P)`` as a tensor; chunks are ``(T, input_size)`` tensors.
+- the text classifier (``sentiment``): a :class:`Prediction` for the prefix so far (the model
+  on the prefix), from token ids or text (the run's tokenizer, per chunk: a word cut between two
+  chunks is two words). Pooling runs over the prefix exactly: ``last`` keeps the last output,
+  ``mean`` a running sum and count, ``max`` a running maximum, and ``attention`` a running
+  log-sum-exp: with scores :math:`s_t` and :math:`m = \max_{t \le n} s_t`,
+
+  .. math:: Z_n = \sum_{t \le n} e^{s_t - m}, \quad a_n = \sum_{t \le n} e^{s_t - m} y_t,
+      \quad \text{pooled}_n = a_n / Z_n,
+
+  where a new chunk with larger scores rescales :math:`Z` and :math:`a` by
+  :math:`e^{m - m'}`. The run's ``max_tokens`` cut is not applied to a stream.
+- the language model (``lm``): an :class:`LMOutput` with the scores at every step of the chunk
+  and the next-token distribution after it; :meth:`Session.generate` samples a continuation
+  from the session's state (and advances it).
+- the spoken-word classifier: a :class:`Prediction` from normalised log-mel frames
+  ``(T, n_mels)``; the CTC model (``asr-ctc``): a :class:`Transcript`, greedy-decoded
+  incrementally. Frame stacking (``--subsample k``) buffers the frames that do not yet fill a
+  group of k; the output after a chunk also reads that partial group padded with zeros, as the
+  model does at the end of an utterance, without committing it, so the partial transcript after
+  each chunk is the whole-prefix greedy result and the last one is the utterance's.
+  :meth:`Stream.open_audio` takes raw samples instead (:class:`AudioSession`).
+- a bidirectional encoder cannot stream (its reverse direction starts at the end), nor can a
+  translation model (the decoder reads the whole source): both raise a
+  :class:`~lstmkit.utils.errors.UserError` saying so.
+
+A zero-length chunk is an error (:class:`UserError`), as is a closed session, a session of
+another stream, or a chunk of the wrong shape; a step checks every chunk before it changes any
+session, so a bad chunk leaves all of them as they were. Streams compute without gradients;
+one step runs at a time (a lock), so threads may share a stream.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lstmkit.utils.errors import UserError
+
+__all__ = [
+    "AudioSession",
+    "LMOutput",
+    "Prediction",
+    "Session",
+    "Stream",
+    "Transcript",
+]
+
+_ids = itertools.count(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+@dataclass
+class Prediction:
+    """A classifier's running prediction: ``logits`` ``(C,)`` and ``probabilities`` ``(C,)``
+    of the model on everything fed so far (``steps`` inputs), the top ``label`` (the run's label
+    name, or the class index for a bare model)."""
+
+    logits: Tensor
+    probabilities: Tensor
+    label: str | int
+    steps: int
+    labels: Sequence[str] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready, as ``lstmkit predict`` prints a prediction."""
+        names = self.labels or [str(k) for k in range(len(self.probabilities))]
+        probs = {n: round(float(p), 4) for n, p in zip(names, self.probabilities, strict=True)}
+        return {"label": self.label, "probabilities": probs, "steps": self.steps}
+
+
+@dataclass
+class LMOutput:
+    """A language model's output for one chunk: ``scores`` ``(T, V)`` at each of its tokens
+    (logits; log-probabilities with an adaptive softmax: the same distribution) and ``next``,
+    the next-token probabilities ``(V,)`` after the chunk; ``steps``: tokens fed so far."""
+
+    scores: Tensor
+    next: Tensor
+    steps: int
+    pieces: Any = field(default=None, repr=False)
+
+    def top(self, k: int = 5) -> list[tuple[int, float]]:
+        """The ``k`` likeliest next tokens as ``(id, probability)``."""
+        p, i = torch.topk(self.next, min(k, self.next.numel()))
+        return [(int(j), float(q)) for j, q in zip(i, p, strict=True)]
+
+    def to_dict(self, k: int = 5) -> dict:
+        top = self.top(k)
+        piece = self.pieces or str
+        return {
+            "steps": self.steps,
+            "next": [{"id": j, "piece": piece(j), "p": round(q, 6)} for j, q in top],
+        }
+
+
+@dataclass
+class Transcript:
+    """A CTC model's incremental greedy transcript after a chunk: ``ids`` and ``text`` of the
+    whole prefix (the last frame group, still partial, included), ``log_probs`` ``(T', V)`` of
+    the frames committed by this chunk, ``frames`` input frames fed so far."""
+
+    ids: list[int]
+    text: str
+    log_probs: Tensor
+    frames: int
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "frames": self.frames}
+
+
+# ---------------------------------------------------------------------------------------------
+# what each model reads and returns
+
+
+def _pool_update(kind: str, state, y: Tensor, scores: Tensor | None = None):
+    """The running pooling state after the outputs ``y`` ``(T, D)`` (``scores`` ``(T,)`` for
+    attention); ``state`` is None before the first step. A pure function: a provisional step
+    (the partial frame group) updates a copy."""
+    if kind == "last":
+        return y[-1]
+    if kind == "mean":
+        total, n = state if state is not None else (torch.zeros_like(y[0]), 0)
+        return total + y.sum(0), n + y.shape[0]
+    if kind == "max":
+        top = y.amax(0)
+        return top if state is None else torch.maximum(state, top)
+    # attention: a running log-sum-exp (module docstring)
+    m_new = scores.max()
+    if state is None:
+        w = torch.exp(scores - m_new)
+        return m_new, w.sum(), (w[:, None] * y).sum(0)
+    m, z, acc = state
+    m2 = torch.maximum(m, m_new)
+    w = torch.exp(scores - m2)
+    scale = torch.exp(m - m2)
+    return m2, z * scale + w.sum(), acc * scale + (w[:, None] * y).sum(0)
+
+
+def _pooled(kind: str, state) -> Tensor:
+    if kind in ("last", "max"):
+        return state
+    if kind == "mean":
+        total, n = state
+        return total / n
+    _, z, acc = state
+    return acc / z
+
+
+class _Kind:
+    """One model's streaming form: how a chunk becomes encoder inputs, and the read-out."""
+
+    name = "lstm"
+    subsample = 1
+    input_dim: int | None = None  # the feature size of a chunk's rows; None: token ids
+
+    def __init__(self, encoder: nn.Module, labels=None, task=None):
+        self.encoder = encoder
+        self.labels = labels
+        self.task = task
+
+    def rows(self, chunk, device) -> Tensor:
+        """The chunk as ``(n, input_dim)`` float rows (or ``(n,)`` token ids), checked."""
+        if not isinstance(chunk, Tensor | np.ndarray | list | tuple):
+            raise UserError(
+                f"chunk: give a (T, {self.input_dim}) array, got {type(chunk).__name__}"
+            )
+        x = chunk if isinstance(chunk, Tensor) else torch.as_tensor(np.asarray(chunk))
+        if x.dim() != 2 or x.shape[1] != self.input_dim:
+            raise UserError(
+                f"chunk: expected shape (T, {self.input_dim}) (T >= 1 steps of "
+                f"{self.input_dim} features), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            x = x.float()
+        if not bool(torch.isfinite(x).all()):
+            raise UserError("chunk: holds NaN or infinite values")
+        w = next(self.encoder.parameters())
+        return x.to(device=device, dtype=w.dtype)
+
+    def embed(self, rows: Tensor) -> Tensor:
+        return rows
+
+    def init(self):
+        return None
+
+    def read(self, head, y: Tensor | None, y_extra: Tensor | None, session: Session):
+        """``(new head state, output)`` after committed outputs ``y`` ``(T, D)`` (None: none
+        this step) and, for a partial frame group, the provisional output ``y_extra`` (1, D)."""
+        return head, y
+
+
+class _Classifier(_Kind):
+    name = "classifier"
+
+    def __init__(self, model, labels=None, task=None):
+        super().__init__(model.encoder, labels, task)
+        self.model = model
+        self.pooling = model.pooling
+        self.input_dim = None
+
+    def rows(self, chunk, device) -> Tensor:
+        return _token_rows(self, chunk, device, self.model.embedding.num_embeddings)
+
+    def embed(self, rows: Tensor) -> Tensor:
+        return self.model.embedding_dropout(self.model.embedding(rows))
+
+    def _update(self, head, y):
+        scores = self.model.attn(y).squeeze(-1) if self.pooling == "attention" else None
+        return _pool_update(self.pooling, head, y, scores)
+
+    def read(self, head, y, y_extra, session):
+        if y is not None:
+            head = self._update(head, y)
+        view = head if y_extra is None else self._update(head, y_extra)
+        logits = self.model.head(self.model.dropout(_pooled(self.pooling, view)))
+        return head, _prediction(logits, self.labels, session.steps)
+
+
+def _prediction(logits: Tensor, labels, steps: int) -> Prediction:
+    logits = logits.float().cpu()
+    p = torch.softmax(logits, -1)
+    j = int(p.argmax())
+    return Prediction(logits, p, labels[j] if labels else j, steps, labels)
+
+
+def _token_rows(kind: _Kind, chunk, device, vocab: int) -> Tensor:
+    if isinstance(chunk, str):
+        if kind.task is None:
+            raise UserError("chunk: text needs a run's tokenizer (Stream(lstmkit.load(RUN)))")
+        ids = kind.task_ids(chunk)
+    elif isinstance(chunk, Tensor | np.ndarray | list | tuple):
+        ids = torch.as_tensor(np.asarray(chunk) if not isinstance(chunk, Tensor) else chunk)
+        if ids.dim() != 1 or (ids.numel() and (ids.is_floating_point() or ids.dtype == torch.bool)):
+            raise UserError(f"chunk: give token ids (a 1-D list of ints), got {tuple(ids.shape)}")
+        ids = ids.long()
+    else:
+        raise UserError(f"chunk: give text or token ids, got {type(chunk).__name__}")
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise UserError(f"chunk: token id {bad} is outside the vocabulary [0, {vocab})")
+    return ids.to(device)
+
+
+class _LM(_Kind):
+    name = "lm"
+
+    def __init__(self, model, labels=None, task=None):
+        super().__init__(model.encoder, labels, task)
+        self.model = model
+        self.input_dim = None
+
+    def rows(self, chunk, device) -> Tensor:
+        return _token_rows(self, chunk, device, self.model.embedding.num_embeddings)
+
+    def task_ids(self, text: str) -> list[int]:
+        return self.task.encode_prompt(text, "unk")
+
+    def embed(self, rows: Tensor) -> Tensor:
+        return self.model.embedding(rows)
+
+    def read(self, head, y, y_extra, session):
+        m = self.model
+        scores = m.decoder(y) if m.adaptive is None else m.adaptive.log_prob(y)
+        nxt = torch.softmax(scores[-1].float(), -1)
+        pieces = self.task.piece if self.task is not None else None
+        return scores[-1], LMOutput(scores, nxt, session.steps, pieces)
+
+
+class _Speech(_Kind):
+    """Shared by the word classifier and the CTC model: frames, stacked ``k`` at a time."""
+
+    def __init__(self, model, labels=None, task=None):
+        super().__init__(model.encoder.encoder, labels, task)
+        self.model = model
+        self.subsample = model.encoder.subsample
+        self.input_dim = self.encoder.input_size // self.subsample
+
+
+class _Words(_Speech):
+    name = "spoken-words"
+
+    def __init__(self, model, labels=None, task=None):
+        super().__init__(model, labels, task)
+        self.pooling = model.pooling
+
+    def read(self, head, y, y_extra, session):
+        if y is not None:
+            head = _pool_update(self.pooling, head, y)
+        view = head if y_extra is None else _pool_update(self.pooling, head, y_extra)
+        logits = self.model.head(_pooled(self.pooling, view))
+        return head, _prediction(logits, self.labels, session.steps)
+
+
+class _Ctc(_Speech):
+    name = "asr-ctc"
+
+    def init(self):
+        return ([], 0)  # the committed symbols and the last committed frame's best symbol
+
+    def read(self, head, y, y_extra, session):
+        ids, prev = head
+        lp = self.model.head(y).log_softmax(-1) if y is not None else None
+        if lp is not None:
+            ids = list(ids)
+            for s in lp.argmax(-1).tolist():
+                if s != prev and s != 0:
+                    ids.append(s)
+                prev = s
+        shown = ids
+        if y_extra is not None:
+            s = int(self.model.head(y_extra).log_softmax(-1).argmax(-1)[-1])
+            if s != prev and s != 0:
+                shown = [*ids, s]
+        chars = self.task.chars if self.task is not None else None
+        text = "".join(chars[i - 1] for i in shown) if chars else ""
+        empty = torch.empty(0, self.model.head.out_features)
+        log_probs = lp.float().cpu() if lp is not None else empty
+        return (ids, prev), Transcript(shown, text, log_probs, session.steps)
+
+
+def _kind_of(model: nn.Module, task=None) -> _Kind:
+    from lstmkit.models.classifier import TextClassifier
+    from lstmkit.models.lm import LanguageModel
+    from lstmkit.models.seq2seq import Seq2Seq
+    from lstmkit.models.speech import CtcModel, WordClassifier
+
+    labels = getattr(task, "labels", None) if task is not None else None
+    if isinstance(model, Seq2Seq):
+        raise UserError(
+            "translation has no streaming form: the decoder attends over the whole source "
+            "sentence (use run.translate([...]))"
+        )
+    if isinstance(model, TextClassifier):
+        kind: _Kind = _Classifier(model, labels, task)
+        kind.task_ids = lambda text: task.data.encode([text])[0][0] if text.strip() else []
+    elif isinstance(model, LanguageModel):
+        kind = _LM(model, labels, task)
+    elif isinstance(model, WordClassifier):
+        kind = _Words(model, labels, task)
+    elif isinstance(model, CtcModel):
+        kind = _Ctc(model, labels, task)
+    elif isinstance(model, nn.LSTM | nn.GRU | nn.RNN):
+        kind = _Kind(model)
+        kind.input_dim = model.input_size
+    else:
+        raise UserError(
+            f"Stream: cannot stream a {type(model).__name__}; give a run (lstmkit.load) of the "
+            "sentiment, lm, spoken-words or asr-ctc task, or an lstmkit.LSTM"
+        )
+    enc = kind.encoder
+    if getattr(enc, "bidirectional", False):
+        what = task.name if task is not None else type(model).__name__
+        raise UserError(
+            f"Stream: this {what} model has a bidirectional encoder (--bidirectional), which "
+            "cannot stream: its reverse direction starts at the end of the sequence; train "
+            "with --no-bidirectional to stream"
+        )
+    return kind
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions and the stream
+
+
+class Session:
+    """One input stream of a :class:`Stream` (make one with :meth:`Stream.open`): its
+    recurrent state, the buffered frames of a partial group, the read-out's running state.
+
+    ``feed(chunk)`` is ``stream.step({session: chunk})[session]``; ``reset()`` starts a new
+    sample (zero state), ``close()`` leaves the stream (a closed session refuses chunks)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.id = next(_ids)
+        self.closed = False
+        self.reset()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.steps} steps"
+        return f"Session(id={self.id}, {self.stream.kind}, {state})"
+
+    def reset(self) -> None:
+        """Forget everything fed so far: zero state, as a new session."""
+        self.state = self.stream._zero_state()
+        self.pending: Tensor | None = None  # rows short of a full frame group
+        self.head = self.stream._kind.init()
+        self.steps = 0
+        self.last: Any = None
+
+    def close(self) -> None:
+        self.closed = True
+        self.stream._sessions.pop(self.id, None)
+
+    def feed(self, chunk) -> Any:
+        """Advance by ``chunk`` (length >= 1) and return the output (module docstring)."""
+        return self.stream.step({self: chunk})[self]
+
+    @property
+    def hx(self):
+        """The recurrent state: ``(h, c)``, each ``(num_layers, P)`` / ``(num_layers, H)``
+        (a tensor ``h`` for a GRU or RNN)."""
+        return self.state
+
+    def generate(
+        self, length: int, *, temperature: float = 1.0, top_k: int = 0, seed: int | None = None
+    ) -> Iterator[int]:
+        """``length`` token ids sampled after what was fed (a language model only), each fed
+        back, so the session's state continues with them. ``temperature`` 0: the likeliest
+        token; ``top_k`` 0: all tokens; a run's special tokens are never drawn (as ``lstmkit
+        generate``). ``stream.piece(token)`` gives a token's text."""
+        from lstmkit.models.lm_decode import _sample, check_sampling
+
+        kind = self.stream._kind
+        if kind.name != "lm":
+            raise UserError(f"generate: a language model only (this stream is {kind.name})")
+        check_sampling(length, temperature, top_k)
+        if self.last is None:
+            raise UserError("generate: feed the session at least one token first")
+        banned: list[int] = []
+        if kind.task is not None:
+            from lstmkit.data import prompt as text_io
+
+            banned = list(text_io.never_drawn(kind.task.tokenizer))
+        gen = torch.Generator()
+        gen.manual_seed(seed if seed is not None else torch.seed())
+        for _ in range(length):
+            scores = self.last.float().cpu().clone()
+            if banned:
+                scores[torch.tensor(banned)[torch.tensor(banned) < scores.numel()]] = -math.inf
+            token = _sample(scores, temperature, top_k, gen)
+            self.feed([token])
+            yield token
+
+
+class AudioSession:
+    """Raw audio in, a speech model's output after each chunk: samples at the run's sample
+    rate (mono float, -1..1) go through kaldi-native-fbank's ``OnlineFbank`` (the options of
+    :func:`lstmkit.data.audio.log_mel`, whose frames it gives exactly: frames need only their
+    own samples), are normalised, and fed to a :class:`Session`.
+
+    Normalisation: with ``--normalize global`` (the training set's statistics) each frame is
+    normalised on arrival and the outputs equal the whole-utterance ones. ``bins`` and
+    ``utterance`` use statistics of the whole utterance, which a stream does not have yet: the
+    frames are normalised with the statistics of the frames so far (a running CMVN), so partial
+    outputs differ from what the model gives the finished recording; :meth:`finish` returns the
+    exact whole-utterance output (it normalises all frames and feeds them again)."""
+
+    def __init__(self, stream: Stream) -> None:
+        task = stream._kind.task
+        if task is None or not hasattr(task, "cfg") or not hasattr(task.cfg, "spec"):
+            raise UserError("open_audio: needs a speech run (spoken-words or asr-ctc)")
+        self.stream = stream
+        self.task = task
+        self.spec = task.cfg.spec
+        self.session = stream.open()
+        self.reset()
+
+    @property
+    def id(self) -> int:
+        return self.session.id
+
+    def reset(self) -> None:
+        import kaldi_native_fbank as knf
+
+        self.session.reset()
+        self._fbank = knf.OnlineFbank(_fbank_options(self.spec))
+        self._samples = 0
+        self._head = np.zeros(0, np.float32)  # the first window's samples, for a short recording
+        self._frames: list[np.ndarray] = []
+        self.last: Any = None
+
+    def close(self) -> None:
+        self.session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+    def _new_frames(self) -> np.ndarray:
+        n = self._fbank.num_frames_ready
+        new = [self._fbank.get_frame(t) for t in range(len(self._frames), n)]
+        self._frames += [np.asarray(f, dtype=np.float32) for f in new]
+        return np.stack(new).astype(np.float32) if new else np.zeros((0, self.spec.n_mels))
+
+    def _normalise(self, logmel: np.ndarray) -> np.ndarray:
+        from lstmkit.data import audio
+
+        if self.spec.normalize == "global":
+            return audio.normalize(logmel, "global", self.task.feature_stats())
+        seen = np.stack(self._frames)
+        axis = 0 if self.spec.normalize == "bins" else None
+        mean, std = seen.mean(axis=axis, keepdims=True), seen.std(axis=axis, keepdims=True)
+        return ((logmel - mean) / (std + 1e-5)).astype(np.float32)
+
+    def feed(self, samples) -> Any:
+        """Accept ``samples`` (1-D, at the run's rate); the output after the frames they
+        complete (the previous output while a chunk completes no frame; None before the
+        first frame)."""
+        if self.closed:
+            raise UserError(f"session {self.id} is closed")
+        wave = np.asarray(samples, dtype=np.float32)
+        if wave.ndim != 1 or wave.size == 0:
+            raise UserError(f"audio chunk: give 1-D samples (>= 1), got shape {wave.shape}")
+        if not np.isfinite(wave).all():
+            raise UserError("audio chunk: holds NaN or infinite samples")
+        self._fbank.accept_waveform(float(self.spec.sample_rate), wave)
+        self._samples += wave.size
+        if self._head.size < self.spec.window:
+            self._head = np.concatenate([self._head, wave[: self.spec.window - self._head.size]])
+        new = self._new_frames()
+        if len(new):
+            self.last = self.session.feed(self._normalise(new))
+        return self.last
+
+    def finish(self) -> Any:
+        """The output for the whole recording, as the model gives it the finished utterance
+        (a recording shorter than one window is zero-padded to one frame, as
+        :func:`~lstmkit.data.audio.log_mel` does)."""
+        from lstmkit.data import audio
+
+        if self.closed:
+            raise UserError(f"session {self.id} is closed")
+        self._fbank.input_finished()
+        new = self._new_frames()
+        if not self._frames:
+            if not self._samples:
+                raise UserError(f"finish: session {self.id} was fed no audio")
+            new = audio.log_mel(self._head, self.spec)  # one frame of the zero-padded wave
+            self._frames = list(new)
+        if self.spec.normalize == "global":
+            if len(new):
+                self.last = self.session.feed(self._normalise(new))
+            return self.last
+        whole = audio.normalize(np.stack(self._frames), self.spec.normalize)
+        self.session.reset()
+        self.last = self.session.feed(whole)
+        return self.last
+
+
+def _fbank_options(spec):
+    """kaldi-native-fbank's options for ``spec``, those of :func:`lstmkit.data.audio.log_mel`
+    (tests/infer/test_stream.py checks that the online frames equal its frames)."""
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    f = opts.frame_opts
+    f.samp_freq = float(spec.sample_rate)
+    f.frame_length_ms = float(spec.win_ms)
+    f.frame_shift_ms = float(spec.hop_ms)
+    f.dither = 0.0
+    f.preemph_coeff = 0.0
+    f.remove_dc_offset = False
+    f.window_type = "hanning"
+    opts.mel_opts.num_bins = spec.n_mels
+    opts.mel_opts.low_freq = 0.0
+    opts.mel_opts.high_freq = 0.0
+    return opts
+
+
+class Stream:
+    """Streaming inference over ``model_or_run``: a :class:`lstmkit.api.Run` (``lstmkit.load``),
+    a task model, or a bare ``lstmkit.LSTM`` / ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` in eval
+    mode. See the module docstring for what each model takes and returns.
+
+    ``open()`` a :class:`Session` (``open_audio()`` an :class:`AudioSession` for a speech run),
+    ``step({session: chunk, ...})`` advances any open sessions in one batched encoder call,
+    ``sessions`` lists the open ones. No fixed batch size: a step takes any number."""
+
+    def __init__(self, model_or_run) -> None:
+        task = getattr(model_or_run, "task", None)
+        model = getattr(model_or_run, "model", model_or_run)
+        if not isinstance(model, nn.Module):
+            raise UserError(
+                f"Stream: give a run (lstmkit.load) or a model, got {type(model_or_run).__name__}"
+            )
+        if model.training:
+            raise UserError(
+                "Stream: the model is in training mode (dropout, zoneout draws); call "
+                "model.eval() first"
+            )
+        self.task = task
+        self.model = model
+        self._kind = _kind_of(model, task)
+        self.device = next(model.parameters()).device  # the sessions' states live beside it
+        self._sessions: dict[int, Session] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def kind(self) -> str:
+        """``lstm``, ``classifier``, ``lm``, ``spoken-words`` or ``asr-ctc``."""
+        return self._kind.name
+
+    @property
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def __repr__(self) -> str:
+        return f"Stream({self.kind}, {len(self._sessions)} open sessions)"
+
+    def open(self) -> Session:
+        """A new session, zero state; it joins the next step it is given a chunk in."""
+        s = Session(self)
+        self._sessions[s.id] = s
+        return s
+
+    def open_audio(self) -> AudioSession:
+        """A new raw-audio session of a speech run (:class:`AudioSession`)."""
+        return AudioSession(self)
+
+    def piece(self, token: int) -> str:
+        """The text of a token id (a run's language model)."""
+        if self.task is None or not hasattr(self.task, "piece"):
+            raise UserError("piece: needs a language-model run")
+        return self.task.piece(token)
+
+    def _zero_state(self):
+        enc = self._kind.encoder
+        w = next(enc.parameters())
+        L = enc.num_layers
+        P = getattr(enc, "proj_size", 0) or enc.hidden_size
+        h = torch.zeros(L, P, dtype=w.dtype, device=self.device)
+        if isinstance(enc, nn.LSTM):
+            return h, torch.zeros(L, enc.hidden_size, dtype=w.dtype, device=self.device)
+        return h
+
+    # ----- the batched step
+    def step(self, chunks: Mapping[Session, Any]) -> dict[Session, Any]:
+        """Advance each session by its chunk, all in one batched encoder call (the chunks
+        padded to the longest, packed with their lengths), and return each one's output. Every
+        chunk is checked first: a bad one raises and no session changes."""
+        if not chunks:
+            return {}
+        with self._lock, torch.no_grad():
+            return self._step(chunks)
+
+    def _step(self, chunks: Mapping[Session, Any]) -> dict[Session, Any]:
+        kind = self._kind
+        k = kind.subsample
+        plan = []
+        for s, chunk in chunks.items():
+            if not isinstance(s, Session) or s.stream is not self:
+                raise UserError(f"step: {s!r} is not a session of this stream")
+            if s.closed:
+                raise UserError(f"step: session {s.id} is closed")
+            rows = kind.rows(chunk, self.device)
+            if rows.shape[0] == 0:
+                raise UserError(
+                    f"step: session {s.id}'s chunk has 0 steps; a chunk needs at least one"
+                )
+            fed = rows.shape[0]
+            if s.pending is not None:
+                rows = torch.cat([s.pending, rows])
+            full = rows.shape[0] // k * k
+            plan.append((s, fed, rows[:full], rows[full:] if full < rows.shape[0] else None))
+        # committed groups: one batched call
+        run = [(s, kind.embed(r).reshape(r.shape[0] // k, -1)) for s, _, r, _ in plan if len(r)]
+        ys, states = self._run([x for _, x in run], [s.state for s, _ in run])
+        done = {s.id: (y, st) for (s, _), y, st in zip(run, ys, states, strict=True)}
+        # a partial group: read provisionally (zero padded, as the model pads the end)
+        extra_run = []
+        for s, _, _, rest in plan:
+            if rest is not None:
+                x = F.pad(kind.embed(rest), (0, 0, 0, k - rest.shape[0])).reshape(1, -1)
+                extra_run.append((s, x))
+        ys2, _ = self._run(
+            [x for _, x in extra_run],
+            [done[s.id][1] if s.id in done else s.state for s, _ in extra_run],
+        )
+        extra = {s.id: y for (s, _), y in zip(extra_run, ys2, strict=True)}
+        out = {}
+        updates = []
+        for s, fed, _, rest in plan:
+            y, state = done.get(s.id, (None, s.state))
+            steps = s.steps + fed
+            head, result = kind.read(s.head, y, extra.get(s.id), _View(steps))
+            updates.append((s, state, rest, head, steps, result))
+            out[s] = result
+        for s, state, rest, head, steps, result in updates:
+            s.state, s.pending, s.head, s.steps = state, rest, head, steps
+            s.last = kind_last(kind, head, result)
+        return out
+
+    def _run(self, xs: list[Tensor], states: list) -> tuple[list[Tensor], list]:
+        """The encoder over the sequences ``xs`` (each ``(T_b, I)``) from ``states`` in one
+        call: outputs ``(T_b, D*P)`` and the state after each sequence's own last step."""
+        if not xs:
+            return [], []
+        enc = self._kind.encoder
+        lengths = [x.shape[0] for x in xs]
+        lstm = isinstance(enc, nn.LSTM)
+        if lstm:
+            hx = (torch.stack([h for h, _ in states], 1), torch.stack([c for _, c in states], 1))
+        else:
+            hx = torch.stack(states, 1)
+        x = nn.utils.rnn.pad_sequence(xs, batch_first=enc.batch_first)
+        if len(set(lengths)) == 1:
+            y, hn = enc(x, hx)  # equal lengths (one session, T = 1 steps): no packing needed
+        else:
+            packed = pack_padded_sequence(
+                x, torch.tensor(lengths), batch_first=enc.batch_first, enforce_sorted=False
+            )
+            y, hn = enc(packed, hx)
+            y, _ = pad_packed_sequence(y, batch_first=enc.batch_first)
+        if not enc.batch_first:
+            y = y.transpose(0, 1)
+        ys = [y[b, :n] for b, n in enumerate(lengths)]
+        if lstm:
+            new = [(hn[0][:, b], hn[1][:, b]) for b in range(len(xs))]
+        else:
+            new = [hn[:, b] for b in range(len(xs))]
+        return ys, new
+
+
+@dataclass
+class _View:
+    """What a read-out sees of its session while a step is being computed."""
+
+    steps: int
+
+
+def kind_last(kind: _Kind, head, result):
+    """What a session keeps to continue from: a language model's last scores (for
+    :meth:`Session.generate`), else the last output."""
+    return head if kind.name == "lm" else result
