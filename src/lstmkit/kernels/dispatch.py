@@ -20,6 +20,11 @@ Backends:
 - ``"reference"``: eager autograd through :func:`lstmkit.reference.lstm.lstm_recurrence`,
   the slowest, the ground truth and the only one with higher derivatives.
 
+While torch.compile or torch.export traces a module (:func:`tracing`), the ``cpu``,
+``python`` and ``triton`` recurrences run as ``torch.library`` custom ops
+(:mod:`lstmkit.kernels.ops`), which Dynamo keeps as one graph node with dynamic shapes; in eager
+mode they call their autograd Functions directly, which costs less per call.
+
 Every recurrence backend has the signature ``fn(inputs: RecurrenceInputs, batch_sizes, reverse,
 opts) -> (out, h_n, c_n)`` (see :mod:`lstmkit.reference.recurrence`); a one-step cell runs it
 with ``T = 1``.
@@ -33,13 +38,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import FakeTensor
 
+from lstmkit.kernels import ops
 from lstmkit.kernels.cpu import recurrence as cpu_recurrence
 from lstmkit.kernels.triton import recurrence as triton_recurrence
 from lstmkit.reference.backward import LSTMRecurrenceFunction
 from lstmkit.reference.lstm import lstm_recurrence, recurrence_forward
-from lstmkit.reference.options import CellOptions, VariantOptions
-from lstmkit.reference.recurrence import RecurrenceInputs, SavedTensors
+from lstmkit.reference.options import DEFAULT_OPTS, CellOptions, VariantOptions
+from lstmkit.reference.recurrence import RecurrenceInputs, SavedTensors, check_recurrence_args
 
 BACKENDS = ("auto", "torch", "cpu", "triton", "python", "reference")
 
@@ -105,11 +112,47 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype = tor
     return "python"
 
 
-_TABLE: dict[str, Callable[[], RecurrenceFn]] = {
-    "cpu": lambda: cpu_recurrence.FusedLSTMRecurrenceFunction.run,
-    "triton": lambda: triton_recurrence.TritonLSTMRecurrenceFunction.run,
-    "python": lambda: LSTMRecurrenceFunction.run,
-    "reference": lambda: lstm_recurrence,
+def tracing(x: Tensor) -> bool:
+    """Whether ``x`` is being traced rather than computed: torch.compile (Dynamo), torch.export
+    (strict or not; both report :func:`torch.compiler.is_compiling`) or a fake tensor (shapes
+    without data, as in a user's ``FakeTensorMode``). About 0.3 us, paid by every eager call."""
+    return torch.compiler.is_compiling() or isinstance(x, FakeTensor)
+
+
+def _traceable(backend: str, eager: RecurrenceFn, forward) -> RecurrenceFn:
+    """``eager`` (the backend's autograd Function), except while tracing, where the backend's
+    custom op (:mod:`lstmkit.kernels.ops`) stands in: Dynamo cannot see through the C++
+    extension or a Triton launch, and fake tensors would crash them. With grad mode off the
+    backend's ``forward`` runs directly, saving nothing: an autograd Function's apply costs
+    more than a whole batch-1 step of the kernel (bench/stream_calls.py)."""
+
+    def run(inputs, batch_sizes=None, reverse=False, opts=DEFAULT_OPTS):
+        if tracing(inputs.xg):
+            return ops.run(backend, inputs, batch_sizes, reverse, opts)
+        if not torch.is_grad_enabled():
+            if not isinstance(inputs, RecurrenceInputs):
+                raise TypeError(
+                    f"the recurrence takes RecurrenceInputs, got {type(inputs).__name__}"
+                )
+            check_recurrence_args(inputs, batch_sizes, opts)
+            out, h_n, c_n, _ = forward(inputs, batch_sizes, reverse, opts, False)
+            return out, h_n, c_n
+        return eager(inputs, batch_sizes, reverse, opts)
+
+    run.__name__ = run.__qualname__ = f"{backend}_recurrence"
+    return run
+
+
+_TABLE: dict[str, RecurrenceFn] = {
+    "cpu": _traceable(
+        "cpu", cpu_recurrence.FusedLSTMRecurrenceFunction.run, cpu_recurrence.fused_forward
+    ),
+    "triton": _traceable(
+        "triton", triton_recurrence.TritonLSTMRecurrenceFunction.run, triton_recurrence.forward
+    ),
+    "python": _traceable("python", LSTMRecurrenceFunction.run, recurrence_forward),
+    # Eager autograd through plain PyTorch ops: Dynamo traces it as it is (unrolled over T).
+    "reference": lstm_recurrence,
 }
 
 
@@ -134,11 +177,16 @@ def vanilla_uses_torch(
     )
 
 
+def _cpu_kernel(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the fused CPU kernel can run tensors of this device and dtype."""
+    return device.type == "cpu" and dtype in CPU_DTYPES and cpu_recurrence.is_available()
+
+
 def recurrence(backend: str) -> RecurrenceFn:
     """The recurrence function of a concrete backend (see :func:`resolve_backend`)."""
     if backend not in _TABLE:
         raise ValueError(f"no recurrence for backend {backend!r}; supported: {sorted(_TABLE)}")
-    return _TABLE[backend]()
+    return _TABLE[backend]
 
 
 def trace_forward(
@@ -153,6 +201,8 @@ def trace_forward(
     Used only when gates are recorded, so the recording costs nothing otherwise.
     """
     with torch.no_grad():
+        if backend in ops.BACKENDS and tracing(inputs.xg):
+            return ops.saved_tensors(backend, inputs, batch_sizes, reverse, opts)
         if backend == "cpu":
             return cpu_recurrence.fused_forward(inputs, batch_sizes, reverse, opts, True)[3]
         return recurrence_forward(inputs, batch_sizes, reverse, opts, True)[3]
@@ -210,6 +260,7 @@ def plan(
     packed: bool = False,
     recording: bool = False,
     step: bool = False,
+    traced: bool = False,
 ) -> Plan:
     """Decide what runs one call of an :class:`lstmkit.LSTM` (``step=False``) or
     :class:`lstmkit.LSTMCell` (``step=True``, one time step).
@@ -221,6 +272,11 @@ def plan(
       (:func:`vanilla_uses_torch`); with variants the fused CPU kernel on CPU, else the
       hand-written loop. A cell with variants runs the eager reference step (autograd, higher
       derivatives, as a cell has always done); a vanilla cell runs PyTorch's cell.
+    - ``traced=True`` (torch.compile or torch.export is tracing the call, see :func:`tracing`):
+      ``"auto"`` runs a vanilla layer on the fused CPU kernel too where it can (CPU, float32/64,
+      kernel built). torch's LSTM there is ``aten.lstm``, which torch.export specialises on the
+      sequence length and Inductor unrolls over time; the kernel is one custom op per layer and
+      direction with dynamic batch and time (:mod:`lstmkit.kernels.ops`).
     - a named recurrence backend (``"cpu"``, ``"triton"``, ``"python"``, ``"reference"``): that
       one, checked against the device and dtype (see :func:`resolve_backend`); a cell runs it
       for one step.
@@ -230,7 +286,10 @@ def plan(
     if not recording and vanilla:
         if backend == "torch":
             return Plan("torch")
-        if backend == "auto" and (step or vanilla_uses_torch(device, dtype, int(proj), packed)):
+        torch_layer = vanilla_uses_torch(device, dtype, int(proj), packed) and not (
+            traced and _cpu_kernel(device, dtype)
+        )
+        if backend == "auto" and (step or torch_layer):
             return Plan("torch")
     if step and backend == "auto":
         return Plan("reference", recurrence("reference"))

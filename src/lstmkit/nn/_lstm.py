@@ -9,12 +9,15 @@ from torch.nn.utils.rnn import PackedSequence
 
 from lstmkit.kernels import dispatch
 from lstmkit.nn import _checks
+from lstmkit.nn._compile import allow_dynamo_rnn
 from lstmkit.nn._record import GateRecorder, GateTrace
 from lstmkit.nn._variants import VariantModule
 from lstmkit.nn.config import LSTMConfig
 from lstmkit.reference.lstm import RecurrenceInputs, recorded_gates
 from lstmkit.reference.options import VariantOptions
 from lstmkit.reference.variants import variational_dropout_mask, zoneout_mask
+
+allow_dynamo_rnn()  # torch.compile refuses any nn.LSTM subclass otherwise (see nn/_compile.py)
 
 
 class LSTM(VariantModule, nn.LSTM):
@@ -148,6 +151,7 @@ class LSTM(VariantModule, nn.LSTM):
         )
         self._init_variants(opts, backend)
         self._gate_recorder: tuple[GateRecorder, str] | None = None
+        self._plans: dict[tuple, dispatch.Plan] = {}
         self._register_variant_parameters(self._suffixes(), {"device": device, "dtype": dtype})
         self._variant_ready = True
         self._reset_variant_parameters(self._suffixes())
@@ -206,6 +210,16 @@ class LSTM(VariantModule, nn.LSTM):
                 s += f", {name}={getattr(cfg, name)!r}"
         return s
 
+    def __getstate__(self):
+        # The cached plans hold functions that do not pickle (torch.save(model), deepcopy).
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {**state, "_plans": {}}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_plans" not in self.__dict__:  # pickled before the cache existed
+            self._plans = {}
+
     # -- forward ------------------------------------------------------------------------------
 
     def forward(self, input, hx=None, *, return_gates: bool = False):  # noqa: A002 (torch's name)
@@ -237,7 +251,9 @@ class LSTM(VariantModule, nn.LSTM):
         hx = self._check_hx(hx, x, batch_sizes, is_batched)
         w_hh = self._dropped_weight_hh()
         plan = self._plan(x, batch_sizes is not None, recorder is not None)
-        if plan.uses_torch:
+        if plan.uses_torch and batch_sizes is None and self._one_step(x) and not self.proj_size:
+            result = self._torch_one_step(x, hx, w_hh, is_batched)
+        elif plan.uses_torch:
             result = self._torch_forward(input, hx, w_hh)
         else:
             result = self._forward_recurrence(
@@ -265,6 +281,50 @@ class LSTM(VariantModule, nn.LSTM):
             for sfx in self._suffixes()
         }
 
+    def _one_step(self, x: Tensor) -> bool:
+        """Whether ``x`` (checked, not packed) is one time step, outside tracing."""
+        time_dim = 1 if (self.batch_first and x.dim() == 3) else 0
+        return x.shape[time_dim] == 1 and not dispatch.tracing(x)
+
+    def _torch_one_step(self, x: Tensor, hx, w_hh: dict[str, Tensor], is_batched: bool):
+        """One time step of torch's LSTM on torch's fused cell, ``torch.lstm_cell`` per layer and
+        direction: the same math (both directions see the one step), while ``torch.lstm`` at
+        ``T = 1`` costs about ten times more per call on the CPU (its oneDNN setup), which a
+        streaming caller pays at every step (bench/stream_calls.py)."""
+        D = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        xt = x.reshape(-1, self.input_size)  # (B, I): T = 1 in either layout; unbatched B = 1
+        if hx is None:
+            h0 = c0 = xt.new_zeros(self.num_layers * D, xt.shape[0], H)
+        else:
+            h0, c0 = hx if is_batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        layer_in = xt
+        hs, cs = [], []
+        for k in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                idx = k * D + d
+                b_ih, b_hh = (
+                    (getattr(self, "bias_ih" + sfx), getattr(self, "bias_hh" + sfx))
+                    if self.bias
+                    else (None, None)
+                )
+                w = w_hh["weight_hh" + sfx] if w_hh else getattr(self, "weight_hh" + sfx)
+                h, c = torch.lstm_cell(
+                    layer_in, (h0[idx], c0[idx]), getattr(self, "weight_ih" + sfx), w, b_ih, b_hh
+                )
+                outs.append(h)
+                hs.append(h)
+                cs.append(c)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, 1)
+            if self.dropout and self.training and k < self.num_layers - 1:
+                layer_in = F.dropout(layer_in, self.dropout, True)
+        h_n, c_n = torch.stack(hs), torch.stack(cs)
+        if not is_batched:  # (1, D*H) is already the unbatched (T, D*H) output
+            return layer_in, (h_n.squeeze(1), c_n.squeeze(1))
+        return layer_in.unsqueeze(1 if self.batch_first else 0), (h_n, c_n)
+
     def _torch_forward(self, input, hx, w_hh: dict[str, Tensor]):  # noqa: A002
         if not w_hh:
             return super().forward(input, hx)
@@ -279,7 +339,17 @@ class LSTM(VariantModule, nn.LSTM):
             self._flat_weights = flat
 
     def _plan(self, x: Tensor, packed: bool, recording: bool) -> dispatch.Plan:
-        return dispatch.plan(
+        """The dispatch's :class:`~lstmkit.kernels.dispatch.Plan` for this call, cached per
+        (backend, device, dtype, packed, recording): a streaming caller asks for the same one at
+        every step, and the options cannot change after construction. Not cached while
+        tracing (the plan differs there, and a traced cache write is a side effect)."""
+        traced = dispatch.tracing(x)
+        key = (self.backend, x.device, x.dtype, packed, recording)
+        if not traced:
+            cached = self._plans.get(key)
+            if cached is not None:
+                return cached
+        plan = dispatch.plan(
             self.variant_options,
             self.backend,
             x.device,
@@ -287,7 +357,11 @@ class LSTM(VariantModule, nn.LSTM):
             proj=self.proj_size > 0,
             packed=packed,
             recording=recording,
+            traced=traced,
         )
+        if not traced:
+            self._plans[key] = plan
+        return plan
 
     def _check_input(self, input):
         w = self.weight_ih_l0
@@ -433,7 +507,21 @@ class LSTM(VariantModule, nn.LSTM):
     def _layer_inputs(self, layer_in, sfx, h0, c0, T, B, P, w_hh=None) -> RecurrenceInputs:
         """Input projection for all steps at once, then the recurrence's inputs."""
         H = self.hidden_size
-        p = lambda name: getattr(self, name + sfx, None)  # noqa: E731
+        opts = self.variant_options
+
+        def p(name: str) -> Tensor:
+            return getattr(self, name + sfx)
+
+        # Only the parameters this variant has are looked up: getattr with a default on a
+        # missing one raises and catches AttributeError inside nn.Module, ~1 us each per call.
+        ci, cf, co = (
+            (p("weight_ci"), p("weight_cf"), p("weight_co")) if opts.peephole else (None,) * 3
+        )
+        ln_hh, ln_c, ln_b = (
+            (p("ln_weight_hh"), p("ln_weight_c"), p("ln_bias_c"))
+            if opts.layer_norm
+            else (None,) * 3
+        )
         xg = self._input_projection(layer_in, sfx)
         like = xg
         zh = (
@@ -449,15 +537,15 @@ class LSTM(VariantModule, nn.LSTM):
             xg=xg.contiguous(),
             h0=h0.contiguous(),
             c0=c0.contiguous(),
-            weight_hh=(w_hh or {}).get("weight_hh" + sfx, p("weight_hh")),
+            weight_hh=w_hh["weight_hh" + sfx] if w_hh else p("weight_hh"),
             bias_hh=p("bias_hh") if self.bias else None,
             weight_hr=p("weight_hr") if self.proj_size else None,
-            weight_ci=p("weight_ci"),
-            weight_cf=p("weight_cf"),
-            weight_co=p("weight_co"),
-            ln_weight_hh=p("ln_weight_hh"),
-            ln_weight_c=p("ln_weight_c"),
-            ln_bias_c=p("ln_bias_c"),
+            weight_ci=ci,
+            weight_cf=cf,
+            weight_co=co,
+            ln_weight_hh=ln_hh,
+            ln_weight_c=ln_c,
+            ln_bias_c=ln_b,
             zoneout_h=zh,
             zoneout_c=zc,
             dropout_h=dm,

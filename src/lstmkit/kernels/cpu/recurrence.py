@@ -220,6 +220,12 @@ def is_available() -> bool:
     return _available
 
 
+# What torch.compiler.assume_constant_result marks (without importing Dynamo, 1.5 s): Dynamo
+# calls it once, eagerly, while tracing and keeps the answer, instead of tracing into the
+# extension's loading (file reads, hashing, a compile), which it cannot follow.
+is_available._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def build_error() -> str | None:
     """Why the extension is unavailable (after :func:`is_available` returned False), in one
     line, else None."""

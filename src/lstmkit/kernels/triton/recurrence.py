@@ -36,12 +36,19 @@ def unavailable_reason() -> str | None:
     return None
 
 
+# Asked by the dispatch while Dynamo traces a module: a constant to it (as
+# torch.compiler.assume_constant_result marks, without importing Dynamo), not traced into.
+interpreting._dynamo_marked_constant = True  # type: ignore[attr-defined]
+unavailable_reason._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def is_available() -> bool:
     """Whether triton imports and can run: a CUDA device, or ``TRITON_INTERPRET=1``."""
     return unavailable_reason() is None
 
 
-def _forward(inputs, batch_sizes, reverse, opts, save):
+def forward(inputs, batch_sizes, reverse, opts, save):
+    """:func:`~lstmkit.kernels.triton.lstm_fwd.triton_forward`, importing triton on first use."""
     from lstmkit.kernels.triton.lstm_fwd import triton_forward  # imports triton
 
     return triton_forward(inputs, batch_sizes, reverse, opts, save)
@@ -61,7 +68,7 @@ TritonLSTMRecurrenceFunction = recurrence_function(
     Reference: :class:`lstmkit.reference.backward.LSTMRecurrenceFunction`, with the same
     ``run(inputs, batch_sizes, reverse, opts)`` returning ``out, h_n, c_n``.
     """,
-    _forward,
+    forward,
     _backward,
     backend="triton",
 )
