@@ -598,8 +598,9 @@ def bench_streaming(H: int, repeats: int, calls: int = 200):
     """Per step: T=1 calls with the state passed back, against a step of one T-long call."""
     T = STEPS.get(H, 1000)
     torch.manual_seed(0)
-    x = torch.randn(T, 1, I)
+    x = torch.randn(max(T, calls), 1, I)
     xs = [x[t : t + 1] for t in range(calls)]
+    x = x[:T]
     mods = {
         "lstmkit vanilla (cpu)": lstmkit.LSTM(I, H, backend="cpu").eval(),
         "lstmkit layer_norm": lstmkit.LSTM(I, H, layer_norm=True).eval(),
