@@ -508,7 +508,12 @@ class AudioSession:
         self._fbank = knf.OnlineFbank(_fbank_options(self.spec))
         self._samples = 0
         self._head = np.zeros(0, np.float32)  # the first window's samples, for a short recording
+        self.frames = 0  # log-mel frames so far
+        # per-utterance normalisation: every frame (for finish) and running sums (for the
+        # running statistics); global normalisation keeps neither, and its frames are popped
         self._frames: list[np.ndarray] = []
+        self._sum = np.zeros(self.spec.n_mels, np.float64)
+        self._sumsq = np.zeros(self.spec.n_mels, np.float64)
         self.last: Any = None
 
     def close(self) -> None:
@@ -520,18 +525,33 @@ class AudioSession:
 
     def _new_frames(self) -> np.ndarray:
         n = self._fbank.num_frames_ready
-        new = [self._fbank.get_frame(t) for t in range(len(self._frames), n)]
-        self._frames += [np.asarray(f, dtype=np.float32) for f in new]
-        return np.stack(new).astype(np.float32) if new else np.zeros((0, self.spec.n_mels))
+        # copies: a frame is a view into the fbank's buffer, which pop frees
+        new = [np.array(self._fbank.get_frame(t), np.float32) for t in range(self.frames, n)]
+        if not new:
+            return np.zeros((0, self.spec.n_mels), np.float32)
+        self._fbank.pop(n - self.frames)  # the frames are read: the online fbank may drop them
+        self.frames = n
+        block = np.stack(new)
+        if self.spec.normalize != "global":
+            self._frames.append(block)
+            self._sum += block.sum(0, dtype=np.float64)
+            self._sumsq += (block.astype(np.float64) ** 2).sum(0)
+        return block
 
     def _normalise(self, logmel: np.ndarray) -> np.ndarray:
         from lstmkit.data import audio
 
         if self.spec.normalize == "global":
             return audio.normalize(logmel, "global", self.task.feature_stats())
-        seen = np.stack(self._frames)
-        axis = 0 if self.spec.normalize == "bins" else None
-        mean, std = seen.mean(axis=axis, keepdims=True), seen.std(axis=axis, keepdims=True)
+        n = self.frames
+        if self.spec.normalize == "bins":
+            mean, sq = self._sum / n, self._sumsq / n
+        else:
+            mean, sq = (
+                self._sum.sum() / (n * self.spec.n_mels),
+                self._sumsq.sum() / (n * len(self._sum)),
+            )
+        std = np.sqrt(np.maximum(sq - mean**2, 0.0))
         return ((logmel - mean) / (std + 1e-5)).astype(np.float32)
 
     def feed(self, samples) -> Any:
@@ -564,16 +584,17 @@ class AudioSession:
             raise UserError(f"session {self.id} is closed")
         self._fbank.input_finished()
         new = self._new_frames()
-        if not self._frames:
+        if not self.frames:
             if not self._samples:
                 raise UserError(f"finish: session {self.id} was fed no audio")
             new = audio.log_mel(self._head, self.spec)  # one frame of the zero-padded wave
-            self._frames = list(new)
+            self.frames = 1
+            self._frames = [new]
         if self.spec.normalize == "global":
             if len(new):
                 self.last = self.session.feed(self._normalise(new))
             return self.last
-        whole = audio.normalize(np.stack(self._frames), self.spec.normalize)
+        whole = audio.normalize(np.concatenate(self._frames), self.spec.normalize)
         self.session.reset()
         self.last = self.session.feed(whole)
         return self.last
