@@ -380,3 +380,33 @@ def test_audio_session_refusals(words_run, lm_run):
         a.finish()
     with pytest.raises(UserError, match="speech run"):
         lm_run.stream().open_audio()
+
+
+def test_ctc_run_audio_session_ends_with_the_transcribe_result(tmp_path):
+    """An asr-ctc run (built here: no fixture) streamed from raw samples: the partial
+    transcripts are text of the run's characters, and finish() gives transcribe's text."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from lstmkit.tasks.speech import AsrCtcTask, CtcConfig
+
+    cfg = CtcConfig(sample_rate=8000, n_mels=8, normalize="bins")
+    task = AsrCtcTask(
+        cfg,
+        SpeechModelConfig(encoder=RecurrentConfig(hidden_size=6, bidirectional=False), subsample=3),
+        {"chars": "ab "},
+    )
+    torch.manual_seed(3)
+    model = task.build_model().eval()
+    with torch.no_grad():
+        model.head.weight.mul_(8)
+    wave = _wave(0.4, 8000, seed=2)
+    sf.write(tmp_path / "a.wav", wave, 8000, subtype="FLOAT")  # the same samples back
+    a = Stream(SimpleNamespace(task=task, model=model)).open_audio()
+    partial = [a.feed(wave[lo : lo + 700]) for lo in range(0, len(wave), 700)]
+    assert all(set(p.text) <= set("ab ") for p in partial if p is not None)
+    final = a.finish()
+    (want,) = task.transcribe(model, [str(tmp_path / "a.wav")], "cpu", "greedy", 1)
+    assert final.text == want["text"] != ""
+    assert final.text == "".join("ab "[i - 1] for i in final.ids)
