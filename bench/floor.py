@@ -14,12 +14,13 @@
                    multiply-adds per step / peak rate)
 
    with 4H(I + P) + PH multiply-adds per step (the input projection's share included). The
-   weights "fit" a level when they take at most 3/4 of it (of each core's L2, split over the
-   threads with two). Candidates: lstmkit's fused kernel in float32 (``backend="cpu"``; vanilla,
-   layer_norm, projection P=H/4, peephole, cifg), torch.nn.LSTM, torch's dynamic int8 LSTM
-   (``torch.ao.quantization.quantize_dynamic``), ONNX Runtime's LSTM (a one-node graph built
-   with onnx.helper, layout 0) and lstmkit's int8 / bf16 models (``lstmkit.quantize``) where
-   they exist. int8 candidates are held to the int8 floor (bytes / 4, the VNNI peak).
+   weights count as living in L2 when each thread's share fits one core's L2, else in L3 when
+   they fit it, else in main memory. Candidates: lstmkit's fused kernel in float32
+   (``backend="cpu"``; vanilla, layer_norm, projection P=H/4, peephole, cifg), torch.nn.LSTM,
+   torch's dynamic int8 LSTM (``torch.ao.quantization.quantize_dynamic``), ONNX Runtime's
+   LSTM (a one-node graph built with onnx.helper, layout 0) and lstmkit's int8 / bf16 models
+   (``lstmkit.quantize``) where they exist. int8 candidates are held to the int8 floor (bytes
+   / 4, the VNNI peak), bf16 ones to the bf16 floor (bytes / 2, the bf16 dot-product peak).
 3. Two threads at every H: the crossover where splitting the hidden units over two cores beats
    one thread (lstmkit with its split forced at every H, and with its default threshold).
 4. Streaming: a call per step (T=1, state passed back), as a server or a device loop makes
@@ -249,7 +250,10 @@ bool has_avx512() {
 def _micro():
     from torch.utils.cpp_extension import load_inline
 
-    print("floor: compiling the bandwidth/peak microbenchmark (once, ~1 min)", file=sys.stderr)
+    print(
+        "floor: building the bandwidth/peak microbenchmark (about a minute the first time)",
+        file=sys.stderr,
+    )
     return load_inline(
         name="lstmkit_floor_micro",
         cpp_sources=[_MICRO_SRC],
@@ -293,17 +297,22 @@ class Floor:
     vector_width: str
 
     def level_of(self, nbytes: float, threads: int) -> str:
+        # A floor must be a lower bound: weights that can fit a level (each thread's share
+        # within one core's L2) are counted at that level's speed.
         share = nbytes / threads
-        if share <= 0.75 * self.caches.get("L2", 0):
+        if share <= self.caches.get("L2", 0):
             return "L2"
-        if share * threads <= 0.75 * self.caches.get("L3", 0):
+        if nbytes <= self.caches.get("L3", 0):
             return "L3"
         return "DRAM"
 
     def per_step_us(self, nbytes: float, macs: float, threads: int, kind: str) -> dict:
         level = self.level_of(nbytes, threads)
         bw = self.read_gbs[threads][level]
-        peak = self.peak_gmacs[threads].get(kind) or self.peak_gmacs[threads]["fma"]
+        # the faster of the kind's own instructions and float32 FMA: a kernel may widen bf16
+        # weights to float32 and use FMA (on this kind of Xeon the bf16 dot is not faster)
+        peaks = self.peak_gmacs[threads]
+        peak = max(peaks.get(kind, 0.0), peaks["fma"])
         t_mem = nbytes / (bw * 1e9) * 1e6
         t_mac = macs / (peak * 1e9) * 1e6
         return {
