@@ -33,4 +33,8 @@ def inspect(cfg: InspectConfig) -> list[Path]:
     """Gate PNGs for the inputs (one test example when there are none)."""
     items = read_inputs(cfg.inputs, cfg.input, max_chars=MAX_INSPECT_CHARS)
     task, model, _, dev = load_for("inspect", cfg.checkpoint, cfg.device, cfg.allow_nonfinite)
-    return task.inspect(model, items, Path(cfg.out), dev)
+    from lstmkit.nn.quantized import dequantized
+
+    # A quantized run (lstmkit quantize): its kernel records no gates; the float LSTM with the
+    # dequantized weights computes the same to float rounding, and does.
+    return task.inspect(dequantized(model), items, Path(cfg.out), dev)

@@ -57,13 +57,29 @@ def load_trained(
             raise UserError("names no task")
         with torch.device("cpu"):  # the task's own tensors are real; only the model is meta
             rebuilt.append(get_task(name).from_checkpoint_meta(meta))
-        return rebuilt[-1].build_model()
+        return _as_stored(rebuilt[-1].build_model(), meta)
 
     ckpt = load_checkpoint(path, build=build, allow_nonfinite=allow_nonfinite)
     task = rebuilt[-1]
-    model = task.build_model()
+    model = _as_stored(task.build_model(), ckpt.meta)
+    if ckpt.meta.get("quantized") and device.type != "cpu":
+        raise UserError(f"{path}: a quantized model runs on the CPU; use --device cpu")
     load_weights(model, ckpt.weights, ckpt.path)
     return task, model.to(device).eval(), ckpt
+
+
+def _as_stored(model: nn.Module, meta: dict) -> nn.Module:
+    """The model as the checkpoint stores it: with ``"quantized": {"mode": ...}`` in model.json
+    (``lstmkit quantize``), each LSTM is a :class:`~lstmkit.nn.quantized.QuantizedLSTM`."""
+    q = meta.get("quantized")
+    if not q:
+        return model
+    mode = q.get("mode") if isinstance(q, dict) else None
+    if mode not in ("int8", "bf16"):
+        raise UserError(f"quantized.mode must be int8 or bf16, got {mode!r}")
+    from lstmkit.nn.quantized import quantized_like
+
+    return quantized_like(model, mode)
 
 
 def load_for(

@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from lstmkit.kernels.cpu import quant
 from lstmkit.reference.options import VariantOptions
 
-__all__ = ["MODES", "QuantizedLSTM", "quantize"]
+__all__ = ["MODES", "QuantizedLSTM", "dequantized", "quantize", "quantized_like"]
 
 MODES = quant.MODES
 # The variant options that change the eval-form math (weight_drop, recurrent_dropout and
@@ -163,6 +163,23 @@ class QuantizedLSTM(nn.Module):
         }
 
     @classmethod
+    def like(cls, lstm: nn.LSTM, mode: str = "int8") -> QuantizedLSTM:
+        """An empty QuantizedLSTM of ``lstm``'s configuration (zero weights, unit scales), for
+        a state dict to load into; built on the current default device (meta included)."""
+        opts = getattr(lstm, "variant_options", VariantOptions())
+        return cls(
+            lstm.input_size,
+            lstm.hidden_size,
+            lstm.num_layers,
+            lstm.bias,
+            lstm.batch_first,
+            lstm.bidirectional,
+            lstm.proj_size,
+            mode=mode,
+            **{name: getattr(opts, name) for name in _EVAL_OPTIONS},
+        )
+
+    @classmethod
     def from_float(cls, lstm: nn.LSTM, mode: str = "int8") -> QuantizedLSTM:
         """Quantize an :class:`lstmkit.LSTM` or :class:`torch.nn.LSTM` (in eval mode)."""
         _check_mode(mode)
@@ -176,18 +193,7 @@ class QuantizedLSTM(nn.Module):
         w0 = lstm.weight_ih_l0
         if w0.device.type != "cpu":
             raise ValueError(f"quantize runs on the CPU; the LSTM is on {w0.device}")
-        opts = getattr(lstm, "variant_options", VariantOptions())
-        q = cls(
-            lstm.input_size,
-            lstm.hidden_size,
-            lstm.num_layers,
-            lstm.bias,
-            lstm.batch_first,
-            lstm.bidirectional,
-            lstm.proj_size,
-            mode=mode,
-            **{name: getattr(opts, name) for name in _EVAL_OPTIONS},
-        )
+        q = cls.like(lstm, mode)
         with torch.no_grad():
             for name, buf in q.named_buffers():
                 if name.startswith("scale_"):
@@ -201,6 +207,33 @@ class QuantizedLSTM(nn.Module):
                 else:
                     buf.copy_(src)
         return q
+
+    def to_float(self) -> nn.LSTM:
+        """An :class:`lstmkit.LSTM` (eval mode) holding the dequantized weights: the same math
+        as this module up to float rounding, with what the float LSTM has and this one lacks
+        (gate recording for ``lstmkit inspect``, autograd)."""
+        from lstmkit.nn._lstm import LSTM
+
+        f = LSTM(
+            self.input_size,
+            self.hidden_size,
+            self.num_layers,
+            self.bias,
+            self.batch_first,
+            0.0,
+            self.bidirectional,
+            self.proj_size,
+            device=self.weight_hh_l0.device,
+            **{name: getattr(self.variant_options, name) for name in _EVAL_OPTIONS},
+        )
+        with torch.no_grad():
+            for name, p in f.named_parameters():
+                if name.startswith(("weight_ih", "weight_hh", "weight_hr")):
+                    scale = getattr(self, "scale_" + name[len("weight_") :], None)
+                    p.copy_(quant.dequantize_weight(getattr(self, name), scale))
+                else:
+                    p.copy_(getattr(self, name))
+        return f.eval()
 
     def train(self, mode: bool = True):
         if mode:
@@ -370,4 +403,35 @@ def quantize(model: nn.Module, mode: str = "int8") -> nn.Module:
         parent_name, _, attr = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         setattr(parent, attr, QuantizedLSTM.from_float(m, mode))
+    return out
+
+
+def quantized_like(model: nn.Module, mode: str) -> nn.Module:
+    """``model`` with every LSTM replaced, in place, by an empty :class:`QuantizedLSTM` of its
+    configuration (:meth:`QuantizedLSTM.like`): the structure a quantized checkpoint's weights
+    load into (:func:`lstmkit.infer.load.load_trained`)."""
+    _check_mode(mode)
+    if isinstance(model, nn.LSTM):
+        return QuantizedLSTM.like(model, mode)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, nn.LSTM):
+            parent_name, _, attr = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, attr, QuantizedLSTM.like(m, mode))
+    return model
+
+
+def dequantized(model: nn.Module) -> nn.Module:
+    """``model`` itself when it holds no :class:`QuantizedLSTM`, else a copy with each replaced
+    by :meth:`QuantizedLSTM.to_float` (what ``lstmkit inspect`` records the gates of)."""
+    if isinstance(model, QuantizedLSTM):
+        return model.to_float()
+    found = [name for name, m in model.named_modules() if isinstance(m, QuantizedLSTM)]
+    if not found:
+        return model
+    out = copy.deepcopy(model)
+    for name in found:
+        parent_name, _, attr = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, attr, getattr(parent, attr).to_float())
     return out
