@@ -81,6 +81,7 @@ class MicroBatcher:
         queue = self._queue
         while True:
             first = await queue.get()
+            self._waiting -= len(first.items)
             batch, n = [first], len(first.items)
             deadline = loop.time() + self.max_wait
             while n < self.max_batch:
@@ -94,9 +95,9 @@ class MicroBatcher:
                         break
                 else:
                     nxt = queue.get_nowait()
+                self._waiting -= len(nxt.items)
                 batch.append(nxt)
                 n += len(nxt.items)
-            self._waiting -= n
             live = [p for p in batch if not p.future.done()]  # a cancelled request: skipped
             items = [x for p in live for x in p.items]
             if not items:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import sys
 
 from lstmkit.serve.config import ServeConfig
@@ -64,5 +65,11 @@ def serve(cfg: ServeConfig) -> int:
         access_log=False,
     )
     server = uvicorn.Server(config)
-    server.run()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler
+    # it found: a no-op one here, so that a graceful stop is exit status 0, not death by signal
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: None)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

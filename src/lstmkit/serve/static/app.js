@@ -86,11 +86,12 @@ function cell(value, color, title, attrs) {
   return td;
 }
 
-function row(label, cls) {
+function row(label, cls, span) {
   const tr = document.createElement("tr");
   if (cls) tr.className = cls;
   const th = document.createElement("th");
   th.textContent = label;
+  if (span) th.colSpan = span;
   tr.appendChild(th);
   return tr;
 }
@@ -120,7 +121,7 @@ function drawTrace(t) {
   const table = $("gates");
   table.textContent = "";
   const head = document.createElement("thead");
-  const hr = row(t.kind === "frames" ? "frame" : "token");
+  const hr = row(t.kind === "frames" ? "frame" : "token", "", 2);
   t.steps.forEach((s, k) => {
     const th = document.createElement("th");
     th.textContent = t.kind === "frames" ? (k % 10 === 0 ? s : "") : s;
@@ -132,7 +133,7 @@ function drawTrace(t) {
   const body = document.createElement("tbody");
   const scale = (xs) => Math.max(1e-6, ...xs.map(Math.abs));
   if (t.shares) {
-    const tr = row("share of the score", "summary");
+    const tr = row("share of the score", "summary", 2);
     const s = scale(t.shares);
     t.shares.forEach((v, k) =>
       tr.appendChild(cell(v, signedColor(v, s / 2), t.steps[k] + ": share " + v.toFixed(4),
@@ -140,7 +141,7 @@ function drawTrace(t) {
     body.appendChild(tr);
   }
   if (t.attention) {
-    const tr = row("attention", "summary");
+    const tr = row("attention", "summary", 2);
     const s = scale(t.attention);
     t.attention.forEach((v, k) =>
       tr.appendChild(cell(v, unitColor(v / s), t.steps[k] + ": attention " + v.toFixed(4),
@@ -149,12 +150,22 @@ function drawTrace(t) {
   }
   for (const u of t.units) {
     ["i", "f", "o", "c"].forEach((g, n) => {
-      const tr = row(n === 0 ? "" : g, n === 0 ? "unit-first" : "");
+      const tr = document.createElement("tr");
       if (n === 0) {
-        const th = tr.firstChild;
+        tr.className = "unit-first";
+        const th = document.createElement("th");
         th.className = "unit";
-        th.textContent = "unit " + u.name + " (" + (u.score >= 0 ? "+" : "") + u.score.toFixed(3) + ")  " + g;
+        th.rowSpan = 4;
+        th.textContent = "unit " + u.name;
+        const score = document.createElement("small");
+        score.textContent = (u.score >= 0 ? " +" : " ") + u.score.toFixed(3);
+        th.appendChild(score);
+        th.title = "ranked by " + t.ranked_by + ": " + u.score.toFixed(4);
+        tr.appendChild(th);
       }
+      const gth = document.createElement("th");
+      gth.textContent = g;
+      tr.appendChild(gth);
       const cs = g === "c" ? scale(u.c) : 1;
       u[g].forEach((v, k) =>
         tr.appendChild(cell(v, g === "c" ? signedColor(v, cs / 1.5) : unitColor(v),
