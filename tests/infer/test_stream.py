@@ -410,3 +410,25 @@ def test_ctc_run_audio_session_ends_with_the_transcribe_result(tmp_path):
     (want,) = task.transcribe(model, [str(tmp_path / "a.wav")], "cpu", "greedy", 1)
     assert final.text == want["text"] != ""
     assert final.text == "".join("ab "[i - 1] for i in final.ids)
+
+
+@pytest.mark.parametrize("line_end", [False, True])
+def test_lm_primed_session_samples_what_generate_samples(lm_run, line_end):
+    from types import SimpleNamespace
+
+    task, model = lm_run.task, lm_run.model
+    if line_end:  # the fixture's characters have no line end: the same task with one
+        state = task.state()
+        state["tokenizer"] = {**state["tokenizer"], "tokens": [*task.tokenizer.itos, "\n"]}
+        task = type(task)(task.cfg, task.model_cfg, state)
+        model = task.build_model().eval()
+        assert task.start_ids([5]) == [len(task.tokenizer) - 1, 5]
+    stream = Stream(SimpleNamespace(task=task, model=model))
+    prompt = task.encode_prompt("to be", "error")
+    s = stream.open(prime=True)
+    s.feed(prompt)
+    got = list(s.generate(25, temperature=0.9, top_k=8, seed=7))
+    want = list(task.generate(model, prompt, 25, temperature=0.9, top_k=8, seed=7))
+    assert got == want and s.steps == len(prompt) + 25 + line_end
+    with pytest.raises(UserError, match="language-model run only"):
+        Stream(lstmkit.LSTM(3, 4).eval()).open(prime=True)

@@ -660,10 +660,24 @@ class Stream:
     def __repr__(self) -> str:
         return f"Stream({self.kind}, {len(self._sessions)} open sessions)"
 
-    def open(self) -> Session:
-        """A new session, zero state; it joins the next step it is given a chunk in."""
+    def open(self, *, prime: bool = False) -> Session:
+        """A new session, zero state; it joins the next step it is given a chunk in.
+
+        ``prime=True`` (a language-model run) first feeds a line end (where the vocabulary
+        has one), as ``lstmkit generate``
+        reads its prompt as the start of a line (:func:`lstmkit.data.prompt.start_ids`: a zero
+        state is one the model hardly saw in training); then ``feed(prompt)`` and
+        ``generate(n, seed=s)`` draw the tokens that ``run.generate(prompt, n, seed=s)`` does."""
         s = Session(self)
         self._sessions[s.id] = s
+        if prime:
+            if self.kind != "lm" or self.task is None:
+                raise UserError("open(prime=True): for a language-model run only")
+            # what start_ids puts before a prompt (a placeholder id here): the line end, or
+            # nothing for a vocabulary without one
+            line_end = self.task.start_ids([-1])[:-1]
+            if line_end:
+                s.feed(line_end)
         return s
 
     def open_audio(self) -> AudioSession:
