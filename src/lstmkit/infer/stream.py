@@ -242,6 +242,10 @@ class _Classifier(_Kind):
     def rows(self, chunk, device) -> Tensor:
         return _token_rows(self, chunk, device, self.model.embedding.num_embeddings)
 
+    def task_ids(self, text: str) -> list[int]:
+        # the run's tokenizer, as predict reads a text (a text of unknown characters is <unk>)
+        return self.task.data.encode([text])[0][0] if text.strip() else []
+
     def embed(self, rows: Tensor) -> Tensor:
         return self.model.embedding_dropout(self.model.embedding(rows))
 
@@ -374,7 +378,6 @@ def _kind_of(model: nn.Module, task=None) -> _Kind:
         )
     if isinstance(model, TextClassifier):
         kind: _Kind = _Classifier(model, labels, task)
-        kind.task_ids = lambda text: task.data.encode([text])[0][0] if text.strip() else []
     elif isinstance(model, LanguageModel):
         kind = _LM(model, labels, task)
     elif isinstance(model, WordClassifier):
@@ -754,7 +757,7 @@ class Stream:
             out[s] = result
         for s, state, rest, head, steps, result in updates:
             s.state, s.pending, s.head, s.steps = state, rest, head, steps
-            s.last = kind_last(kind, head, result)
+            s.last = _kind_last(kind, head, result)
         return out
 
     def _run(self, xs: list[Tensor], states: list) -> tuple[list[Tensor], list]:
@@ -795,7 +798,7 @@ class _View:
     steps: int
 
 
-def kind_last(kind: _Kind, head, result):
+def _kind_last(kind: _Kind, head, result):
     """What a session keeps to continue from: a language model's last scores (for
     :meth:`Session.generate`), else the last output."""
     return head if kind.name == "lm" else result
