@@ -1,0 +1,273 @@
+"""LSTM forecasters and their config: a recurrent encoder with a direct multi-horizon head, or an
+encoder-decoder (the LSTMa / DeepAR family) that unrolls over the horizon; the baselines of
+:mod:`lstmkit.models.forecast_baselines` behind the same interface.
+
+Every model maps a lookback ``x`` ``(B, L, I)`` (the predicted channels first, then past-only
+covariates and calendar features) and the known-future covariates ``future`` ``(B, H, K)`` to
+distribution parameters ``(B, H, C, P)``:
+
+- ``point`` (P = 1, trained on the MSE), ``gaussian`` (:math:`\\mu, \\sigma`), ``student-t``
+  (:math:`\\mu, \\sigma, \\nu`; :math:`\\sigma = \\mathrm{softplus} + 10^{-3}`,
+  :math:`\\nu = 2 + \\mathrm{softplus}` so that the variance exists), ``quantile`` (one output
+  per level, trained on the pinball loss, sorted so that they never cross).
+- Channel independence (PatchTST's): each of the C channels is its own series of one value (plus
+  the calendar), through one shared model; the batch becomes ``B*C``.
+- RevIN (Kim et al. 2022): each window's channels are standardised by their lookback mean and
+  std, :math:`\\tilde x = \\gamma (x - \\mu)/\\sigma + \\beta`, and the outputs mapped back
+  (:math:`\\mu + \\sigma(\\hat y - \\beta)/\\gamma`; scales multiplied by
+  :math:`\\sigma/|\\gamma|`).
+- The encoder-decoder feeds the previous value and the step's future covariates to a decoder
+  LSTM started from the encoder's state: the true previous value in training (teacher forcing),
+  its own mean forecast at evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lstmkit.models.encoder import RecurrentConfig, build_encoder, encoder_output_size
+from lstmkit.models.forecast_baselines import DLinear, LastValue, SeasonalNaive
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.meta import help_meta as _help
+
+MODELS = ("lstm", "lstm-seq2seq", "dlinear", "last", "seasonal24", "seasonal168")
+LIKELIHOODS = ("point", "gaussian", "student-t", "quantile")
+N_PARAMS = {"point": 1, "gaussian": 2, "student-t": 3}
+
+FORECAST_ENCODER = RecurrentConfig(hidden_size=64)
+
+
+def parse_levels(text: str) -> tuple[float, ...]:
+    try:
+        levels = tuple(sorted(float(v) for v in text.split(",") if v.strip()))
+    except ValueError:
+        raise UserError(f"--quantiles: {text!r} is not a comma-separated list of numbers") from None
+    if not levels or not all(0 < q < 1 for q in levels):
+        raise UserError(f"--quantiles: levels must be in (0, 1), got {text!r}")
+    return levels
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    """Which forecaster, its likelihood, and the recurrent encoder's options."""
+
+    encoder: RecurrentConfig = field(
+        default_factory=lambda: FORECAST_ENCODER, metadata=_help("the recurrent encoder")
+    )
+    model: str = field(
+        default="lstm",
+        metadata=_help(
+            "lstm: encoder + direct multi-horizon head; lstm-seq2seq: encoder-decoder; "
+            "baselines: dlinear, last, seasonal24, seasonal168",
+            choices=MODELS,
+        ),
+    )
+    likelihood: str = field(
+        default="point",
+        metadata=_help(
+            "point (MSE), gaussian or student-t (negative log-likelihood), quantile (pinball)",
+            choices=LIKELIHOODS,
+        ),
+    )
+    quantiles: str = field(
+        default="0.1,0.5,0.9", metadata=_help("quantile levels (--likelihood quantile)")
+    )
+    channel_independent: bool = field(
+        default=False, metadata=_help("one shared model over each channel (PatchTST)")
+    )
+    revin: bool = field(
+        default=False, metadata=_help("reversible instance normalisation of each window")
+    )
+    kernel: int = field(default=25, metadata=_help("DLinear moving-average width (odd)"))
+    individual: bool = field(default=False, metadata=_help("DLinear: one linear map per channel"))
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UserError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise UserError(
+                f"--likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
+            )
+        parse_levels(self.quantiles)
+        if self.model not in ("lstm", "lstm-seq2seq") and self.likelihood != "point":
+            raise UserError(f"--likelihood {self.likelihood}: model {self.model} gives points")
+        if self.model == "lstm-seq2seq" and self.encoder.bidirectional:
+            raise UserError("--bidirectional: the seq2seq decoder runs forward only")
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        return parse_levels(self.quantiles)
+
+    @property
+    def n_params(self) -> int:
+        return N_PARAMS.get(self.likelihood, len(self.levels))
+
+
+def to_params(raw: Tensor, likelihood: str) -> Tensor:
+    """Constrain the raw outputs ``(..., P)``: positive scales, degrees of freedom above 2,
+    sorted quantiles."""
+    if likelihood == "point":
+        return raw
+    if likelihood == "quantile":
+        return raw.sort(-1).values
+    scale = F.softplus(raw[..., 1:2]) + 1e-3
+    if likelihood == "gaussian":
+        return torch.cat([raw[..., :1], scale], -1)
+    return torch.cat([raw[..., :1], scale, 2 + F.softplus(raw[..., 2:3])], -1)
+
+
+class DirectLSTM(nn.Module):
+    def __init__(self, enc: RecurrentConfig, n_in: int, horizon: int, n_out: int, p: int) -> None:
+        super().__init__()
+        self.encoder = build_encoder(enc, n_in)
+        self.head = nn.Linear(encoder_output_size(self.encoder), horizon * n_out * p)
+        self.shape = (horizon, n_out, p)
+
+    def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        h, _ = self.encoder(x)
+        return self.head(h[:, -1]).view(x.shape[0], *self.shape)
+
+
+class Seq2SeqLSTM(nn.Module):
+    def __init__(
+        self,
+        enc: RecurrentConfig,
+        n_in: int,
+        horizon: int,
+        n_out: int,
+        n_future: int,
+        p: int,
+        likelihood: str,
+    ) -> None:
+        super().__init__()
+        self.encoder = build_encoder(enc, n_in)
+        self.decoder = build_encoder(enc, n_out + n_future)
+        self.head = nn.Linear(encoder_output_size(self.decoder), n_out * p)
+        self.horizon, self.n_out, self.p, self.likelihood = horizon, n_out, p, likelihood
+
+    def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        _, state = self.encoder(x)
+        B = x.shape[0]
+        prev = x[:, -1:, : self.n_out]
+        if y is not None:  # teacher forcing: the whole horizon in one call
+            steps = torch.cat([prev, y[:, :-1]], 1)
+            if future is not None:
+                steps = torch.cat([steps, future], -1)
+            h, _ = self.decoder(steps, state)
+            return self.head(h).view(B, self.horizon, self.n_out, self.p)
+        outs = []
+        for t in range(self.horizon):
+            step = prev if future is None else torch.cat([prev, future[:, t : t + 1]], -1)
+            h, state = self.decoder(step, state)
+            out = self.head(h).view(B, 1, self.n_out, self.p)
+            outs.append(out)
+            prev = point_of(to_params(out, self.likelihood), self.likelihood, None)
+        return torch.cat(outs, 1)
+
+
+class _PointBaseline(nn.Module):
+    def __init__(self, inner: nn.Module, n_out: int) -> None:
+        super().__init__()
+        self.inner, self.n_out = inner, n_out
+
+    def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        return self.inner(x[..., : self.n_out]).unsqueeze(-1)
+
+
+def point_of(params: Tensor, likelihood: str, levels: tuple[float, ...] | None) -> Tensor:
+    """The point forecast ``(..., C)`` of constrained parameters: the mean, or the median (the
+    level nearest 0.5) of quantiles."""
+    if likelihood != "quantile":
+        return params[..., 0]
+    levels = levels or (0.5,)
+    k = min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
+    return params[..., k]
+
+
+class Forecaster(nn.Module):
+    """Any of :data:`MODELS` with channel independence and RevIN around it; ``forward`` returns
+    constrained parameters ``(B, H, C, P)`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: ForecasterConfig,
+        lookback: int,
+        horizon: int,
+        n_out: int,
+        n_past: int,
+        n_future: int,
+    ) -> None:
+        super().__init__()
+        self.cfg, self.n_out, self.n_past = cfg, n_out, n_past
+        ci = cfg.channel_independent
+        if ci and n_past:
+            raise UserError(
+                "--channel-independent: every input channel must be predicted (no past-only "
+                "covariates)"
+            )
+        c_model = 1 if ci else n_out
+        n_in = c_model + (0 if ci else n_past) + n_future
+        p = cfg.n_params
+        if cfg.model == "lstm":
+            self.net = DirectLSTM(cfg.encoder, n_in, horizon, c_model, p)
+        elif cfg.model == "lstm-seq2seq":
+            self.net = Seq2SeqLSTM(cfg.encoder, n_in, horizon, c_model, n_future, p, cfg.likelihood)
+        elif cfg.model == "dlinear":
+            self.net = _PointBaseline(
+                DLinear(lookback, horizon, c_model, cfg.kernel, cfg.individual), c_model
+            )
+        elif cfg.model == "last":
+            self.net = _PointBaseline(LastValue(horizon), c_model)
+        else:
+            period = int(cfg.model.removeprefix("seasonal"))
+            self.net = _PointBaseline(SeasonalNaive(horizon, period, lookback), c_model)
+        if cfg.revin:
+            self.gamma = nn.Parameter(torch.ones(n_out))
+            self.beta = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        C = self.n_out
+        values, rest = x[..., :C], x[..., C:]
+        if self.cfg.revin:
+            mu = values.mean(1, keepdim=True)
+            sd = values.std(1, unbiased=False, keepdim=True).clamp_min(1e-5)
+            values = (values - mu) / sd * self.gamma + self.beta
+            if y is not None:
+                y = (y - mu) / sd * self.gamma + self.beta
+        if self.cfg.channel_independent:
+            B, L = values.shape[:2]
+            H = future.shape[1] if future is not None else None
+            xs = values.permute(0, 2, 1).reshape(B * C, L, 1)
+            if rest.shape[-1]:  # the calendar, the same for each channel
+                xs = torch.cat([xs, rest.repeat_interleave(C, 0)], -1)
+            fut = future.repeat_interleave(C, 0) if future is not None else None
+            ys = y.permute(0, 2, 1).reshape(B * C, -1, 1) if y is not None else None
+            raw = self.net(xs, fut, ys)  # (B*C, H, 1, P)
+            H = raw.shape[1]
+            raw = raw.view(B, C, H, -1).permute(0, 2, 1, 3)
+        else:
+            raw = self.net(torch.cat([values, rest], -1), future, y)
+        params = to_params(raw, self.cfg.likelihood)
+        if self.cfg.revin:
+            g, b = self.gamma.view(1, 1, C, 1), self.beta.view(1, 1, C, 1)
+            m, s = mu.unsqueeze(-1), sd.unsqueeze(-1)
+            if self.cfg.likelihood in ("point", "quantile"):
+                params = m + s * (params - b) / g
+            else:
+                loc = m + s * (params[..., :1] - b) / g
+                scale = params[..., 1:2] * s / g.abs()
+                params = torch.cat([loc, scale, params[..., 2:]], -1)
+            if self.cfg.likelihood == "quantile":
+                params = params.sort(-1).values  # a negative gamma reverses the order
+        return params
+
+    def point(self, params: Tensor) -> Tensor:
+        return point_of(params, self.cfg.likelihood, self.cfg.levels)
+
+
+def with_encoder(cfg: ForecasterConfig, **changes) -> ForecasterConfig:
+    return replace(cfg, encoder=replace(cfg.encoder, **changes))
