@@ -159,6 +159,8 @@ def test_step_checks_every_chunk_before_changing_any():
         stream.step({a: x[2:4], b: x[:0]})
     with pytest.raises(UserError, match=r"shape \(T, 3\)"):
         stream.step({a: x[2:4], b: torch.randn(2, 4)})
+    with pytest.raises(UserError, match=f"session {b.id}'s chunk holds NaN"):
+        stream.step({a: x[2:4], b: torch.full((2, 3), float("nan"))})
     assert all(torch.equal(u, v) for u, v in zip(a.hx, before, strict=True)) and a.steps == 2
     with torch.no_grad():
         torch.testing.assert_close(torch.cat([a.hx[0]]), m(x[:2])[1][0], **TOL)

@@ -198,6 +198,7 @@ class _Kind:
         self.encoder = encoder
         self.labels = labels
         self.task = task
+        self.dtype = next(encoder.parameters()).dtype
 
     def rows(self, chunk, device) -> Tensor:
         """The chunk as ``(n, input_dim)`` float rows (or ``(n,)`` token ids), checked."""
@@ -213,10 +214,7 @@ class _Kind:
             )
         if not x.is_floating_point():
             x = x.float()
-        if not bool(torch.isfinite(x).all()):
-            raise UserError("chunk: holds NaN or infinite values")
-        w = next(self.encoder.parameters())
-        return x.to(device=device, dtype=w.dtype)
+        return x.to(device=device, dtype=self.dtype)  # finite: checked by the step, at once
 
     def embed(self, rows: Tensor) -> Tensor:
         return rows
@@ -732,8 +730,24 @@ class Stream:
                 rows = torch.cat([s.pending, rows])
             full = rows.shape[0] // k * k
             plan.append((s, fed, rows[:full], rows[full:] if full < rows.shape[0] else None))
+        if kind.input_dim is not None:  # frames: one finiteness check for the whole step
+            rows = [r for _, _, r, rest in plan for r in (r, rest) if r is not None]
+            if not bool(torch.isfinite(torch.cat(rows)).all()):
+                bad = next(
+                    p[0]
+                    for p in plan
+                    if not all(bool(torch.isfinite(r).all()) for r in p[2:] if r is not None)
+                )
+                raise UserError(f"step: session {bad.id}'s chunk holds NaN or infinite values")
         # committed groups: one batched call
-        run = [(s, kind.embed(r).reshape(r.shape[0] // k, -1)) for s, _, r, _ in plan if len(r)]
+        committed = [(s, r) for s, _, r, _ in plan if len(r)]
+        run = []
+        if committed:  # one embedding call for all sessions' tokens
+            embedded = kind.embed(torch.cat([r for _, r in committed]))
+            parts = embedded.split([len(r) for _, r in committed])
+            run = [
+                (s, e.reshape(len(e) // k, -1)) for (s, _), e in zip(committed, parts, strict=True)
+            ]
         ys, states = self._run([x for _, x in run], [s.state for s, _ in run])
         done = {s.id: (y, st) for (s, _), y, st in zip(run, ys, states, strict=True)}
         # a partial group: read provisionally (zero padded, as the model pads the end)
