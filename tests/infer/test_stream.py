@@ -96,6 +96,22 @@ def test_torch_layers_stream(cell):
     torch.testing.assert_close(torch.cat([s.feed(x[:4]), s.feed(x[4:5]), s.feed(x[5:])]), whole)
 
 
+@pytest.mark.parametrize("mode", ["int8", "bf16"])
+@pytest.mark.parametrize("variant", ["vanilla", "projection", "two_layers"])
+@FEW
+@given(plan=chunking())
+def test_quantized_lstm_streams(variant, mode, plan):
+    """lstmkit.quantize's QuantizedLSTM: the stream equals one call of the quantized model."""
+    T, sizes = plan
+    torch.manual_seed(T)
+    q = lstmkit.quantize(lstmkit.LSTM(3, 5, **VARIANTS[variant]).eval(), mode).eval()
+    x = torch.randn(T, 3)
+    with torch.no_grad():
+        whole, _ = q(x)
+    s = Stream(q).open()
+    torch.testing.assert_close(torch.cat([s.feed(x[sl]) for sl in _cuts(sizes)]), whole, **TOL)
+
+
 @st.composite
 def schedule(draw):
     """Four sessions' sequences and a running batch: at each step a random subset of the open

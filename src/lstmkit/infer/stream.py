@@ -198,7 +198,7 @@ class _Kind:
         self.encoder = encoder
         self.labels = labels
         self.task = task
-        self.dtype = next(encoder.parameters()).dtype
+        self.dtype = _float_tensor(encoder).dtype
 
     def rows(self, chunk, device) -> Tensor:
         """The chunk as ``(n, input_dim)`` float rows (or ``(n,)`` token ids), checked."""
@@ -362,6 +362,27 @@ class _Ctc(_Speech):
         return (ids, prev), Transcript(shown, text, log_probs, session.steps)
 
 
+def _quantized() -> type:
+    from lstmkit.nn.quantized import QuantizedLSTM
+
+    return QuantizedLSTM
+
+
+def _has_cell(encoder: nn.Module) -> bool:
+    """Whether the state is ``(h, c)`` (an LSTM, float or quantized) rather than ``h``."""
+    return isinstance(encoder, nn.LSTM | _quantized())
+
+
+def _float_tensor(module: nn.Module) -> Tensor:
+    """A floating-point parameter or buffer of ``module`` (its compute dtype and device; a
+    quantized LSTM keeps int8 or bf16 weights beside float32 scales)."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    found = next((t for t in tensors if t.dtype in (torch.float32, torch.float64)), None)
+    if found is None:
+        raise UserError(f"Stream: {type(module).__name__} has no float32/float64 tensors")
+    return found
+
+
 def _kind_of(model: nn.Module, task=None) -> _Kind:
     from lstmkit.models.classifier import TextClassifier
     from lstmkit.models.lm import LanguageModel
@@ -382,7 +403,7 @@ def _kind_of(model: nn.Module, task=None) -> _Kind:
         kind = _Words(model, labels, task)
     elif isinstance(model, CtcModel):
         kind = _Ctc(model, labels, task)
-    elif isinstance(model, nn.LSTM | nn.GRU | nn.RNN):
+    elif isinstance(model, nn.LSTM | nn.GRU | nn.RNN | _quantized()):
         kind = _Kind(model)
         kind.input_dim = model.input_size
     else:
@@ -645,7 +666,7 @@ class Stream:
         self.task = task
         self.model = model
         self._kind = _kind_of(model, task)
-        self.device = next(model.parameters()).device  # the sessions' states live beside it
+        self.device = _float_tensor(model).device  # the sessions' states live beside it
         self._sessions: dict[int, Session] = {}
         self._lock = threading.Lock()
 
@@ -693,11 +714,11 @@ class Stream:
 
     def _zero_state(self):
         enc = self._kind.encoder
-        w = next(enc.parameters())
+        w = self._kind  # .dtype: the compute dtype
         L = enc.num_layers
         P = getattr(enc, "proj_size", 0) or enc.hidden_size
         h = torch.zeros(L, P, dtype=w.dtype, device=self.device)
-        if isinstance(enc, nn.LSTM):
+        if _has_cell(enc):
             return h, torch.zeros(L, enc.hidden_size, dtype=w.dtype, device=self.device)
         return h
 
@@ -781,7 +802,7 @@ class Stream:
             return [], []
         enc = self._kind.encoder
         lengths = [x.shape[0] for x in xs]
-        lstm = isinstance(enc, nn.LSTM)
+        lstm = _has_cell(enc)
         if lstm:
             hx = (torch.stack([h for h, _ in states], 1), torch.stack([c for _, c in states], 1))
         else:
