@@ -123,6 +123,8 @@ class ForecastTask(Task):
     split_options = "--data"
     checkpoint_state = ("scaler", "outputs", "inputs")
     capabilities = frozenset({"predict", "evaluate", "inspect"})
+    input_hint = " --input RECENT.csv"
+    """What the train command's next-step hints give predict and inspect (no built-in input)."""
     train_defaults = {"lr": 1e-3, "batch_size": 32, "steps": 2000, "eval_every": 200}
 
     def __init__(self, cfg, model_cfg, state=None):
@@ -388,6 +390,7 @@ class ForecastTask(Task):
             raise UserError(
                 f"{where}: {len(s.times)} rows, fewer than the run's --lookback {cfg.lookback}"
             )
+        self._last_read = (len(series[0].times), s.filled)
         return s.times[-cfg.lookback :], s.values[-cfg.lookback :]
 
     def _window(self, times: np.ndarray, values: np.ndarray):
@@ -431,7 +434,8 @@ class ForecastTask(Task):
         return InputRecords(
             inputs=[f"{path} +{h + 1}" for h in range(H)],
             columns=[{self.cfg.time_column: str(t).replace("T", " ")} for t in future_t],
-            summary=f"{len(times)} rows of {path} (the last {self.cfg.lookback} as the lookback); "
+            summary=f"{self._last_read[0]} rows of {path} ({self._last_read[1]} filled; the last "
+            f"{self.cfg.lookback} are the lookback); "
             f"forecasting {H} rows from {str(future_t[0]).replace('T', ' ')}",
         )
 
