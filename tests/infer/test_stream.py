@@ -205,6 +205,34 @@ def test_refusals_name_the_reason():
 # task models
 
 
+@pytest.mark.parametrize("per_step", [False, True])
+@FEW
+@given(plan=chunking())
+def test_sequence_model_streams(per_step, plan):
+    from lstmkit.models.encoder import SequenceModel
+
+    T, sizes = plan
+    torch.manual_seed(T)
+    enc = RecurrentConfig(hidden_size=5, num_layers=2, coupled=True)
+    m = SequenceModel(enc, 2, 3, per_step=per_step).eval()
+    x = torch.randn(T, 2)
+    s = Stream(m).open()
+    for sl in _cuts(sizes):
+        got = s.feed(x[sl])
+        with torch.no_grad():
+            want = m(x[None, : sl.stop])[0]
+        torch.testing.assert_close(got, want[sl] if per_step else want, **TOL)
+
+
+def test_adding_run_streams():
+    run = lstmkit.load(FIXTURES / "adding", "cpu")
+    x = torch.rand(6, run.model.encoder.input_size)
+    s = run.stream().open()
+    s.feed(x[:2])
+    with torch.no_grad():
+        torch.testing.assert_close(s.feed(x[2:]), run.model(x[None])[0], **TOL)
+
+
 @pytest.fixture(scope="module")
 def sentiment_run():
     return lstmkit.load(FIXTURES / "sentiment", "cpu")

@@ -47,6 +47,8 @@ model below, and for sessions joining and leaving a running batch. What each mod
   model does at the end of an utterance, without committing it, so the partial transcript after
   each chunk is the whole-prefix greedy result and the last one is the utterance's.
   :meth:`Stream.open_audio` takes raw samples instead (:class:`AudioSession`).
+- the long-time-lag tasks' models (adding, ...): the read-out ``(T, out)`` at every step of
+  the chunk for a per-step model, else ``(out,)`` at its last step, from ``(T, I)`` rows.
 - a bidirectional encoder cannot stream (its reverse direction starts at the end), nor can a
   translation model (the decoder reads the whole source): both raise a
   :class:`~lstmkit.utils.errors.UserError` saying so.
@@ -259,6 +261,22 @@ class _Classifier(_Kind):
         return head, _prediction(logits, self.labels, session.steps)
 
 
+class _Sequence(_Kind):
+    """The long-time-lag tasks' :class:`~lstmkit.models.encoder.SequenceModel`: the read-out
+    at every step of the chunk (``per_step``) or at its last step (the model on the prefix)."""
+
+    name = "sequence"
+
+    def __init__(self, model, labels=None, task=None):
+        super().__init__(model.encoder, labels, task)
+        self.model = model
+        self.input_dim = model.encoder.input_size
+
+    def read(self, head, y, y_extra, session):
+        out = self.model.head(y if self.model.per_step else y[-1])
+        return head, out
+
+
 def _prediction(logits: Tensor, labels, steps: int) -> Prediction:
     logits = logits.float().cpu()
     p = torch.softmax(logits, -1)
@@ -385,6 +403,7 @@ def _float_tensor(module: nn.Module) -> Tensor:
 
 def _kind_of(model: nn.Module, task=None) -> _Kind:
     from lstmkit.models.classifier import TextClassifier
+    from lstmkit.models.encoder import SequenceModel
     from lstmkit.models.lm import LanguageModel
     from lstmkit.models.seq2seq import Seq2Seq
     from lstmkit.models.speech import CtcModel, WordClassifier
@@ -403,13 +422,15 @@ def _kind_of(model: nn.Module, task=None) -> _Kind:
         kind = _Words(model, labels, task)
     elif isinstance(model, CtcModel):
         kind = _Ctc(model, labels, task)
+    elif isinstance(model, SequenceModel):
+        kind = _Sequence(model, labels, task)
     elif isinstance(model, nn.LSTM | nn.GRU | nn.RNN | _quantized()):
         kind = _Kind(model)
         kind.input_dim = model.input_size
     else:
         raise UserError(
             f"Stream: cannot stream a {type(model).__name__}; give a run (lstmkit.load) of the "
-            "sentiment, lm, spoken-words or asr-ctc task, or an lstmkit.LSTM"
+            "sentiment, lm, spoken-words, asr-ctc or a long-time-lag task, or an lstmkit.LSTM"
         )
     enc = kind.encoder
     if getattr(enc, "bidirectional", False):
@@ -672,7 +693,7 @@ class Stream:
 
     @property
     def kind(self) -> str:
-        """``lstm``, ``classifier``, ``lm``, ``spoken-words`` or ``asr-ctc``."""
+        """``lstm``, ``classifier``, ``lm``, ``spoken-words``, ``asr-ctc`` or ``sequence``."""
         return self._kind.name
 
     @property
