@@ -1,0 +1,142 @@
+"""Forecast baselines against hand computations, the losses against torch.distributions, CRPS
+against its closed form and a sample estimate, and the forecasters' structure."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit.models import forecast_metrics as fm
+from lstmkit.models.encoder import RecurrentConfig
+from lstmkit.models.forecast_baselines import DLinear, LastValue, SeasonalNaive, moving_average
+from lstmkit.models.forecaster import Forecaster, ForecasterConfig
+from lstmkit.utils.errors import UserError
+
+
+def test_last_value_and_seasonal_naive_by_hand():
+    x = torch.arange(30.0).view(1, 30, 1)
+    assert LastValue(3)(x)[0, :, 0].tolist() == [29, 29, 29]
+    # period 24, L = 30: y_{L+h} = x_{L+h-24} for h <= 24, x_{L+h-48} for 24 < h <= 48
+    got = SeasonalNaive(26, 24, 30)(x)[0, :, 0].tolist()
+    assert got == [6 + k for k in range(24)] + [6 - 24 + 24, 7]
+    with pytest.raises(UserError, match="period 168 needs --lookback >= 168"):
+        SeasonalNaive(24, 168, 96)
+
+
+def test_dlinear_is_two_linear_maps_over_trend_and_remainder():
+    torch.manual_seed(1)
+    L, H, C, k = 12, 4, 2, 5
+    x = torch.randn(3, L, C, dtype=torch.float64)
+    # moving average with the ends repeated, by hand
+    xn = x.numpy()
+    pad = np.concatenate([np.repeat(xn[:, :1], 2, 1), xn, np.repeat(xn[:, -1:], 2, 1)], 1)
+    trend = np.stack([pad[:, t : t + k].mean(1) for t in range(L)], 1)
+    np.testing.assert_allclose(moving_average(x, k).numpy(), trend, atol=1e-12)
+    for individual in (False, True):
+        m = DLinear(L, H, C, k, individual).double()
+        want = np.zeros((3, H, C))
+        for c in range(C):
+            j = c if individual else 0
+            Wt, bt = m.trend[j].weight.detach().numpy(), m.trend[j].bias.detach().numpy()
+            Wr, br = m.remainder[j].weight.detach().numpy(), m.remainder[j].bias.detach().numpy()
+            want[:, :, c] = trend[:, :, c] @ Wt.T + bt + (xn - trend)[:, :, c] @ Wr.T + br
+        np.testing.assert_allclose(m(x).detach().numpy(), want, atol=1e-10)
+
+
+def test_likelihoods_against_torch_distributions():
+    torch.manual_seed(0)
+    y, mu = torch.randn(50, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    sigma = torch.rand(50, dtype=torch.float64) + 0.1
+    df = torch.rand(50, dtype=torch.float64) * 10 + 2.1
+    normal = torch.distributions.Normal(mu, sigma)
+    t = torch.distributions.StudentT(df, mu, sigma)
+    torch.testing.assert_close(fm.gaussian_nll(y, mu, sigma), -normal.log_prob(y))
+    torch.testing.assert_close(fm.student_t_nll(y, mu, sigma, df), -t.log_prob(y))
+    levels = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    q = torch.tensor([[-1.0, 0.0, 1.0]], dtype=torch.float64)
+    got = fm.pinball(torch.tensor([0.5], dtype=torch.float64), q, levels)
+    torch.testing.assert_close(got, torch.tensor([[0.15, 0.25, 0.05]], dtype=torch.float64))
+
+
+def test_crps_closed_form_against_integral_and_samples():
+    mu, sigma = torch.tensor([0.3], dtype=torch.float64), torch.tensor([1.7], dtype=torch.float64)
+    y = torch.tensor([1.1], dtype=torch.float64)
+    # CRPS = int_{-inf}^y F^2 dz + int_y^inf (1 - F)^2 dz, by the trapezoid rule on each side
+    normal = torch.distributions.Normal(mu, sigma)
+    lo = torch.linspace(-20, float(y), 100001, dtype=torch.float64)
+    hi = torch.linspace(float(y), 20, 100001, dtype=torch.float64)
+    integral = torch.trapezoid(normal.cdf(lo) ** 2, lo) + torch.trapezoid(
+        (1 - normal.cdf(hi)) ** 2, hi
+    )
+    closed = fm.crps_gaussian(y, mu, sigma)
+    assert float(closed) == pytest.approx(float(integral), abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    samples = mu + sigma * torch.randn(400000, 1, generator=g, dtype=torch.float64)
+    assert float(fm.crps_samples(y, samples)) == pytest.approx(float(closed), rel=0.01)
+    # the sorted O(n log n) spread equals the O(n^2) double sum
+    s = samples[:300]
+    brute = (s - y).abs().mean(0) - 0.5 * (s[:, None] - s[None]).abs().mean((0, 1))
+    torch.testing.assert_close(fm.crps_samples(y, s), brute)
+
+
+def _cfg(**kw):
+    return ForecasterConfig(encoder=RecurrentConfig(hidden_size=8), **kw)
+
+
+@pytest.mark.parametrize("model", ["lstm", "lstm-seq2seq"])
+@pytest.mark.parametrize("likelihood", ["point", "gaussian", "student-t", "quantile"])
+def test_shapes_and_constraints(model, likelihood):
+    m = Forecaster(_cfg(model=model, likelihood=likelihood), 10, 4, 3, 1, 2)
+    p = m(torch.randn(5, 10, 3 + 1 + 2), torch.randn(5, 4, 2))
+    n = {"point": 1, "gaussian": 2, "student-t": 3, "quantile": 3}[likelihood]
+    assert p.shape == (5, 4, 3, n)
+    if likelihood in ("gaussian", "student-t"):
+        assert (p[..., 1] > 0).all()
+    if likelihood == "student-t":
+        assert (p[..., 2] > 2).all()
+    if likelihood == "quantile":
+        assert (p.diff(dim=-1) >= 0).all()
+
+
+def test_seq2seq_teacher_forcing_on_its_own_forecast_is_the_autoregression():
+    m = Forecaster(_cfg(model="lstm-seq2seq"), 10, 5, 2, 0, 0).eval()
+    x = torch.randn(3, 10, 2)
+    free = m(x)
+    forced = m(x, None, free[..., 0])
+    torch.testing.assert_close(forced, free)
+
+
+def test_channel_independence_is_one_model_per_channel():
+    m = Forecaster(_cfg(channel_independent=True), 10, 4, 3, 0, 0)
+    x = torch.randn(2, 10, 3)
+    both = m(x)
+    # channel 1 alone, through the same shared network, gives the same forecast
+    inner = m.net(x[:, :, 1:2])
+    torch.testing.assert_close(both[:, :, 1:2], inner)
+
+
+@pytest.mark.parametrize("likelihood", ["point", "gaussian", "quantile"])
+def test_revin_makes_the_forecast_shift_and_scale_equivariant(likelihood):
+    m = Forecaster(_cfg(revin=True, likelihood=likelihood), 10, 4, 2, 0, 0)
+    with torch.no_grad():
+        m.gamma.uniform_(0.5, 2)
+        m.beta.normal_()
+    x = torch.randn(3, 10, 2)
+    a, b = 3.0, -7.0
+    p, q = m(x), m(a * x + b)
+    if likelihood == "gaussian":
+        torch.testing.assert_close(q[..., 0], a * p[..., 0] + b, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(q[..., 1], a * p[..., 1], rtol=1e-4, atol=1e-4)
+    else:
+        torch.testing.assert_close(q, a * p + b, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_model_options():
+    with pytest.raises(UserError, match="--likelihood gaussian: model dlinear gives points"):
+        ForecasterConfig(model="dlinear", likelihood="gaussian")
+    with pytest.raises(UserError, match="--quantiles: levels must be in"):
+        ForecasterConfig(likelihood="quantile", quantiles="0.1,1.5")
+    assert math.isclose(ForecasterConfig(quantiles="0.9,0.1,0.5").levels[0], 0.1)
