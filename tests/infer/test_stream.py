@@ -509,3 +509,23 @@ def test_lstm_streams_on_cuda(variant):
     with ragged chunks equals each sequence's own call. Not run on the CPU-only machine this
     was written on; 1e-5 there, as the GPU kernels' rounding was not measured."""
     _ragged_batch_check(variant, "cuda", {"atol": 1e-5, "rtol": 1e-5})
+
+
+def test_audio_sessions_share_one_step(words_run):
+    """Audio sessions in one step give what each gives alone; a bad chunk changes none."""
+    rate = words_run.task.cfg.sample_rate
+    waves = [_wave(0.2, rate, seed=k) for k in range(3)]
+    stream = words_run.stream()
+    together = [stream.open_audio() for _ in waves]
+    alone = [stream.open_audio() for _ in waves]
+    with pytest.raises(UserError, match=f"session {together[1].id}: holds NaN"):
+        stream.step({together[0]: waves[0][:500], together[1]: np.full(10, np.nan)})
+    assert together[0].frames == 0
+    for lo, hi in ((0, 90), (90, 700), (700, 1600)):  # the first chunk completes no frame
+        out = stream.step({a: w[lo:hi] for a, w in zip(together, waves, strict=True)})
+        for a, b, w in zip(together, alone, waves, strict=True):
+            want = b.feed(w[lo:hi])
+            if want is None:
+                assert out[a] is None
+            else:
+                torch.testing.assert_close(out[a].logits, want.logits, **TOL)

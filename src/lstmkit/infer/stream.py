@@ -600,22 +600,29 @@ class AudioSession:
     def feed(self, samples) -> Any:
         """Accept ``samples`` (1-D, at the run's rate); the output after the frames they
         complete (the previous output while a chunk completes no frame; None before the
-        first frame)."""
+        first frame). ``stream.step({audio_session: samples, ...})`` batches many."""
+        return self.stream.step({self: samples})[self]
+
+    def _check(self, samples) -> np.ndarray:
         if self.closed:
-            raise UserError(f"session {self.id} is closed")
+            raise UserError(f"step: audio session {self.id} is closed")
         wave = np.asarray(samples, dtype=np.float32)
         if wave.ndim != 1 or wave.size == 0:
-            raise UserError(f"audio chunk: give 1-D samples (>= 1), got shape {wave.shape}")
+            raise UserError(
+                f"audio chunk of session {self.id}: give 1-D samples (>= 1), got shape {wave.shape}"
+            )
         if not np.isfinite(wave).all():
-            raise UserError("audio chunk: holds NaN or infinite samples")
+            raise UserError(f"audio chunk of session {self.id}: holds NaN or infinite samples")
+        return wave
+
+    def _accept(self, wave: np.ndarray) -> np.ndarray | None:
+        """The normalised frames that ``wave`` completes (None: none yet)."""
         self._fbank.accept_waveform(float(self.spec.sample_rate), wave)
         self._samples += wave.size
         if self._head.size < self.spec.window:
             self._head = np.concatenate([self._head, wave[: self.spec.window - self._head.size]])
         new = self._new_frames()
-        if len(new):
-            self.last = self.session.feed(self._normalise(new))
-        return self.last
+        return self._normalise(new) if len(new) else None
 
     def finish(self) -> Any:
         """The output for the whole recording, as the model gives it the finished utterance
@@ -744,16 +751,35 @@ class Stream:
         return h
 
     # ----- the batched step
-    def step(self, chunks: Mapping[Session, Any]) -> dict[Session, Any]:
+    def step(self, chunks: Mapping[Session | AudioSession, Any]) -> dict:
         """Advance each session by its chunk, all in one batched encoder call (the chunks
         padded to the longest, packed with their lengths), and return each one's output. Every
-        chunk is checked first: a bad one raises and no session changes."""
+        chunk is checked first: a bad one raises and no session changes.
+
+        :class:`AudioSession` keys take raw samples: their new frames join the same batch (a
+        chunk that completes no frame gives the session's previous output)."""
         if not chunks:
             return {}
         with self._lock, torch.no_grad():
-            return self._step(chunks)
+            audio = {a: c for a, c in chunks.items() if isinstance(a, AudioSession)}
+            if not audio:
+                return self._step(chunks)
+            for a in audio:
+                if a.stream is not self:
+                    raise UserError(f"step: audio session {a.id} is not of this stream")
+            waves = {a: a._check(c) for a, c in audio.items()}
+            rest = {s: c for s, c in chunks.items() if not isinstance(s, AudioSession)}
+            self._step(rest, check_only=True)
+            frames = {a: a._accept(w) for a, w in waves.items()}  # cannot fail once checked
+            fed = {**rest, **{a.session: f for a, f in frames.items() if f is not None}}
+            out = self._step(fed) if fed else {}
+            for a in audio:
+                if frames[a] is not None:
+                    a.last = out.pop(a.session)
+                out[a] = a.last
+            return out
 
-    def _step(self, chunks: Mapping[Session, Any]) -> dict[Session, Any]:
+    def _step(self, chunks: Mapping[Session, Any], check_only: bool = False) -> dict:
         kind = self._kind
         k = kind.subsample
         plan = []
@@ -772,7 +798,7 @@ class Stream:
                 rows = torch.cat([s.pending, rows])
             full = rows.shape[0] // k * k
             plan.append((s, fed, rows[:full], rows[full:] if full < rows.shape[0] else None))
-        if kind.input_dim is not None:  # frames: one finiteness check for the whole step
+        if kind.input_dim is not None and plan:  # frames: one finiteness check for the step
             rows = [r for _, _, r, rest in plan for r in (r, rest) if r is not None]
             if not bool(torch.isfinite(torch.cat(rows)).all()):
                 bad = next(
@@ -781,6 +807,8 @@ class Stream:
                     if not all(bool(torch.isfinite(r).all()) for r in p[2:] if r is not None)
                 )
                 raise UserError(f"step: session {bad.id}'s chunk holds NaN or infinite values")
+        if check_only:
+            return {}
         # committed groups: one batched call
         committed = [(s, r) for s, _, r, _ in plan if len(r)]
         run = []
