@@ -70,6 +70,8 @@ class RunInfo(BaseModel):
     step: int
     path: str
     inputs: str = Field(description="'text' or 'audio': what predict and inspect take")
+    model_calls: int = Field(description="predict calls of the model so far (micro-batched)")
+    mean_batch: float = Field(description="inputs per predict call, on average")
 
 
 class Runs(BaseModel):
@@ -203,6 +205,8 @@ class Served:
             step=int(meta.get("step", 0)),
             path=str(self.checkpoint.path),
             inputs="audio" if self.task.name in AUDIO_TASKS else "text",
+            model_calls=self.batcher.calls,
+            mean_batch=round(self.batcher.items / max(1, self.batcher.calls), 2),
         )
 
 

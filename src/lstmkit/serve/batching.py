@@ -12,6 +12,7 @@ bounded under overload.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,8 @@ class MicroBatcher:
     most ``max_wait_ms`` for more after the first. ``max_batch=1`` serves each request alone
     (with several items in a request, they still go in one call).
 
-    ``calls`` counts the model calls and ``batch_sizes`` their item counts (for tests and the
+    ``calls`` counts the model calls, ``items`` their inputs and ``batch_sizes`` the last
+    10,000 calls' input counts (for tests and the
     load benchmark)."""
 
     def __init__(
@@ -53,7 +55,8 @@ class MicroBatcher:
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self.max_queue = max_queue
         self.calls = 0
-        self.batch_sizes: list[int] = []
+        self.items = 0  # inputs run, over all calls
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
         self._queue: asyncio.Queue[_Pending] | None = None
         self._waiting = 0  # items queued, not yet taken by the worker
         self._worker: asyncio.Task | None = None
@@ -106,6 +109,7 @@ class MicroBatcher:
                 results = await loop.run_in_executor(self._pool, self.fn, items)
                 self.calls += 1
                 self.batch_sizes.append(len(items))
+                self.items += len(items)
             except Exception as e:  # noqa: BLE001 (each request gets its own answer)
                 if len(live) == 1:
                     live[0].future.set_exception(e)
@@ -116,6 +120,7 @@ class MicroBatcher:
                         own = await loop.run_in_executor(self._pool, self.fn, list(p.items))
                         self.calls += 1
                         self.batch_sizes.append(len(p.items))
+                        self.items += len(p.items)
                     except Exception as own_error:  # noqa: BLE001
                         if not p.future.done():
                             p.future.set_exception(own_error)
