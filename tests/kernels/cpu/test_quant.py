@@ -177,3 +177,20 @@ def test_bad_arguments_are_named():
         run_kernel(unfolded._replace(scale_hh=None), opts)
     with pytest.raises(RuntimeError, match="lengths must be in"):
         run_kernel(unfolded, opts, lengths=torch.tensor([3]))
+
+
+def test_a_cpu_without_vector_units_says_so_once(monkeypatch, capsys):
+    """Where the CPU has neither AVX-512 nor AVX2+FMA the portable loop runs, with one line."""
+    folded, unfolded, reference, opts = make(VARIANTS["vanilla"], 2, 1, "int8")
+    monkeypatch.setattr(quant, "best_isa", lambda: "portable")
+    monkeypatch.setattr(quant, "_warned_portable", False)
+    monkeypatch.delenv("LSTMKIT_QUANT_ISA", raising=False)
+    for _ in range(2):
+        close(run_kernel(unfolded, opts), recurrence_forward(reference, None, False, opts)[:3])
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert lines == [
+        "lstmkit: this CPU has neither AVX-512 nor AVX2+FMA: the quantized kernel runs its "
+        "portable loop (slower)"
+    ]
+    with pytest.raises(ValueError, match="isa 'avx2' is not available on this CPU"):
+        run_kernel(unfolded, opts, isa="avx2")
