@@ -17,7 +17,7 @@ if importlib.util.find_spec("lstmkit.kernels.cpu._lstm_cpu") is None:
 endef
 export KERNEL_CHECK
 
-.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor results-longlag clean
+.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor bench-serve results-longlag clean
 
 # What the library needs at run time (make demo, bench, results): torch, lstmkit and its
 # dependencies, the kernel compiled. --no-build-isolation: setup.py compiles the kernel against
@@ -90,6 +90,12 @@ bench-lm: $(BIN)/.installed
 # our models (about 10 seconds).
 bench-adamw: $(BIN)/.installed
 	$(BIN)/python bench/adamw.py --out docs/bench-adamw.json
+
+# Load on `lstmkit serve` (issue 20): req/s and p50/p99 at 1-256 clients with and without
+# micro-batching, the in-process ceiling, overload shedding, a 10,000-request fuzz (about 3-4
+# minutes; needs the serve extra, in dev).
+bench-serve: $(BIN)/.installed-dev
+	$(BIN)/python bench/serve_load.py --out docs/bench-serve.json
 
 # Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
 results-longlag: $(BIN)/.installed

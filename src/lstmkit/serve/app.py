@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -291,6 +291,11 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, counted, sending)
+
+
+def _output(out: Any) -> dict | None:
+    """A stream's output as JSON (None before the first frame)."""
+    return None if out is None else out.to_dict()
 
 
 def _next(it: Iterator[str]) -> str | None:
@@ -593,6 +598,100 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
             (path,) = await saved_audio([file], folder)
             trace = await in_thread(inspect_audio, s.task, s.model, path, s.device)
         return InspectResponse(run=run, **trace)
+
+    # ----- streamed audio over a WebSocket (lstmkit.infer.stream's AudioSession)
+    streams_of: dict[str, Any] = {}
+
+    async def audio_stream(ws: WebSocket, run: str, verb: str) -> None:
+        """Binary messages: float32 little-endian mono samples at the run's sample rate; after
+        each, ``{"partial": ...}`` (the running prediction or transcript); the text message
+        ``end``: ``{"final": ...}`` (the whole recording's output), then the socket closes.
+        Errors are ``{"error": ...}`` and close 1008 (policy) or 1011 (internal)."""
+        import numpy as np
+
+        from lstmkit.infer.stream import Stream
+
+        await ws.accept()
+        given = ws.headers.get("authorization", "")[7:].strip() or ws.query_params.get("token", "")
+        if token and not hmac.compare_digest(given.encode(), token.encode()):
+            await ws.send_json({"error": "give the token: Authorization: Bearer TOKEN or ?token="})
+            return await ws.close(1008)
+        s = served.get(run)
+        if s is None or verb not in s.task.capabilities or s.task.name not in AUDIO_TASKS:
+            await ws.send_json({"error": f"run {run!r} has no streamed {verb} (a speech run has)"})
+            return await ws.close(1008)
+        if streams["open"] >= cfg.max_streams:
+            await ws.send_json(
+                {
+                    "error": f"{streams['open']} streams are open (--max-streams "
+                    f"{cfg.max_streams}); try again"
+                }
+            )
+            return await ws.close(1013)  # try again later
+        streams["open"] += 1
+        session = None
+        try:
+            if run not in streams_of:
+                streams_of[run] = Stream(s)
+            session = await in_thread(streams_of[run].open_audio)
+            rate = session.spec.sample_rate
+            await ws.send_json({"ready": True, "sample_rate": rate, "format": "float32le"})
+            samples = 0
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data, text = msg.get("bytes"), msg.get("text")
+                if text is not None:
+                    if text.strip() != "end":
+                        await ws.send_json({"error": f"text message {text[:40]!r}: only 'end'"})
+                        return await ws.close(1008)
+                    out = await in_thread(session.finish)
+                    await ws.send_json({"final": _output(out)})
+                    return await ws.close(1000)
+                if len(data) > cfg.max_request_bytes or len(data) % 4:
+                    await ws.send_json(
+                        {
+                            "error": f"a chunk of {len(data)} bytes: give float32 "
+                            f"samples, at most {cfg.max_request_bytes} bytes"
+                        }
+                    )
+                    return await ws.close(1008)
+                samples += len(data) // 4
+                if samples > cfg.max_audio_seconds * rate:
+                    await ws.send_json(
+                        {"error": f"over --max-audio-seconds {cfg.max_audio_seconds:g}"}
+                    )
+                    return await ws.close(1008)
+                wave = np.frombuffer(data, dtype="<f4").copy()
+                try:
+                    out = await in_thread(session.feed, wave)
+                except UserError as e:
+                    await ws.send_json({"error": str(e)})
+                    return await ws.close(1008)
+                await ws.send_json({"partial": _output(out), "seconds": samples / rate})
+        except WebSocketDisconnect:
+            return
+        except Exception as exc:  # noqa: BLE001 (logged with an id; the server goes on)
+            eid = uuid.uuid4().hex[:12]
+            log.error("error %s on websocket %s", eid, ws.url.path, exc_info=exc)
+            with contextlib.suppress(Exception):
+                await ws.send_json(
+                    {"error": f"internal error {eid} (in the server's log)", "id": eid}
+                )
+                await ws.close(1011)
+        finally:
+            streams["open"] -= 1
+            if session is not None:
+                session.close()
+
+    @app.websocket("/v1/{run}/transcribe/stream")
+    async def transcribe_stream(ws: WebSocket, run: str):
+        await audio_stream(ws, run, "transcribe")
+
+    @app.websocket("/v1/{run}/predict/stream")
+    async def predict_stream(ws: WebSocket, run: str):
+        await audio_stream(ws, run, "predict")
 
     app.add_middleware(BodyLimit, limit=cfg.max_request_bytes)
     return app
