@@ -273,10 +273,12 @@ def plan(
       hand-written loop. A cell with variants runs the eager reference step (autograd, higher
       derivatives, as a cell has always done); a vanilla cell runs PyTorch's cell.
     - ``traced=True`` (torch.compile or torch.export is tracing the call, see :func:`tracing`):
-      ``"auto"`` runs a vanilla layer on the fused CPU kernel too where it can (CPU, float32/64,
-      kernel built). torch's LSTM there is ``aten.lstm``, which torch.export specialises on the
-      sequence length and Inductor unrolls over time; the kernel is one custom op per layer and
-      direction with dynamic batch and time (:mod:`lstmkit.kernels.ops`).
+      while exporting, or compiling with grad mode on, ``"auto"`` runs a vanilla layer on the
+      fused CPU kernel too where it can (CPU, float32/64, kernel built). torch's LSTM there is
+      ``aten.lstm``, which torch.export specialises on the sequence length and AOT autograd
+      unrolls over time for the backward; the kernel is one custom op per layer and direction
+      with dynamic batch and time (:mod:`lstmkit.kernels.ops`). Compiled inference keeps
+      torch's LSTM: its oneDNN kernel is faster, and Dynamo keeps its time dimension dynamic.
     - a named recurrence backend (``"cpu"``, ``"triton"``, ``"python"``, ``"reference"``): that
       one, checked against the device and dtype (see :func:`resolve_backend`); a cell runs it
       for one step.
@@ -286,9 +288,14 @@ def plan(
     if not recording and vanilla:
         if backend == "torch":
             return Plan("torch")
-        torch_layer = vanilla_uses_torch(device, dtype, int(proj), packed) and not (
-            traced and _cpu_kernel(device, dtype)
+        # torch.export fixes aten.lstm's sequence length, and AOT autograd unrolls its backward
+        # over time; compiled inference keeps it (oneDNN, faster than the kernel, T dynamic).
+        kernel_instead = (
+            traced
+            and (torch.compiler.is_exporting() or torch.is_grad_enabled())
+            and _cpu_kernel(device, dtype)
         )
+        torch_layer = vanilla_uses_torch(device, dtype, int(proj), packed) and not kernel_instead
         if backend == "auto" and (step or torch_layer):
             return Plan("torch")
     if step and backend == "auto":
