@@ -312,6 +312,11 @@ def test_lm_generation_continues_from_the_session(lm_run):
             ids.append(token)
     assert s.steps == len(ids)
     assert all(isinstance(stream.piece(t), str) for t in drawn)
+    V = len(lm_run.task.tokenizer)
+    for bad in ([1, V], [-1], torch.tensor([V]), [0.5]):
+        with pytest.raises(UserError, match="outside the vocabulary|token ids"):
+            s.feed(bad)
+    assert s.steps == len(ids)  # refused chunks change nothing
 
 
 @pytest.fixture(scope="module")

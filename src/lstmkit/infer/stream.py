@@ -228,6 +228,11 @@ class _Kind:
     def init(self):
         return None
 
+    def project(self, ys: list[Tensor]) -> list[Tensor]:
+        """The read-out's per-step part for all sessions of a step in one call (``ys``: each
+        session's committed outputs); identity unless a model has one."""
+        return ys
+
     def read(self, head, y: Tensor | None, y_extra: Tensor | None, session: Session):
         """``(new head state, output)`` after committed outputs ``y`` ``(T, D)`` (None: none
         this step) and, for a partial frame group, the provisional output ``y_extra`` (1, D)."""
@@ -293,6 +298,12 @@ def _token_rows(kind: _Kind, chunk, device, vocab: int) -> Tensor:
         if kind.task is None:
             raise UserError("chunk: text needs a run's tokenizer (Stream(lstmkit.load(RUN)))")
         ids = kind.task_ids(chunk)
+    elif isinstance(chunk, list | tuple) and all(type(t) is int for t in chunk):
+        # the common case (a server's token lists): checked in Python, one tensor made
+        if chunk and (min(chunk) < 0 or max(chunk) >= vocab):
+            bad = min(chunk) if min(chunk) < 0 else max(chunk)
+            raise UserError(f"chunk: token id {bad} is outside the vocabulary [0, {vocab})")
+        return torch.tensor(chunk, dtype=torch.long, device=device)
     elif isinstance(chunk, Tensor | np.ndarray | list | tuple):
         ids = torch.as_tensor(np.asarray(chunk) if not isinstance(chunk, Tensor) else chunk)
         if ids.dim() != 1 or (ids.numel() and (ids.is_floating_point() or ids.dtype == torch.bool)):
@@ -324,9 +335,13 @@ class _LM(_Kind):
     def embed(self, rows: Tensor) -> Tensor:
         return self.model.embedding(rows)
 
-    def read(self, head, y, y_extra, session):
-        m = self.model
+    def project(self, ys: list[Tensor]) -> list[Tensor]:
+        m, y = self.model, torch.cat(ys)
         scores = m.decoder(y) if m.adaptive is None else m.adaptive.log_prob(y)
+        return list(scores.split([len(y) for y in ys]))
+
+    def read(self, head, y, y_extra, session):
+        scores = y  # projected: the read-out's scores
         nxt = torch.softmax(scores[-1].float(), -1)
         pieces = self.task.piece if self.task is not None else None
         return scores[-1], LMOutput(scores, nxt, session.steps, pieces)
@@ -825,6 +840,7 @@ class Stream:
                 (s, e.reshape(len(e) // k, -1)) for (s, _), e in zip(committed, parts, strict=True)
             ]
         ys, states = self._run([x for _, x in run], [s.state for s, _ in run])
+        ys = kind.project(ys) if ys else ys
         done = {s.id: (y, st) for (s, _), y, st in zip(run, ys, states, strict=True)}
         # a partial group: read provisionally (zero padded, as the model pads the end)
         extra_run = []
