@@ -26,6 +26,7 @@ from lstmkit.infer.inputs import (
     read_options,
 )
 from lstmkit.infer.load import load_for
+from lstmkit.infer.onnx_predict import is_onnx_path, predict_file
 from lstmkit.tasks.base import InputRecords, Task
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
@@ -36,7 +37,9 @@ from lstmkit.utils.meta import help_meta as _help
 class PredictConfig:
     """Options of ``lstmkit predict``."""
 
-    checkpoint: str = checkpoint_field()
+    checkpoint: str = checkpoint_field(
+        "a run folder or its ONNX export (model.onnx, run by ONNX Runtime)"
+    )
     inputs: tuple[str, ...] = arguments_field("inputs in the task's text format")
     input: str = field(
         default="",
@@ -98,6 +101,35 @@ def predict_items(
     return results
 
 
+TABLES = (".csv", ".tsv", ".jsonl", ".json", ".csv.gz", ".tsv.gz", ".jsonl.gz")
+
+
+def predict_onnx(cfg: PredictConfig) -> list[dict]:
+    """``lstmkit predict model.onnx``: the export run by ONNX Runtime
+    (:func:`lstmkit.infer.onnx_predict.predict_file`) on the inputs, then the lines of
+    ``--input`` (one input per line), written to ``--output`` as :func:`predict` writes."""
+    options = read_options(cfg)
+    if options:
+        given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+        raise UserError(f"{given}: an .onnx model reads --input as one input per line")
+    if cfg.device not in ("auto", "cpu"):
+        raise UserError(f"--device {cfg.device}: an .onnx model runs on ONNX Runtime's CPU")
+    items = read_inputs(cfg.inputs, "")
+    if cfg.input:
+        path = Path(cfg.input)
+        check_input_path(path)
+        if path.is_dir() or path.name.lower().endswith(TABLES):
+            raise UserError(
+                f"--input: {path}: an .onnx model reads a file of one input per line (.txt); "
+                "tables, manifests and folders are read by `lstmkit predict RUN`"
+            )
+        items = cut_inputs(items + read_input_lines(path), MAX_INPUT_CHARS)
+    results = predict_file(cfg.checkpoint, items)
+    if cfg.output:
+        atomic_write_text(cfg.output, format_results(results, cfg.output))
+    return results
+
+
 def predict(cfg: PredictConfig) -> list[dict]:
     """One result per input (a few test examples when there are none), written atomically to
     ``cfg.output`` when given: CSV for a ``.csv`` name, else JSON lines (UTF-8). ``--input``
@@ -105,6 +137,8 @@ def predict(cfg: PredictConfig) -> list[dict]:
     :meth:`Task.read_input_file`, and each result keeps the input's own columns; other files
     hold one input per line."""
     check_output_path(cfg.output)
+    if is_onnx_path(cfg.checkpoint):
+        return predict_onnx(cfg)
     options = read_options(cfg)
     if options and not cfg.input:
         given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
