@@ -72,7 +72,9 @@ def test_no_graph_breaks_in_any_variant():
     assert found == {name: (1, 0, []) for name in VARIANTS}
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+# The reference backend (eager autograd, unrolled over T by Dynamo) is in the graph-break test
+# only: its compile with gradients costs more than all the others together.
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "reference_backend"])
 def test_compiled_equals_eager(variant):
     kw = VARIANTS[variant]
     model = _model(kw)
