@@ -431,9 +431,10 @@ class ForecastTask(Task):
         x, fut, future_t = self._window(times, values)
         self._pending[path] = (x, fut, future_t)
         H = self.cfg.horizon
+        # the time column comes with each result (predict() writes it), so no input columns
         return InputRecords(
             inputs=[f"{path} +{h + 1}" for h in range(H)],
-            columns=[{self.cfg.time_column: str(t).replace("T", " ")} for t in future_t],
+            columns=[{} for _ in future_t],
             summary=f"{self._last_read[0]} rows of {path} ({self._last_read[1]} filled; the last "
             f"{self.cfg.lookback} are the lookback); "
             f"forecasting {H} rows from {str(future_t[0]).replace('T', ' ')}",
@@ -452,7 +453,8 @@ class ForecastTask(Task):
                 x, fut, _ = self._pending[path]
                 done[path] = self._forecast(model, x, fut, device)
             fc, k = done[path], int(h) - 1
-            row: dict = {"step": k + 1}
+            when = str(self._pending[path][2][k]).replace("T", " ")
+            row: dict = {self.cfg.time_column: when, "step": k + 1}
             for j, c in enumerate(self.outputs):
                 row[c] = float(fc["point"][k, j])
                 for key in fc:
@@ -522,6 +524,8 @@ class ForecastTask(Task):
         return paths
 
     def inspect(self, model, inputs, out, device):
+        if not inputs:  # the forecast after the end of the run's own data file
+            inputs = [p for p in _names(self.cfg.data)[:1] if Path(p).is_file()]
         if not inputs:
             raise UserError("inspect: give --input recent.csv (or the file's path)")
         text = "\n".join(inputs) if len(inputs) > 1 else inputs[0]
@@ -539,7 +543,15 @@ class ForecastTask(Task):
         ]
 
     def examples(self):
-        return []
+        """The forecast for the rows after the end of the run's first data file (where it is
+        still there): what ``lstmkit predict RUN`` gives without ``--input``."""
+        first = _names(self.cfg.data)[:1]
+        if not first or not Path(first[0]).is_file():
+            return []
+        try:
+            return self.read_input_file(first[0]).inputs
+        except UserError:
+            return []
 
 
 def mean_spread(values: list[float]) -> tuple[float, float]:
