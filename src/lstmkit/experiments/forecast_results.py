@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import time
 from pathlib import Path
 
+from lstmkit.bench import machine_info
 from lstmkit.utils.io import atomic_write_text
 
 ETTH1 = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "etth1" / "ETTh1.csv"
@@ -85,7 +85,8 @@ def run_one(protocol, features, horizon, model, seed, steps, cpu_minutes, out: P
     return {
         "model": model, "horizon": horizon, "seed": seed, "cpu_s": round(cpu, 1),
         "wall_s": round(wall, 1), "test": results.get("test"), "valid": results.get("valid"),
-        "step": results.get("step"),
+        "steps": results.get("steps"), "best_step": results.get("best_step"),
+        "stop_reason": results.get("stop_reason"),
     }  # fmt: skip
 
 
@@ -136,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(runs[-1]), flush=True)
     report = {
         "protocol": a.protocol, "features": a.features, "lookback": LOOKBACK[a.protocol],
-        "steps": a.steps, "machine": f"{platform.processor() or platform.machine()}, "
-        f"{__import__('os').cpu_count()} cores",
+        "steps": a.steps, "machine": machine_info(),
         "mse_scale": "standardised with the training rows' mean and std (the papers' convention)",
         "published": {k: {h: v for h, v in d.items()} for k, d in
                       PUBLISHED.get((a.protocol, a.features), {}).items()},
