@@ -239,6 +239,7 @@ async def fuzz(base: str, n: int, clients: int) -> dict:
         "malformed_4xx": 0,
         "valid_200": 0,
         "5xx": 0,
+        "500": 0,
         "transport_errors": 0,
     }
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -265,6 +266,30 @@ async def fuzz(base: str, n: int, clients: int) -> dict:
     return counts
 
 
+def markdown(result: dict) -> str:
+    """The docs/BENCHMARKS.md table of a result: req/s, p50/p99 per run, mode and clients."""
+    lines = [
+        "| model | clients | batched req/s | p50 ms | p99 ms | mean batch | unbatched req/s "
+        "| p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    cell = {(r["run"], r["mode"], r["clients"]): r for r in result["table"]}
+    for run in result["models"]:
+        for clients in CONCURRENCY:
+            b, u = cell[(run, "batched", clients)], cell[(run, "unbatched", clients)]
+            lines.append(
+                f"| {run} | {clients} | {b['rps']:.0f} | {b['p50_ms']:.0f} | {b['p99_ms']:.0f} "
+                f"| {b['mean_batch']:.1f} | {u['rps']:.0f} | {u['p50_ms']:.0f} | "
+                f"{u['p99_ms']:.0f} |"
+            )
+    for run, c in result["in_process"].items():
+        lines.append(
+            f"| {run}, in-process | - | {c['batch_32_per_s']:.0f} (32 a call) | | | 32 | "
+            f"{c['batch_1_per_s']:.0f} (1 a call) | | |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sentiment", default=str(FIXTURES / "sentiment"))
@@ -272,7 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="per cell of the table")
     ap.add_argument("--fuzz", type=int, default=10_000)
     ap.add_argument("--out", default="")
+    ap.add_argument(
+        "--table", default="", help="print the markdown table of this JSON, run nothing"
+    )
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return 0
     runs = {"sentiment": args.sentiment, "lm": args.lm}
     paths = list(runs.values())
     started = time.perf_counter()

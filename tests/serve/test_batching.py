@@ -150,3 +150,27 @@ def test_overload_over_http_is_503_with_retry_after(app_of, served, monkeypatch)
     shed = next(r for r in rs if r.status_code == 503)
     assert shed.headers["retry-after"] == "1" and "max-queue" in shed.json()["error"]
     batcher.close()  # its worker ran on this test's loop
+
+
+def test_concurrent_inspects_and_predicts_of_one_model_all_succeed_with_their_own_gates(app_of):
+    """Gate recording hooks the model: two inspects (or an inspect beside a batch) at once
+    recorded each other's calls or none (500: 'no gates recorded', found by the 10,000-request
+    fuzz); every use of a model now runs in its own thread, one at a time."""
+    app = app_of()
+
+    async def go():
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            alone = (await c.post("/v1/sentiment/inspect", json={"text": "good fine movie"})).json()
+            reqs = []
+            for _ in range(20):
+                reqs.append(c.post("/v1/sentiment/inspect", json={"text": "good fine movie"}))
+                reqs.append(c.post("/v1/sentiment/predict", json={"texts": ["bad awful film a"]}))
+                reqs.append(c.post("/v1/sentiment/inspect", json={"text": "a movie"}))
+            return alone, await asyncio.gather(*reqs)
+
+    alone, rs = run(go())
+    assert [r.status_code for r in rs] == [200] * len(rs)
+    for r in rs[::3]:
+        assert r.json() == alone

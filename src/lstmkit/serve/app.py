@@ -9,7 +9,6 @@ log line of its traceback carries (the server goes on serving).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import json
@@ -438,10 +437,6 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
         names = {p: f.filename or "" for p, f in zip(paths, files, strict=True)}
         return [{**r, "input": names.get(r.get("input"), r.get("input"))} for r in results]
 
-    async def in_thread(fn, *args):
-        # model calls off the event loop; the batcher's thread is for predict
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
     # ----- the page
     @app.get("/", include_in_schema=False)
     async def page():
@@ -518,14 +513,14 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
             )
 
         if not body.stream:
-            text = await in_thread(lambda: "".join(pieces()))
+            text = await s.batcher.call(lambda: "".join(pieces()))
             return GenerateResponse(run=run, text=text)
         if streams["open"] >= cfg.max_streams:
             raise Busy(f"{streams['open']} streams are open (--max-streams {cfg.max_streams})")
         streams["open"] += 1
         try:
-            it = await in_thread(pieces)  # the prompt is read (and checked) before 200 is sent
-            first = await in_thread(_next, it)
+            it = await s.batcher.call(pieces)  # the prompt is read (and checked) before 200 is sent
+            first = await s.batcher.call(_next, it)
         except BaseException:
             streams["open"] -= 1
             raise
@@ -535,7 +530,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
                 piece = first
                 while piece is not None:
                     yield f"data: {json.dumps({'piece': piece}, ensure_ascii=False)}\n\n"
-                    piece = _next(it)
+                    piece = s.batcher.call_blocking(_next, it)
                 yield "event: end\ndata: {}\n\n"
             finally:
                 streams["open"] -= 1
@@ -560,7 +555,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
                     task, s.model, s.device, [x.strip() for x in body.sentences]
                 )
 
-        return TranslateResponse(run=run, translations=await in_thread(work))
+        return TranslateResponse(run=run, translations=await s.batcher.call(work))
 
     @app.post("/v1/{run}/transcribe", response_model=TranscribeResponse, responses=ERRORS)
     async def transcribe(run: str, files: Annotated[list[UploadFile], File()]):
@@ -569,7 +564,9 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
         s = get(run, "transcribe")
         with tempfile.TemporaryDirectory(prefix="lstmkit-serve-") as folder:
             paths = await saved_audio(files, folder)
-            results = await in_thread(transcribe_files, s.task, s.model, s.device, paths, "", 0)
+            results = await s.batcher.call(
+                transcribe_files, s.task, s.model, s.device, paths, "", 0
+            )
         return TranscribeResponse(run=run, results=renamed(results, paths, files))
 
     @app.post("/v1/{run}/inspect", response_model=InspectResponse, responses=ERRORS)
@@ -584,7 +581,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
         if not body.text.strip():
             raise FieldError("text", "is empty")
         check_texts([body.text], "text")
-        trace = await in_thread(inspect_text, s.task, s.model, body.text, s.device)
+        trace = await s.batcher.call(inspect_text, s.task, s.model, body.text, s.device)
         return InspectResponse(run=run, **trace)
 
     @app.post("/v1/{run}/inspect/audio", response_model=InspectResponse, responses=ERRORS)
@@ -596,7 +593,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
             )
         with tempfile.TemporaryDirectory(prefix="lstmkit-serve-") as folder:
             (path,) = await saved_audio([file], folder)
-            trace = await in_thread(inspect_audio, s.task, s.model, path, s.device)
+            trace = await s.batcher.call(inspect_audio, s.task, s.model, path, s.device)
         return InspectResponse(run=run, **trace)
 
     # ----- streamed audio over a WebSocket (lstmkit.infer.stream's AudioSession)
@@ -633,7 +630,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
         try:
             if run not in streams_of:
                 streams_of[run] = Stream(s)
-            session = await in_thread(streams_of[run].open_audio)
+            session = await s.batcher.call(streams_of[run].open_audio)
             rate = session.spec.sample_rate
             await ws.send_json({"ready": True, "sample_rate": rate, "format": "float32le"})
             samples = 0
@@ -646,7 +643,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
                     if text.strip() != "end":
                         await ws.send_json({"error": f"text message {text[:40]!r}: only 'end'"})
                         return await ws.close(1008)
-                    out = await in_thread(session.finish)
+                    out = await s.batcher.call(session.finish)
                     await ws.send_json({"final": _output(out)})
                     return await ws.close(1000)
                 if len(data) > cfg.max_request_bytes or len(data) % 4:
@@ -665,7 +662,7 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
                     return await ws.close(1008)
                 wave = np.frombuffer(data, dtype="<f4").copy()
                 try:
-                    out = await in_thread(session.feed, wave)
+                    out = await s.batcher.call(session.feed, wave)
                 except UserError as e:
                     await ws.send_json({"error": str(e)})
                     return await ws.close(1008)

@@ -79,6 +79,18 @@ class MicroBatcher:
         self._queue.put_nowait(_Pending(items, fut))
         return await fut
 
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in this model's thread: every use of a model (inspect's gate
+        recording, generation, streams) runs there, one at a time, never beside a batch."""
+        loop = asyncio.get_running_loop()
+        self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    def call_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`call` from a thread that is not the event loop's (a streamed response)."""
+        self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        return self._pool.submit(fn, *args).result()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         queue = self._queue
