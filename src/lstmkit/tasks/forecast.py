@@ -234,6 +234,8 @@ class ForecastTask(Task):
             "inputs": self.inputs,
             **{f"{k}_windows": len(v) for k, v in self._sets.items()},
             **{f"{k}_rows": list(self.ranges[0].get(k)) for k in ("train", "valid", "test")},
+            "metrics": "mse/mae/crps on the scale standardised with the training rows' mean "
+            "and std (the papers' convention); mse_orig/mae_orig in the data's units",
         }
 
     @property
