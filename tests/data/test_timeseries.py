@@ -150,3 +150,18 @@ def test_long_table_and_several_files_are_several_series(tmp_path):
     t = _task(long, series_column="id")
     assert [s.name for s in t._series] == ["long:A", "long:B"]
     np.testing.assert_allclose(t.scaler.mean, two.scaler.mean)
+
+
+def test_parquet_reads_as_the_csv(tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="pyarrow (lstmkit[parquet]) not installed")
+    import pyarrow.parquet as pq
+
+    p = write_table(tmp_path / "a.csv", 20, cols=("x", "y"))
+    rows = [ln.split(",") for ln in p.read_text().splitlines()[1:]]
+    table = pa.table({"date": [r[0] for r in rows], "x": [float(r[1]) for r in rows],
+                      "y": [float(r[2]) for r in rows]})  # fmt: skip
+    pq.write_table(table, tmp_path / "a.parquet")
+    a = ts.read_series([str(p)], "date", None)[0]
+    b = ts.read_series([str(tmp_path / "a.parquet")], "date", None)[0]
+    assert b.columns == ["x", "y"] and (a.times == b.times).all()
+    np.testing.assert_array_equal(a.values, b.values)

@@ -131,3 +131,13 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys, extra, message)
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+@needs_etth1
+def test_predict_without_input_forecasts_after_the_data_file(trained, etth1_slice, capsys):
+    capsys.readouterr()
+    assert cli_main(["predict", str(trained)]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    last = etth1_slice.read_text().splitlines()[-1].split(",")[0]
+    first = np.datetime64(last.replace(" ", "T")) + np.timedelta64(1, "h")
+    assert len(rows) == 6 and rows[0]["date"] == str(first).replace("T", " ")
