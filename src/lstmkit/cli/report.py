@@ -64,7 +64,8 @@ def print_training_result(result, task=None) -> None:
     if not result.test:  # no test split: a bare `evaluate` would only say so
         args["evaluate"] = " --split valid"
     if task is not None and not task.examples():  # the speech tasks: no built-in inputs
-        args.update(predict=" AUDIO.wav", inspect=" AUDIO.wav")
+        sample = getattr(task, "input_hint", " AUDIO.wav")
+        args.update(predict=sample, inspect=sample)
     hints = [f"lstmkit {verb} {result.out}{args.get(verb, '')}" for verb in verbs]
     # one command per line: a wrapped line would split a command in two
     console.print("next:\n" + "\n".join(f"  {h}" for h in hints), soft_wrap=True)
