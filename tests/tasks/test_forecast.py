@@ -141,3 +141,34 @@ def test_predict_without_input_forecasts_after_the_data_file(trained, etth1_slic
     last = etth1_slice.read_text().splitlines()[-1].split(",")[0]
     first = np.datetime64(last.replace(" ", "T")) + np.timedelta64(1, "h")
     assert len(rows) == 6 and rows[0]["date"] == str(first).replace("T", " ")
+
+
+def test_quantile_metrics_against_a_hand_computation(tmp_path):
+    """evaluate's crps (twice the mean pinball), coverage of [q0.1, q0.9] and mase, computed
+    again here from the model's own outputs on every test window."""
+    import torch
+
+    from lstmkit.models import forecast_metrics as fm
+
+    data = write_table(tmp_path / "s.csv", 150, cols=("OT",),
+                       value=lambda r, j: float(np.sin(r / 3) + 0.01 * r))  # fmt: skip
+    task = ForecastTask(
+        ForecastConfig(data=str(data), lookback=12, horizon=3, mase_season=2),
+        ForecasterConfig(likelihood="quantile", quantiles="0.1,0.5,0.9"),
+    )
+    model = task.build_model().eval()
+    with torch.no_grad():
+        got = task.evaluate(model, "test", torch.device("cpu"))
+        b = task._batch(task._sets["test"])
+        p = model(b.x)
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    assert got["windows"] == 30 - 3 + 1
+    assert got["crps"] == pytest.approx(float(2 * fm.pinball(b.y, p, levels).mean()), rel=1e-5)
+    inside = ((b.y >= p[..., 0]) & (b.y <= p[..., 2])).float().mean()
+    assert got["coverage"] == pytest.approx(float(inside)) and got["nominal"] == pytest.approx(0.8)
+    std = task.scaler.std[0]
+    train = task.scaler.inverse(task._scaled[0][:105].astype(np.float64))[:, 0]
+    scale = np.abs(train[2:] - train[:-2]).mean()
+    mae = float((p[..., 1] - b.y).abs().mean()) * std
+    assert got["mase"] == pytest.approx(mae / scale, rel=1e-4)
+    assert got["mae_orig"] == pytest.approx(mae, rel=1e-4)
