@@ -297,3 +297,11 @@ def test_every_route_of_the_openapi_schema_has_its_request_and_response_schemas(
     assert "text/event-stream" in sse
     inspect = _resolve(spec, {"$ref": "#/components/schemas/InspectResponse"})
     assert {"steps", "units", "prediction", "attention"} <= set(inspect["properties"])
+
+
+def test_no_page_that_loads_scripts_from_a_cdn(client):
+    # FastAPI's Swagger and ReDoc pages fetch their JavaScript from cdn.jsdelivr.net
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+    page = client.get("/").text + client.get("/static/app.js").text
+    assert "http://" not in page.replace("http://127.0.0.1", "") and "https://" not in page

@@ -315,6 +315,10 @@ def create_app(served: dict[str, Served], cfg: ServeConfig) -> FastAPI:
 
     app = FastAPI(
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN: off, nothing here
+        # reaches the internet; the schema itself stays at /openapi.json
+        docs_url=None,
+        redoc_url=None,
         title="lstmkit serve",
         description="Trained lstmkit runs over HTTP: predict, generate, translate, transcribe "
         "and the gate traces of inspect.",
