@@ -1,0 +1,313 @@
+"""``lstmkit export``: a trained run's model as an ONNX file (``--format onnx``, the only format
+for now), with what a consumer needs to use it beside the graph.
+
+Every task's model exports through its export form (:mod:`lstmkit.export.tasks`): the sentiment
+classifier, the language model with its state in and out, the spoken-word classifier, the CTC
+encoder, the long-time-lag models, and the seq2seq model as two graphs, an encoder
+(``OUT``) and a decoder step (``OUT`` with ``.decoder.onnx`` for ``.onnx``), so that greedy and
+beam search run outside torch.
+
+The metadata (:func:`export_metadata`) is written twice: as the ONNX file's
+``metadata_props`` (key ``lstmkit``, a JSON document; ``lstmkit_version`` and ``task`` also
+as keys of their own) and as ``OUT.json`` beside it. It holds the lstmkit version, the task,
+each graph's file and its inputs and outputs (names, dtypes, shapes with symbolic dimensions),
+the task's configuration and state as the checkpoint stores them (the tokenizer serialised: its
+vocabulary, or the HF ``tokenizers`` JSON of a BPE model; the labels; the characters of a CTC
+model; the feature statistics), and sections that say what the inputs are: ``tokenizer`` and
+``labels``, ``features`` (sample rate, mel bins, window and hop, normalisation, frame
+stacking), ``state`` (the recurrent state's sizes) and ``decoding`` (beam, length penalty,
+special token ids; CTC's decoder). ``lstmkit predict OUT`` reads them back
+(:mod:`lstmkit.infer.onnx_predict`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lstmkit.infer.inputs import allow_nonfinite_field, checkpoint_field
+from lstmkit.infer.load import load_trained, require
+from lstmkit.tasks.base import Task
+from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_text
+from lstmkit.utils.meta import help_meta as _help
+
+FORMATS = ("onnx",)
+METADATA_FORMAT = "lstmkit-onnx"
+METADATA_VERSION = 1
+METADATA_KEY = "lstmkit"
+"""The ``metadata_props`` key holding the JSON document; a file without it is no lstmkit
+export."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of ``lstmkit export``."""
+
+    checkpoint: str = checkpoint_field()
+    out: str = field(
+        default="",
+        metadata=_help(
+            "the file to write (required), e.g. model.onnx; a translation model writes its "
+            "decoder step beside it (model.decoder.onnx), and every export its metadata "
+            "(model.onnx.json)"
+        ),
+    )
+    format: str = field(
+        default="onnx",
+        metadata=_help("export format (onnx is the only one for now)", choices=FORMATS),
+    )
+    opset: int = field(default=0, metadata=_help("ONNX opset version; 0: the exporter's default"))
+    overwrite: bool = field(default=False, metadata=_help("replace existing files at --out"))
+    allow_nonfinite: bool = allow_nonfinite_field()
+
+
+@dataclass
+class ExportResult:
+    paths: list[Path]
+    """The files written: the graphs, then the metadata JSON."""
+    metadata: dict
+
+
+def output_paths(out: str | Path, graphs: list[str]) -> dict[str, Path]:
+    """Where each graph goes: the first at ``out``, the others beside it
+    (``model.onnx`` -> ``model.decoder.onnx``)."""
+    out = Path(out)
+    paths = {graphs[0]: out}
+    for name in graphs[1:]:
+        stem = out.name.removesuffix(".onnx")
+        paths[name] = out.with_name(f"{stem}.{name}.onnx")
+    return paths
+
+
+def metadata_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def run_checks(cfg: ExportConfig) -> None:
+    """The options of ``cfg`` and ``--out``, checked before the model loads."""
+    if cfg.format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
+    if not cfg.out:
+        raise UserError("--out: give the file to write, e.g. --out model.onnx")
+    if Path(cfg.out).exists() and not cfg.overwrite:
+        raise UserError(f"--out: {cfg.out} exists; pass --overwrite to replace it")
+    if cfg.opset < 0:
+        raise UserError(f"--opset must be >= 0 (0: the exporter's default), got {cfg.opset}")
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise UserError(f"--out: {out} is a folder; give a file name, e.g. {out}/model.onnx")
+    if not out.parent.is_dir():
+        raise UserError(f"--out: folder {out.parent} does not exist")
+
+
+def _check_free(paths: list[Path], overwrite: bool) -> None:
+    for p in paths:
+        if p.is_dir():
+            raise UserError(f"--out: {p} is a folder")
+        if p.exists() and not overwrite:
+            raise UserError(f"--out: {p} exists; pass --overwrite to replace it")
+
+
+def _state_section(encoder: nn.Module) -> dict:
+    cell = type(encoder).__name__.lower()
+    return {
+        "cell": "lstm" if cell == "lstm" else cell,
+        "num_layers": encoder.num_layers,
+        "directions": 2 if encoder.bidirectional else 1,
+        "hidden_size": encoder.hidden_size,
+        "proj_size": getattr(encoder, "proj_size", 0),
+    }
+
+
+def task_sections(task: Task, model: nn.Module) -> dict:
+    """The sections of the metadata that say what the inputs are and how outputs are read,
+    for ``task`` (see the module docstring)."""
+    name = task.name
+    cfg = task.cfg
+    if name == "sentiment":
+        return {
+            "tokenizer": task.tokenizer.state(),
+            "labels": list(task.labels),
+            "max_tokens": cfg.max_tokens,
+            "state": _state_section(model.encoder),
+        }
+    if name == "lm":
+        return {
+            "tokenizer": task.tokenizer.state(),
+            "seq_len": cfg.seq_len,
+            "scores": "log_probs" if model.adaptive is not None else "logits",
+            "state": _state_section(model.encoder),
+        }
+    if name in ("spoken-words", "asr-ctc"):
+        features = {
+            "sample_rate": cfg.sample_rate,
+            "n_mels": cfg.n_mels,
+            "win_ms": cfg.win_ms,
+            "hop_ms": cfg.hop_ms,
+            "normalize": cfg.normalize,
+            "subsample": task.model_cfg.subsample,
+            **task.stats_state(),
+        }
+        out = {"features": features, "state": _state_section(model.encoder.encoder)}
+        if name == "spoken-words":
+            return {**out, "labels": list(task.labels)}
+        return {
+            **out,
+            "decoding": {
+                "decoder": cfg.decoder,
+                "beam_size": cfg.beam_size,
+                "blank": 0,
+                "chars": task.chars,
+            },
+        }
+    if name == "translation":
+        from lstmkit.data.bitext import vocabularies_state
+        from lstmkit.data.tokenize import BOS, EOS, PAD
+
+        return {
+            **vocabularies_state(*task.tokenizers()),
+            "decoding": {
+                "beam": cfg.beam,
+                "len_penalty": cfg.len_penalty,
+                "max_len_ratio": cfg.max_len_ratio,
+                "decode_batch": cfg.decode_batch,
+                "bos": BOS,
+                "eos": EOS,
+                "pad": PAD,
+            },
+            "state": {
+                "cell": "lstm",
+                "num_layers": len(model.cells),
+                "hidden_size": task.model_cfg.decoder.hidden_size,
+                "embed_size": task.model_cfg.embed_size,
+            },
+        }
+    # the long-time-lag tasks: numeric sequences
+    out = {
+        "input_labels": list(task.input_labels or []),
+        "per_step": bool(task.per_step),
+        "state": _state_section(model.encoder),
+    }
+    if name in MARKED_PAIRS:  # what lstmkit.infer.onnx_predict needs to read their text
+        target = MARKED_PAIRS[name]
+        if name == "adding" and cfg.variant != "le2015":
+            target = "quarter_sum"
+        out["marked_pairs"] = {
+            "target": target,
+            "uses_end_markers": bool(task.uses_end_markers),
+            "neutral": float(task.neutral),
+            "tolerance": float(cfg.tolerance),
+        }
+    return out
+
+
+MARKED_PAIRS = {"adding": "sum", "multiplication": "product"}
+"""The tasks whose input is values with two of them marked (``0.3 0.7* 0.1 0.9*``), and their
+targets: the sum (``quarter_sum``: 0.5 + sum / 4 for the 1997 adding variant), the product."""
+
+
+def export_metadata(task: Task, model: nn.Module, ckpt, graphs: dict[str, dict]) -> dict:
+    """The metadata document of an export (see the module docstring)."""
+    import lstmkit
+
+    return {
+        "format": METADATA_FORMAT,
+        "format_version": METADATA_VERSION,
+        "lstmkit_version": lstmkit.__version__,
+        "task": task.name,
+        "checkpoint": str(ckpt.path),
+        "graphs": graphs,
+        **task_sections(task, model),
+        "task_config": asdict(task.cfg),
+        "model_config": asdict(task.model_cfg),
+        "task_state": task.state(),
+    }
+
+
+def export_task_model(
+    task: Task,
+    model: nn.Module,
+    ckpt,
+    out: str | Path,
+    *,
+    opset: int | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export ``model`` (the task's, in eval mode) to ONNX at ``out`` (and beside it, for a
+    second graph) with its metadata; ``lstmkit export`` and ``Run.export`` share this.
+
+    Each graph is exported with dynamic batch and time dimensions and checked by
+    ``onnx.checker`` (:func:`lstmkit.export.export_model`); nothing is written at ``out``
+    until every graph has exported."""
+    from lstmkit.export import ExportError, export_model
+    from lstmkit.export.tasks import export_forms
+
+    if model.training:
+        raise ExportError("export: the model is in train mode; call model.eval() first")
+    forms = export_forms(model)
+    paths = output_paths(out, list(forms))
+    _check_free([*paths.values(), metadata_path(out)], overwrite)
+    graphs = {
+        name: {
+            "file": paths[name].name,
+            "inputs": [p.describe() for p in form.inputs],
+            "outputs": [p.describe() for p in form.outputs],
+        }
+        for name, form in forms.items()
+    }
+    meta = export_metadata(task, model, ckpt, graphs)
+    props = {
+        METADATA_KEY: json.dumps(meta, ensure_ascii=False),
+        "lstmkit_version": meta["lstmkit_version"],
+        "task": task.name,
+    }
+    # every graph to a temporary file beside its place first: a failed export (or Ctrl-C)
+    # leaves the files at --out as they were, never half of a new export
+    temps = {n: p.with_name(f".{p.name}.{os.getpid()}.tmp") for n, p in paths.items()}
+    try:
+        for name, form in forms.items():
+            dims = {d: torch.export.Dim(d) for d in sorted(form.dynamic_dims())}
+            dynamic = tuple(
+                {k: dims[d] for k, d in enumerate(p.shape) if isinstance(d, str)}
+                for p in form.inputs
+            )
+            with torch.no_grad():
+                export_model(
+                    form.eval(),
+                    form.example(),
+                    temps[name],
+                    input_names=list(form.input_names),
+                    output_names=list(form.output_names),
+                    dynamic_shapes=dynamic,
+                    opset=opset,
+                    metadata={**props, "graph": name},
+                )
+        for name, path in paths.items():
+            os.replace(temps[name], path)
+    finally:
+        for t in temps.values():
+            t.unlink(missing_ok=True)
+    meta_file = metadata_path(out)
+    atomic_write_text(meta_file, json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    return ExportResult([*paths.values(), meta_file], meta)
+
+
+def run_export(cfg: ExportConfig) -> ExportResult:
+    """``lstmkit export``: check the options and ``--out`` (before the model loads), load the
+    run on the CPU and export it."""
+    run_checks(cfg)
+    task, model, ckpt = load_trained(
+        cfg.checkpoint, torch.device("cpu"), allow_nonfinite=cfg.allow_nonfinite
+    )
+    require(task, "export", cfg.checkpoint)
+    result = export_task_model(
+        task, model, ckpt, cfg.out, opset=cfg.opset or None, overwrite=cfg.overwrite
+    )
+    return result
