@@ -37,9 +37,13 @@ ONNX's LSTM (with ``f`` the sigmoid, ``g = h = tanh``):
 
 which is lstmkit's vanilla and peephole LSTM (see :mod:`lstmkit.reference.variants`);
 ``forget_bias`` is only the initial value of the forget-gate bias, already in ``b_ih``, and
-``weight_drop`` in eval is the plain ``W_hh``. The variants ONNX's operator does not express
-(layer norm, projection, coupled gates, ``forget_gate=False``, zoneout, recurrent dropout)
-raise :class:`ExportError` naming the option.
+``weight_drop`` in eval is the plain ``W_hh`` and ``recurrent_dropout`` in eval is no mask.
+``coupled`` (CIFG, :math:`f_t = 1 - i_t`) is the node's ``input_forget = 1``, and
+``forget_gate=False`` (:math:`f_t = 1`) a forget gate saturated by its bias (see
+:func:`onnx_weights`); both checked against lstmkit in ONNX Runtime. The variants ONNX's
+operator does not express (layer norm, projection, zoneout, whose eval form mixes the previous
+state in) need a ``Scan`` body, not written yet: they raise :class:`ExportError` naming the
+option.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def _onnx_direction(
     c: Tensor,
     P: Tensor,
     reverse: bool,
+    input_forget: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One direction of ONNX's LSTM, eagerly: ``Y (T, B, H)``, ``h_n``, ``c_n``. Steps at or
     past a length keep the state and output zeros; the reverse direction reads each sequence
@@ -102,7 +107,7 @@ def _onnx_direction(
         gates = xw[k] + h @ R.T
         i_pre, o_pre, f_pre, g_pre = gates.chunk(4, -1)
         i = torch.sigmoid(i_pre + pi * c)
-        f = torch.sigmoid(f_pre + pf * c)
+        f = 1.0 - i if input_forget else torch.sigmoid(f_pre + pf * c)
         c_new = f * c + i * torch.tanh(g_pre)
         o = torch.sigmoid(o_pre + po * c_new)
         h_new = o * torch.tanh(c_new)
@@ -126,11 +131,12 @@ def lstm_layer(
     h0: Tensor,
     c0: Tensor,
     P: Tensor,
+    input_forget: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """ONNX ``LSTM`` (layout 0, ``direction`` forward when ``W`` has one direction,
     bidirectional when two): ``Y (T, D, B, H), Y_h, Y_c (D, B, H)``."""
     outs = [
-        _onnx_direction(x, W[d], R[d], Bias[d], lengths, h0[d], c0[d], P[d], d == 1)
+        _onnx_direction(x, W[d], R[d], Bias[d], lengths, h0[d], c0[d], P[d], d == 1, input_forget)
         for d in range(W.shape[0])
     ]
     return (
@@ -141,19 +147,30 @@ def lstm_layer(
 
 
 @lstm_layer.register_fake
-def _(x, W, R, Bias, lengths, h0, c0, P):
+def _(x, W, R, Bias, lengths, h0, c0, P, input_forget=0):
     D, H = W.shape[0], R.shape[-1]
     return x.new_empty(x.shape[0], D, x.shape[1], H), h0.new_empty(h0.shape), c0.new_empty(c0.shape)
 
 
-def _lstm_layer_onnx(x, W, R, Bias, lengths, h0, c0, P):
+def _lstm_layer_onnx(x, W, R, Bias, lengths, h0, c0, P, input_forget=0):
     """The custom translation: one native ONNX ``LSTM`` node, layout 0."""
     from onnxscript import opset18 as op
 
     direction = "bidirectional" if W.shape[0] == 2 else "forward"
     H = R.shape[-1]
     y, y_h, y_c = op.LSTM(
-        x, W, R, Bias, lengths, h0, c0, P, direction=direction, hidden_size=H, layout=0
+        x,
+        W,
+        R,
+        Bias,
+        lengths,
+        h0,
+        c0,
+        P,
+        direction=direction,
+        hidden_size=H,
+        input_forget=input_forget,
+        layout=0,
     )
     return y, y_h, y_c
 
@@ -163,11 +180,14 @@ def _lstm_layer_onnx(x, W, R, Bias, lengths, h0, c0, P):
 
 _NO_NATIVE = (
     ("layer_norm", "layer_norm=True"),
-    ("coupled", "coupled=True"),
     ("zoneout_h", "zoneout_h > 0"),
     ("zoneout_c", "zoneout_c > 0"),
-    ("recurrent_dropout", "recurrent_dropout > 0"),
 )
+# recurrent_dropout needs nothing: lstmkit draws its mask in training only, eval is vanilla.
+
+
+FORGET_ALWAYS = 1.0e4
+"""The forget-gate pre-activation that stands for ``forget_gate=False`` (see onnx_weights)."""
 
 
 def check_exportable(lstm: nn.Module) -> None:
@@ -182,24 +202,30 @@ def check_exportable(lstm: nn.Module) -> None:
     bad = []
     if opts is not None:
         bad = [label for name, label in _NO_NATIVE if getattr(opts, name)]
-        if not opts.forget_gate:
-            bad.append("forget_gate=False")
     if getattr(lstm, "proj_size", 0):
         bad.append("proj_size > 0")
     if bad:
         raise ExportError(
             f"export: lstmkit.LSTM with {', '.join(bad)} has no ONNX graph yet; supported: "
-            "vanilla, peephole, forget_bias, weight_drop (eval), bidirectional, num_layers >= 1"
+            "vanilla, peephole, coupled, forget_gate=False, forget_bias, weight_drop and "
+            "recurrent_dropout (eval), bidirectional, num_layers >= 1"
         )
 
 
 def onnx_weights(lstm: nn.Module, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``W (D, 4H, I), R (D, 4H, H), Bias (D, 8H), P (D, 3H)`` of one layer in ONNX's gate
-    order (zeros where the module has no bias or no peepholes)."""
+    r"""``W (D, 4H, I), R (D, 4H, H), Bias (D, 8H), P (D, 3H)`` of one layer in ONNX's gate
+    order (zeros where the module has no bias or no peepholes).
+
+    ``forget_gate=False`` (:math:`f = 1`) becomes a forget gate whose weights, recurrent
+    weights and peephole are zero and whose bias is :data:`FORGET_ALWAYS`:
+    :math:`\sigma(10^4)` is exactly 1 in float32 (and in ONNX Runtime's clamped sigmoid), so
+    the native node computes :math:`c_t = c_{t-1} + i_t \odot g_t` exactly."""
     D = 2 if lstm.bidirectional else 1
     H = lstm.hidden_size
     Ws, Rs, Bs, Ps = [], [], [], []
-    peephole = getattr(getattr(lstm, "variant_options", None), "peephole", False)
+    opts = getattr(lstm, "variant_options", None)
+    peephole = opts is not None and opts.peephole
+    no_forget = opts is not None and not opts.forget_gate
     for d in range(D):
         sfx = f"_l{layer}" + ("_reverse" if d else "")
         w_ih, w_hh = getattr(lstm, "weight_ih" + sfx), getattr(lstm, "weight_hh" + sfx)
@@ -215,6 +241,14 @@ def onnx_weights(lstm: nn.Module, layer: int) -> tuple[Tensor, Tensor, Tensor, T
             Ps.append(torch.cat([ci, co, cf]))  # ONNX's peephole order: i, o, f
         else:
             Ps.append(w_ih.new_zeros(3 * H))
+        if no_forget:  # ONNX order i, o, f, c: the f rows are [2H, 3H)
+            keep = torch.ones(4 * H, dtype=w_ih.dtype, device=w_ih.device)
+            keep[2 * H : 3 * H] = 0
+            Ws[-1], Rs[-1] = Ws[-1] * keep[:, None], Rs[-1] * keep[:, None]
+            always = torch.zeros(8 * H, dtype=w_ih.dtype, device=w_ih.device)
+            always[2 * H : 3 * H] = FORGET_ALWAYS
+            Bs[-1] = Bs[-1] * torch.cat([keep, keep]) + always
+            Ps[-1] = Ps[-1] * torch.cat([keep[: 2 * H], keep[2 * H : 3 * H]])
     return torch.stack(Ws), torch.stack(Rs), torch.stack(Bs), torch.stack(Ps)
 
 
@@ -246,12 +280,15 @@ def lstm_forward(
         h0 = c0 = x_tb.new_zeros(lstm.num_layers * D, B, H)
     else:
         h0, c0 = hx
+    # CIFG: ONNX's input_forget=1 computes f = 1 - i (i with its peephole), lstmkit's coupled
+    # gate exactly (reference/variants.py coupled_forget_gate); checked in ONNX Runtime
+    coupled = int(bool(getattr(getattr(lstm, "variant_options", None), "coupled", False)))
     layer_in = x_tb
     hs, cs = [], []
     for k in range(lstm.num_layers):
         W, R, Bias, P = onnx_weights(lstm, k)
         y, h_n, c_n = lstm_layer(
-            layer_in, W, R, Bias, lens, h0[k * D : (k + 1) * D], c0[k * D : (k + 1) * D], P
+            layer_in, W, R, Bias, lens, h0[k * D : (k + 1) * D], c0[k * D : (k + 1) * D], P, coupled
         )
         layer_in = y.permute(0, 2, 1, 3).reshape(T, B, D * H)  # (T, D, B, H) -> (T, B, D*H)
         hs.append(h_n)
