@@ -1,6 +1,7 @@
-"""lstmkit.export: a bare lstmkit.LSTM exported to ONNX equals its eval-mode output in ONNX
-Runtime at batch and time sizes other than the exported example, for a covering set of
-variants; each file passes onnx.checker (full check); error paths are one ExportError line."""
+"""lstmkit.export.onnx_graph (the Scan path): a bare lstmkit.LSTM exported to ONNX equals its
+eval-mode output in ONNX Runtime at batch and time sizes other than the exported example, for
+a covering set of variants; each file passes onnx.checker (full check); error paths are
+one ExportError line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 import lstmkit  # noqa: E402
-from lstmkit.export import ExportError, export_model, lstm_forward, to_onnx  # noqa: E402
+
+# This file checks the Scan path (onnx_lstm + onnx_graph) on its own, every variant through
+# it; lstmkit.export (graph.py) routes the variants the native node expresses elsewhere.
+from lstmkit.export.onnx_graph import export_model, to_onnx  # noqa: E402
+from lstmkit.export.onnx_lstm import ExportError, lstm_forward  # noqa: E402
 
 ATOL = 1e-5
 I, H = 3, 5

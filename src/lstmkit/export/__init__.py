@@ -1,18 +1,8 @@
-"""Export of lstmkit models (ONNX). Imported on use: it imports onnx and onnxscript.
+"""ONNX export of lstmkit's LSTMs and task models (imported on use: it needs onnx).
 
-- :func:`lstm_forward`: the export form of one LSTM call (packing semantics, eval mode).
-- :func:`export_model`: any module whose LSTMs go through lstm_forward, as an ONNX file.
-- :func:`to_onnx`: a bare :class:`lstmkit.LSTM` with explicit state in and out.
-"""
+:func:`lstm_forward` is the export form of one :class:`lstmkit.LSTM` call, :func:`export_model`
+exports a module built on it, :func:`to_onnx` a bare LSTM with its state in and out."""
 
-from lstmkit.export.onnx_graph import MIN_OPSET, expand_lstm_nodes, export_model, to_onnx
-from lstmkit.export.onnx_lstm import ExportError, lstm_forward
+from lstmkit.export.graph import ExportError, export_model, lstm_forward, onnx_weights, to_onnx
 
-__all__ = [
-    "MIN_OPSET",
-    "ExportError",
-    "expand_lstm_nodes",
-    "export_model",
-    "lstm_forward",
-    "to_onnx",
-]
+__all__ = ["ExportError", "export_model", "lstm_forward", "onnx_weights", "to_onnx"]

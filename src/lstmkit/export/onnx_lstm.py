@@ -31,14 +31,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lstmkit.utils.errors import UserError
+# One error class for the whole package: graph.py's (it imports this module only lazily).
+from lstmkit.export.graph import ExportError
 
 DOMAIN = "lstmkit.export"
 OP_TYPE = "LSTM"
-
-
-class ExportError(UserError):
-    """An option or model that has no ONNX export form; the message names it and what works."""
 
 
 def _config(lstm: nn.Module) -> dict:
