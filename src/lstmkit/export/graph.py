@@ -42,8 +42,9 @@ which is lstmkit's vanilla and peephole LSTM (see :mod:`lstmkit.reference.varian
 ``forget_gate=False`` (:math:`f_t = 1`) a forget gate saturated by its bias (see
 :func:`onnx_weights`); both checked against lstmkit in ONNX Runtime. The variants ONNX's
 operator does not express (layer norm, projection, zoneout, whose eval form mixes the previous
-state in) need a ``Scan`` body, not written yet: they raise :class:`ExportError` naming the
-option.
+state in) go through :mod:`lstmkit.export.onnx_lstm` (a placeholder op that
+:func:`lstmkit.export.onnx_graph.expand_lstm_nodes` turns into one ``Scan`` per layer and
+direction); :func:`export_model` here handles both kinds of node in one model.
 """
 
 from __future__ import annotations
@@ -190,6 +191,13 @@ FORGET_ALWAYS = 1.0e4
 """The forget-gate pre-activation that stands for ``forget_gate=False`` (see onnx_weights)."""
 
 
+def _needs_scan(lstm: nn.Module) -> bool:
+    """Whether ``lstm`` has an option the native ONNX LSTM node cannot express."""
+    opts = getattr(lstm, "variant_options", None)
+    bad = opts is not None and any(getattr(opts, name) for name, _ in _NO_NATIVE)
+    return bad or bool(getattr(lstm, "proj_size", 0))
+
+
 def check_exportable(lstm: nn.Module) -> None:
     """An :class:`ExportError` for a module in train mode or with an option this exporter
     has no graph for (one line naming the option)."""
@@ -262,6 +270,14 @@ def lstm_forward(
     eval mode, batched ``x``): with ``lengths (B,)`` the packed semantics described in the
     module docstring, without them every sequence has length ``T``. Returns ``y`` (in the
     module's layout, ``(.., D*H)``) and ``(h_n, c_n)`` of shape ``(L*D, B, H)``."""
+    if _needs_scan(lstm):
+        # Scan bodies of lstmkit.export.onnx_lstm (helper B1's module) for what the native node
+        # does not express; export_model expands their placeholder nodes
+        from lstmkit.export import onnx_lstm
+
+        if lstm.training:
+            check_exportable(lstm)
+        return onnx_lstm.lstm_forward(lstm, x, hx, lengths)
     check_exportable(lstm)
     if x.dim() != 3:
         raise ExportError(
@@ -324,6 +340,17 @@ def _check_eval(model: nn.Module) -> None:
             )
 
 
+def _translations() -> dict:
+    """The custom translations: the native node for ``lstm_layer``, and the Scan placeholder
+    of :mod:`lstmkit.export.onnx_graph` where that module is present."""
+    table = {torch.ops.lstmkit_export.lstm_layer.default: _lstm_layer_onnx}
+    if (Path(__file__).parent / "onnx_graph.py").exists():
+        from lstmkit.export import onnx_graph
+
+        table[torch.ops.lstmkit_export.lstm.default] = onnx_graph._translate
+    return table
+
+
 def export_model(
     model: nn.Module,
     args: tuple,
@@ -368,9 +395,7 @@ def export_model(
             output_names=list(output_names),
             dynamic_shapes=dynamic_shapes,
             opset_version=opset,
-            custom_translation_table={
-                torch.ops.lstmkit_export.lstm_layer.default: _lstm_layer_onnx
-            },
+            custom_translation_table=_translations(),
             optimize=True,
             verbose=False,
         )
@@ -385,6 +410,10 @@ def export_model(
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ExportError(f"export: torch.onnx.export failed: {first}") from e
     proto = program.model_proto
+    if any(n.domain == "lstmkit.export" for n in proto.graph.node):
+        from lstmkit.export import onnx_graph
+
+        proto = onnx_graph.expand_lstm_nodes(proto)
     for k, v in (metadata or {}).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = str(k), str(v)
@@ -415,13 +444,15 @@ def to_onnx(
             y, (h, c) = lstm_forward(self.lstm, x, (h0, c0), lens)
             return y, h, c
 
-    check_exportable(module)
+    if not _needs_scan(module) or module.training:
+        check_exportable(module)
     D = 2 if module.bidirectional else 1
     bdim = 0 if module.batch_first else 1
     B, T = example.shape[bdim], example.shape[1 - bdim]
-    h0 = example.new_zeros(module.num_layers * D, B, module.hidden_size)
+    LD, H = module.num_layers * D, module.hidden_size
+    h0 = example.new_zeros(LD, B, getattr(module, "proj_size", 0) or H)
     bd, td = torch.export.Dim("B"), torch.export.Dim("T")
-    args = (example, h0, h0.clone())
+    args = (example, h0, example.new_zeros(LD, B, H))
     shapes = ({bdim: bd, 1 - bdim: td}, {1: bd}, {1: bd})
     names = ["x", "h0", "c0"]
     if lengths:
