@@ -248,7 +248,8 @@ def export_model(
             **kw,
         )
     except torch.onnx.errors.OnnxExporterError as exc:  # pragma: no cover - message kept
-        raise ExportError(f"export: torch.onnx could not export the model: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line
+        raise ExportError(f"export: torch.onnx could not export the model: {first}") from exc
     proto = expand_lstm_nodes(program.model_proto)
     for key, value in (metadata or {}).items():
         helper.set_model_props(
