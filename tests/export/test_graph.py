@@ -204,6 +204,8 @@ def test_train_mode_and_bad_opset_are_refused(tmp_path):
             input_names=["t", "l"],
             output_names=["y"],
         )
+    with pytest.raises(ExportError, match="takes an lstmkit.LSTM or torch.nn.LSTM, got GRU"):
+        to_onnx(torch.nn.GRU(I, H).eval(), torch.randn(3, 2, I), tmp_path / "x.onnx")
     for bad in (7, 99, "18"):
         with pytest.raises(ExportError, match="opset"):
             to_onnx(m.eval(), torch.randn(2, 3, I), tmp_path / "x.onnx", opset=bad)

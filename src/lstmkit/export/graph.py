@@ -199,24 +199,17 @@ def _needs_scan(lstm: nn.Module) -> bool:
 
 
 def check_exportable(lstm: nn.Module) -> None:
-    """An :class:`ExportError` for a module in train mode or with an option this exporter
-    has no graph for (one line naming the option)."""
+    """An :class:`ExportError` for what is not an LSTM module or is in train mode (dropout,
+    zoneout, weight drop and recurrent dropout export in their eval forms only)."""
+    if not isinstance(lstm, nn.LSTM):
+        raise ExportError(
+            f"export: lstm_forward takes an lstmkit.LSTM or torch.nn.LSTM, got "
+            f"{type(lstm).__name__}"
+        )
     if lstm.training:
         raise ExportError(
             f"export: {type(lstm).__name__} is in train mode; call .eval() first "
             "(dropout, zoneout and weight drop export in their eval form only)"
-        )
-    opts = getattr(lstm, "variant_options", None)
-    bad = []
-    if opts is not None:
-        bad = [label for name, label in _NO_NATIVE if getattr(opts, name)]
-    if getattr(lstm, "proj_size", 0):
-        bad.append("proj_size > 0")
-    if bad:
-        raise ExportError(
-            f"export: lstmkit.LSTM with {', '.join(bad)} has no ONNX graph yet; supported: "
-            "vanilla, peephole, coupled, forget_gate=False, forget_bias, weight_drop and "
-            "recurrent_dropout (eval), bidirectional, num_layers >= 1"
         )
 
 
@@ -275,8 +268,7 @@ def lstm_forward(
         # does not express; export_model expands their placeholder nodes
         from lstmkit.export import onnx_lstm
 
-        if lstm.training:
-            check_exportable(lstm)
+        check_exportable(lstm)
         return onnx_lstm.lstm_forward(lstm, x, hx, lengths)
     check_exportable(lstm)
     if x.dim() != 3:
@@ -444,8 +436,7 @@ def to_onnx(
             y, (h, c) = lstm_forward(self.lstm, x, (h0, c0), lens)
             return y, h, c
 
-    if not _needs_scan(module) or module.training:
-        check_exportable(module)
+    check_exportable(module)
     D = 2 if module.bidirectional else 1
     bdim = 0 if module.batch_first else 1
     B, T = example.shape[bdim], example.shape[1 - bdim]
