@@ -80,7 +80,7 @@ def test_the_model_is_a_plain_module_in_eval_mode(adding):
     run = lstmkit.load(adding / "best")
     assert isinstance(run.model, nn.Module) and not run.model.training
     assert run.task.name == "adding" and run.checkpoint.path.name == "best"
-    assert run.verbs == ("predict", "evaluate", "inspect")
+    assert run.verbs == ("predict", "evaluate", "inspect", "export", "quantize")
     assert "adding" in repr(run)
 
 
@@ -104,9 +104,11 @@ def test_an_unsupported_verb_names_the_task_and_its_verbs(adding, verb, args):
         getattr(run, verb)(*args)
     message = str(e.value)
     assert f"'adding', has no {verb}" in message
-    assert message.endswith("it supports predict, evaluate, inspect")
+    assert message.endswith("it supports predict, evaluate, inspect, export, quantize")
     assert isinstance(e.value, UserError)  # the one error type a caller needs to catch
-    with pytest.raises(AttributeError, match="run has predict, evaluate, inspect"):
+    with pytest.raises(
+        AttributeError, match="run has predict, evaluate, inspect, export, quantize"
+    ):
         run.predcit  # noqa: B018 - a misspelt name is still an AttributeError (hasattr works)
     assert not hasattr(run, "predcit")
 
@@ -140,7 +142,7 @@ def test_sentiment_predict_matches_the_command(sentiment, capsys):
     run = lstmkit.load(sentiment)
     got = run.predict(texts)
     assert got == printed and {"label", "probabilities"} <= set(got[0])
-    assert run.verbs == ("predict", "evaluate", "inspect")
+    assert run.verbs == ("predict", "evaluate", "inspect", "export", "quantize")
 
 
 def test_evaluate_a_labelled_file_matches_the_command(sentiment, capsys):
@@ -229,7 +231,7 @@ def test_transcribe_matches_the_command(tmp_path, capsys):
     rows = run.transcribe(files)
     assert "".join(f"{r['input']}\t{r['text']}\n" for r in rows) == printed
     assert [r["text"] for r in run.transcribe(Path(files[0]))] == [rows[0]["text"]]
-    assert run.verbs == ("predict", "evaluate", "inspect", "transcribe")
+    assert run.verbs == ("predict", "evaluate", "inspect", "transcribe", "export", "quantize")
 
 
 def _quick_start() -> tuple[list[str], list[str]]:

@@ -11,11 +11,35 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from lstmkit.nn import LSTM, GateRecorder, GateTrace, LSTMCell, LSTMConfig, record_gates
-from lstmkit.reference.lstm import GATE_ORDER
-
 if TYPE_CHECKING:
     from lstmkit.api import Run
+    from lstmkit.infer.stream import Stream
+    from lstmkit.nn import LSTM, GateRecorder, GateTrace, LSTMCell, LSTMConfig, record_gates
+    from lstmkit.nn.quantized import QuantizedLSTM, quantize
+    from lstmkit.reference.lstm import GATE_ORDER
+
+_LAZY = {
+    **dict.fromkeys(
+        ("LSTM", "GateRecorder", "GateTrace", "LSTMCell", "LSTMConfig", "record_gates"),
+        "lstmkit.nn",
+    ),
+    "GATE_ORDER": "lstmkit.reference.lstm",
+    **dict.fromkeys(("quantize", "QuantizedLSTM"), "lstmkit.nn.quantized"),
+    "Stream": "lstmkit.infer.stream",
+}
+"""Names imported on first use, so that the torch-free parts (the tokenizers, the audio
+features, ``lstmkit.infer.onnx_predict``) import without torch."""
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -41,6 +65,9 @@ __all__ = [
     "GateRecorder",
     "GateTrace",
     "record_gates",
+    "quantize",
+    "QuantizedLSTM",
+    "Stream",
     "load",
     "__version__",
 ]

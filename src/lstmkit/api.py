@@ -2,10 +2,10 @@
 
 A :class:`Run` holds one checkpoint's task and model, loaded once, and offers the verbs of the
 command line (``predict``, ``evaluate``, ``inspect``, ``generate``, ``translate``,
-``transcribe``) as methods returning Python values instead of printed lines. Each method calls
-the same functions as its command, so a method and its command give the same results. A verb
-the run's task does not have raises :class:`UnsupportedVerb`, naming the task and the verbs it
-has.
+``transcribe``, ``export``) as methods returning Python values instead of printed lines. Each
+method calls the same functions as its command, so a method and its command give the same
+results. A verb the run's task does not have raises :class:`UnsupportedVerb`, naming the task
+and the verbs it has.
 
 This module sits at the level of the CLI (it imports infer/, where each verb lives); ``import
 lstmkit`` does not import it, ``lstmkit.load`` does on its first call.
@@ -193,6 +193,53 @@ class Run:
         if not paths:
             raise UserError("transcribe: give one or more audio files")
         return transcribe_files(self.task, self.model, self.device, paths, decoder, beam_size)
+
+    def export(
+        self,
+        out: str | os.PathLike,
+        *,
+        format: str = "onnx",  # noqa: A002 (the command's option)
+        opset: int | None = None,
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """Export the model to ONNX at ``out``, as ``lstmkit export RUN --out OUT`` does (a
+        translation model also writes ``OUT``'s ``.decoder.onnx``; the metadata goes into the
+        file and into ``OUT.json``); returns the paths written. The model moves to the CPU for
+        the export and back."""
+        from lstmkit.infer.export import ExportConfig, export_task_model, run_checks
+
+        self._need("export")
+        run_checks(
+            ExportConfig(
+                str(self.path),
+                out=os.fspath(out),
+                format=format,
+                opset=opset or 0,
+                overwrite=overwrite,
+            )
+        )
+        model = self.model.cpu()
+        try:
+            result = export_task_model(
+                self.task, model, self.checkpoint, out, opset=opset, overwrite=overwrite
+            )
+        finally:
+            self.model.to(self.device)
+        return result.paths
+
+    def quantize(
+        self, out: str | os.PathLike, mode: str = "int8", *, overwrite: bool = False
+    ) -> Path:
+        """Write this run with its LSTM weights as int8 or bf16 to the checkpoint folder
+        ``out``, as ``lstmkit quantize RUN --out OUT --mode MODE`` does; returns ``out``
+        (``lstmkit.load(out)`` runs it)."""
+        from lstmkit.infer.quantize import QuantizeConfig, run_quantize
+
+        self._need("quantize")
+        cfg = QuantizeConfig(
+            str(self.checkpoint.path), out=os.fspath(out), mode=mode, overwrite=overwrite
+        )
+        return run_quantize(cfg).path
 
     def stream(self):
         """A :class:`lstmkit.infer.stream.Stream` over this run's model: sessions fed chunk

@@ -24,8 +24,8 @@ LONGLAG = ["--hidden-size", "4", "--batch-size", "4", "--n-valid", "4", "--n-tes
 LONGLAG += ["--steps", "2", "--eval-every", "2"]
 
 # The specification: which verbs each task has (README: lm generates, translation translates,
-# asr-ctc transcribes; every task predicts, evaluates and inspects).
-BASIC = {"predict", "evaluate", "inspect"}
+# asr-ctc transcribes; every task predicts, evaluates, inspects and exports).
+BASIC = {"predict", "evaluate", "inspect", "export", "quantize"}
 SUPPORTS = {
     "adding": BASIC,
     "multiplication": BASIC,
@@ -38,6 +38,7 @@ SUPPORTS = {
     "translation": BASIC | {"translate"},
     "spoken-words": BASIC,
     "asr-ctc": BASIC | {"transcribe"},
+    "forecast": {"predict", "evaluate", "inspect"},
 }
 TASKS = sorted(SUPPORTS)
 
@@ -118,6 +119,12 @@ def _recipes(root: Path) -> tuple[dict[str, list[str]], Path]:
     r["spoken-words"] = ["--train", str(words[0]), "--valid", str(words[1])]
     r["spoken-words"] += ["--test", str(words[1]), *speech]
     r["asr-ctc"] = list(r["spoken-words"])
+
+    hours = np.datetime64("2020-01-01T00") + np.arange(200) * np.timedelta64(1, "h")
+    rows = [f"{str(t).replace('T', ' ')},{np.sin(k / 4):.4f}" for k, t in enumerate(hours)]
+    (root / "series.csv").write_text("date,OT\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    r["forecast"] = ["--data", str(root / "series.csv"), "--lookback", "12", "--horizon", "3"]
+    r["forecast"] += ["--hidden-size", "4", "--steps", "2", "--eval-every", "2"]
     return r, Path(test[0][0])
 
 
@@ -145,8 +152,11 @@ def _command(verb: str, run: Path, tmp: Path, wav: Path) -> list[str]:
         "generate": ["--length", "5", "--seed", "0"],
         "translate": ["ein hund"],
         "transcribe": [str(wav)],
+        "export": ["--out", str(tmp / "model.onnx")],
+        "quantize": ["--out", str(tmp / "quantized")],
     }[verb]
-    return [verb, str(run), *extra, "--device", "cpu"]
+    device = [] if verb == "export" else ["--device", "cpu"]  # an export runs on the CPU
+    return [verb, str(run), *extra, *device]
 
 
 def _api(verb: str, run, tmp: Path, wav: Path):
@@ -157,6 +167,8 @@ def _api(verb: str, run, tmp: Path, wav: Path):
         "generate": lambda: run.generate("", 5, seed=0),
         "translate": lambda: run.translate(["ein hund"]),
         "transcribe": lambda: run.transcribe(wav),
+        "export": lambda: run.export(tmp / "api.onnx"),
+        "quantize": lambda: run.quantize(tmp / "api-quantized"),
     }[verb]()
 
 
@@ -185,8 +197,10 @@ def test_every_verb_on_every_task(runs, task, verb, tmp_path, capsys):
             paths = [Path(p) for p in out.split()]
             assert all(p.is_file() for p in paths), paths
             assert any(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths), paths
-        # (Run.inspect plots again: twice this file's time; tests/test_api.py draws it)
-        assert verb in loaded.verbs and (verb == "inspect" or _api(verb, loaded, tmp_path, wav))
+        # (Run.inspect plots again, Run.export exports again: twice this file's time;
+        # tests/test_api.py draws it, tests/infer/test_export_verb.py exports)
+        again = verb in ("inspect", "export") or _api(verb, loaded, tmp_path, wav)
+        assert verb in loaded.verbs and again
         return
     lines = [x for x in err.splitlines() if x.strip()]
     assert status == 2 and len(lines) == 1, err

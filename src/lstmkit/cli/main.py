@@ -30,11 +30,14 @@ from lstmkit.cli.options import (
     options_for,
 )
 from lstmkit.infer.evaluate import EvaluateConfig
+from lstmkit.infer.export import ExportConfig
 from lstmkit.infer.generate import GenerateConfig
 from lstmkit.infer.inspect import InspectConfig
 from lstmkit.infer.predict import PredictConfig
+from lstmkit.infer.quantize import QuantizeConfig
 from lstmkit.infer.transcribe import TranscribeConfig
 from lstmkit.infer.translate import TranslateConfig
+from lstmkit.serve.config import ServeConfig
 from lstmkit.train.curves import PlotConfig
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.malloc import tune_malloc
@@ -302,6 +305,36 @@ def _transcribe(cfg) -> int:
     return 0
 
 
+def _export(cfg) -> int:
+    from lstmkit.infer.export import run_export
+
+    for p in run_export(cfg).paths:  # the files written, as inspect prints its PNGs
+        click.echo(str(p))
+    return 0
+
+
+def _quantize(cfg) -> int:
+    from lstmkit.infer.quantize import run_quantize
+
+    def size(n: int) -> str:
+        return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+    r = run_quantize(cfg)
+    click.echo(
+        f"wrote {r.path} ({r.mode}: the LSTM weights take {size(r.quantized_bytes)}, "
+        f"{size(r.float_bytes)} in float32)",
+        err=True,
+    )
+    click.echo(str(r.path))
+    return 0
+
+
+def _serve(cfg) -> int:
+    from lstmkit.serve.server import serve
+
+    return serve(cfg)
+
+
 def _plot(cfg) -> int:
     from lstmkit.train.curves import plot_runs
 
@@ -358,6 +391,41 @@ COMMANDS = (
         "Transcribe audio files with a speech model (task asr-ctc)",
         "Transcribe AUDIO files (WAV, FLAC, ... at any sample rate; resampled and mixed to "
         "mono) with a model trained by `lstmkit train asr-ctc`. Prints FILE<TAB>TEXT lines.",
+    ),
+    Command(
+        "export",
+        ExportConfig,
+        _export,
+        "Export a trained model to ONNX (--out model.onnx), with its metadata beside it",
+        "Export a trained model to an ONNX file (--format onnx, the only format for now) that "
+        "ONNX Runtime runs without torch, with dynamic batch and time dimensions; its "
+        "metadata (tokenizer, labels, feature settings, input and output shapes) goes into "
+        "the file and beside it (OUT.json). A translation model is two graphs: OUT (the "
+        "encoder) and OUT's .decoder.onnx (one decoder step). `lstmkit predict OUT INPUTS` "
+        "runs the export.",
+    ),
+    Command(
+        "quantize",
+        QuantizeConfig,
+        _quantize,
+        "Store a trained model's LSTM weights as int8 or bf16 (--out RUN-int8)",
+        "Write a copy of a trained run with every LSTM's weight matrices stored as int8 "
+        "(--mode int8: symmetric, one float scale per output row) or bfloat16 (--mode bf16), "
+        "run by the quantized CPU kernel; the rest of the model stays float32. Every command "
+        "loads the result (`lstmkit predict OUT ...`, evaluate, generate...); docs/RESULTS.md "
+        "has the accuracy it costs.",
+    ),
+    Command(
+        "serve",
+        ServeConfig,
+        _serve,
+        "Serve trained runs over HTTP (JSON endpoints, micro-batching, a web inspector)",
+        "Serve RUNS over HTTP until Ctrl-C or SIGTERM: POST /v1/RUN/predict, /inspect, "
+        "/generate (server-sent events), /translate, /transcribe as each run's task has them, "
+        "GET /v1/runs and /health, and at / a page that shows a prediction beside the gates. "
+        "Concurrent predict requests are gathered into one model call (--max-batch, "
+        "--max-wait-ms). Listens on 127.0.0.1 unless --host says otherwise. Needs the serve "
+        "extra: pip install 'lstmkit[serve]'.",
     ),
     Command(
         "plot",

@@ -34,7 +34,16 @@ TASKS: dict[str, type[Task]] = {}
 _NOT_TASK_MODULES = {"base"}
 
 
-VERBS = ("predict", "evaluate", "inspect", "generate", "translate", "transcribe")
+VERBS = (
+    "predict",
+    "evaluate",
+    "inspect",
+    "generate",
+    "translate",
+    "transcribe",
+    "export",
+    "quantize",
+)
 """The use verbs of a trained run (``lstmkit VERB RUN``, ``Run.VERB`` of the Python API)."""
 CAPABILITIES = (*VERBS, "cross-validate")
 """What a task may declare in :attr:`Task.capabilities`: the verbs, and ``cross-validate``

@@ -159,7 +159,7 @@ class LanguageModelTask(Task):
     """
 
     name = "lm"
-    capabilities = frozenset({"predict", "evaluate", "inspect", "generate"})
+    capabilities = frozenset({"predict", "evaluate", "inspect", "generate", "export", "quantize"})
     checkpoint_state = ("tokenizer",)
     prints_data_summary = True  # "lm: read FILE: ..." when the text is read
     summary = "text files as a character or word language model (then lstmkit generate)"

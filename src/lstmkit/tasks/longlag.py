@@ -68,7 +68,7 @@ class _SetSizes:
 class LongLagTask(Task):
     """Shared machinery: fixed evaluation sets, batch slicing, gate plots of one sequence."""
 
-    capabilities = frozenset({"predict", "evaluate", "inspect"})
+    capabilities = frozenset({"predict", "evaluate", "inspect", "export", "quantize"})
 
     ModelConfig = RecurrentConfig
     per_step: ClassVar[bool] = False

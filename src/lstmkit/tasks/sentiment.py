@@ -235,7 +235,9 @@ class SentimentTask(Task):
     """
 
     name = "sentiment"
-    capabilities = frozenset({"predict", "evaluate", "inspect", "cross-validate"})
+    capabilities = frozenset(
+        {"predict", "evaluate", "inspect", "export", "quantize", "cross-validate"}
+    )
     checkpoint_state = ("tokenizer", "labels")
     summary = "text classification (sentiment) from your CSV/TSV/JSONL or folders"
     Config = SentimentConfig

@@ -218,7 +218,7 @@ def mask_features(f: np.ndarray, rng: np.random.Generator, cfg: _SpeechConfig) -
 class SpeechTask(Task):
     """Shared machinery: data splits, features, augmentation, evaluation batches, inspect."""
 
-    capabilities = frozenset({"predict", "evaluate", "inspect"})
+    capabilities = frozenset({"predict", "evaluate", "inspect", "export", "quantize"})
 
     key: ClassVar[str] = "text"
 

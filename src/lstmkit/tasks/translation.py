@@ -204,7 +204,7 @@ class TranslationTask(Task):
     """
 
     name = "translation"
-    capabilities = frozenset({"predict", "evaluate", "inspect", "translate"})
+    capabilities = frozenset({"predict", "evaluate", "inspect", "translate", "export", "quantize"})
     checkpoint_state = ("src_tokenizer",)
     summary = "translation of parallel sentences (Multi30k de-en by default)"
     Config = TranslationConfig
