@@ -17,7 +17,7 @@ if importlib.util.find_spec("lstmkit.kernels.cpu._lstm_cpu") is None:
 endef
 export KERNEL_CHECK
 
-.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor bench-serve results-longlag clean
+.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor bench-serve bench-onnx bench-compile bench-stream-calls bench-quant-accuracy results-longlag clean
 
 # What the library needs at run time (make demo, bench, results): torch, lstmkit and its
 # dependencies, the kernel compiled. --no-build-isolation: setup.py compiles the kernel against
@@ -96,6 +96,26 @@ bench-adamw: $(BIN)/.installed
 # minutes; needs the serve extra, in dev).
 bench-serve: $(BIN)/.installed-dev
 	$(BIN)/python bench/serve_load.py --out docs/bench-serve.json
+
+# ONNX Runtime running lstmkit's exported LSTM (native LSTM node or Scan) against lstmkit eager
+# and ORT's own LSTM node: batch-1 streaming and batch 32 (issue 18; about a minute).
+bench-onnx: $(BIN)/.installed-dev
+	$(BIN)/python bench/onnx_lstm.py --json docs/bench-onnx.json
+
+# torch.compile: compile time of a 1- and a 6-layer model (aot_eager, inductor), compiled vs
+# eager step time (issue 18; about 2 minutes).
+bench-compile: $(BIN)/.installed
+	$(BIN)/python bench/compile.py --out docs/bench-compile.json
+
+# One call per step (T=1, state passed back) against a step of one long call (issue 19's
+# streaming target; about a minute).
+bench-stream-calls: $(BIN)/.installed
+	$(BIN)/python bench/stream_calls.py --out docs/bench-stream-calls.json
+
+# Test metrics of trained runs in float32, int8 and bf16 (docs/RESULTS.md, Quantization):
+# make bench-quant-accuracy RUNS="runs/mr runs/lm"
+bench-quant-accuracy: $(BIN)/.installed
+	$(BIN)/python bench/quant_accuracy.py $(RUNS)
 
 # Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
 results-longlag: $(BIN)/.installed
