@@ -17,7 +17,7 @@ if importlib.util.find_spec("lstmkit.kernels.cpu._lstm_cpu") is None:
 endef
 export KERNEL_CHECK
 
-.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor bench-serve bench-onnx bench-compile bench-stream-calls bench-quant-accuracy results-longlag clean
+.PHONY: demo test fuzz lint format bench bench-backends bench-gpu bench-lm bench-packed bench-adamw bench-floor bench-serve bench-onnx bench-compile bench-stream-calls bench-quant-accuracy results-longlag results-forecast clean
 
 # What the library needs at run time (make demo, bench, results): torch, lstmkit and its
 # dependencies, the kernel compiled. --no-build-isolation: setup.py compiles the kernel against
@@ -116,6 +116,14 @@ bench-stream-calls: $(BIN)/.installed
 # make bench-quant-accuracy RUNS="runs/mr runs/lm"
 bench-quant-accuracy: $(BIN)/.installed
 	$(BIN)/python bench/quant_accuracy.py $(RUNS)
+
+# Forecasting tables of docs/RESULTS.md on ../shared/data/etth1 (issue 21): the Informer and
+# LTSF protocols, our LSTM and the baselines; each run capped at 30 CPU-minutes, so the full set
+# takes hours (docs/RESULTS.md lists the commands for one protocol at a time).
+results-forecast: $(BIN)/.installed
+	$(BIN)/python -m lstmkit.experiments.forecast_results --protocol informer --features S --json docs/forecast-informer-S.json
+	$(BIN)/python -m lstmkit.experiments.forecast_results --protocol informer --features M --json docs/forecast-informer-M.json
+	$(BIN)/python -m lstmkit.experiments.forecast_results --protocol ltsf --features M --json docs/forecast-ltsf-M.json
 
 # Long-time-lag table of docs/RESULTS.md (about an hour on 2 cores): LSTM vs tanh RNN.
 results-longlag: $(BIN)/.installed
