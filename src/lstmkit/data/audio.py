@@ -179,13 +179,9 @@ class FeatureSpec:
         return round(self.sample_rate * self.hop_ms / 1000)
 
 
-def log_mel(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """Log-mel filterbank frames ``(T, n_mels)`` (float32) of a mono wave at ``spec``'s rate.
-
-    The definition is in the module docstring; frames cover the wave without padding past its
-    ends (``T = 1 + (len - window) // hop``), and a wave shorter than one window is zero-padded
-    to one frame.
-    """
+def fbank_options(spec: FeatureSpec):
+    """kaldi-native-fbank's options for ``spec``: the plain log-mel of :func:`log_mel` (also what
+    a streaming session's ``OnlineFbank`` is built with, so its frames equal these)."""
     import kaldi_native_fbank as knf
 
     opts = knf.FbankOptions()
@@ -202,6 +198,19 @@ def log_mel(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     opts.mel_opts.num_bins = spec.n_mels
     opts.mel_opts.low_freq = 0.0
     opts.mel_opts.high_freq = 0.0  # 0: the Nyquist frequency
+    return opts
+
+
+def log_mel(wave: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Log-mel filterbank frames ``(T, n_mels)`` (float32) of a mono wave at ``spec``'s rate.
+
+    The definition is in the module docstring; frames cover the wave without padding past its
+    ends (``T = 1 + (len - window) // hop``), and a wave shorter than one window is zero-padded
+    to one frame.
+    """
+    import kaldi_native_fbank as knf
+
+    opts = fbank_options(spec)
     wave = np.asarray(wave, dtype=np.float32)
     if len(wave) < spec.window:
         wave = np.pad(wave, (0, spec.window - len(wave)))

@@ -568,8 +568,10 @@ class AudioSession:
     def reset(self) -> None:
         import kaldi_native_fbank as knf
 
+        from lstmkit.data.audio import fbank_options
+
         self.session.reset()
-        self._fbank = knf.OnlineFbank(_fbank_options(self.spec))
+        self._fbank = knf.OnlineFbank(fbank_options(self.spec))
         self._samples = 0
         self._head = np.zeros(0, np.float32)  # the first window's samples, for a short recording
         self.frames = 0  # log-mel frames so far
@@ -669,26 +671,6 @@ class AudioSession:
         self.session.reset()
         self.last = self.session.feed(whole)
         return self.last
-
-
-def _fbank_options(spec):
-    """kaldi-native-fbank's options for ``spec``, those of :func:`lstmkit.data.audio.log_mel`
-    (tests/infer/test_stream.py checks that the online frames equal its frames)."""
-    import kaldi_native_fbank as knf
-
-    opts = knf.FbankOptions()
-    f = opts.frame_opts
-    f.samp_freq = float(spec.sample_rate)
-    f.frame_length_ms = float(spec.win_ms)
-    f.frame_shift_ms = float(spec.hop_ms)
-    f.dither = 0.0
-    f.preemph_coeff = 0.0
-    f.remove_dc_offset = False
-    f.window_type = "hanning"
-    opts.mel_opts.num_bins = spec.n_mels
-    opts.mel_opts.low_freq = 0.0
-    opts.mel_opts.high_freq = 0.0
-    return opts
 
 
 class Stream:
