@@ -2,19 +2,24 @@
 for the whole sequence (issue 19, "Streaming calls").
 
 A streaming caller (a live transcriber, a language model sampling a token at a time) calls the
-module once per step with ``T = 1, B = 1`` and passes the state back. Each call pays the Python
-around the kernel (argument checks, the dispatch plan, the input projection, allocation, the
-NamedTuple of the recurrence inputs); one long call pays it once. The target: a step through
-per-step calls costs at most 1.5x a step inside one call of ``T = 1000``, for the vanilla LSTM
-(``backend="auto"`` runs torch's own LSTM) and the layer-norm LSTM (the fused CPU kernel),
-``H = I = 128``, eval mode, one torch thread, under ``torch.no_grad()`` and with autograd on.
+module once per step with ``T = 1, B = 1`` and passes the state back. The target: a step through
+per-step calls costs at most 1.5x a step inside one call of ``T = --steps``, for the vanilla LSTM
+and the layer-norm LSTM, eval mode, one torch thread, under ``torch.no_grad()`` and with
+autograd on, at each ``--shapes`` (I x H).
 
-``kernel`` is the floor of a per-step call: the bare recurrence (the autograd Function around the
-C++ kernel, or ``torch.lstm_cell``) on prepared inputs, so ``per-call - kernel`` is the Python this
-script exists to watch. Candidates are interleaved round-robin (``lstmkit.bench.
+Without autograd a per-step call runs the C++ ``StepPlan`` (one call for the whole stack,
+``lstmkit.kernels.cpu.recurrence.step_plan``); with autograd on it runs the general path (the
+autograd Function, which a graph needs). Columns: ``kernel`` is the floor of a per-step call,
+the C++ alone (the StepPlan called directly without autograd; the autograd Function around the
+C++ kernel on prepared inputs with it), so ``per-call - kernel`` is the Python of
+``LSTM.forward``; ``torch`` is torch.nn.LSTM called the same way, per step (what a torch user
+pays). Note that a per-step call must read W_ih as well as W_hh at every step, while a long call
+reads W_ih once for all steps (one GEMM): where the weights do not fit in L2 that alone puts the
+ratio near 2 at I = H. Candidates are interleaved round-robin (``lstmkit.bench.
 interleaved_times``), medians of ``--repeats`` rounds reported.
 
-    .venv/bin/python bench/stream_calls.py [--repeats N] [--steps N] [--out PATH]
+    .venv/bin/python bench/stream_calls.py [--shapes 128x128,40x256,512x512] [--repeats N]
+        [--steps N] [--out PATH]
 """
 
 from __future__ import annotations
@@ -30,18 +35,18 @@ from lstmkit.bench import interleaved_times, machine_info, write_json_atomic
 from lstmkit.kernels.cpu.recurrence import FusedLSTMRecurrenceFunction
 from lstmkit.reference.recurrence import RecurrenceInputs
 
-H = I = 128
 TARGET = 1.5
 
 
-def _kernel_step(model: lstmkit.LSTM, layer_norm: bool):
-    """One step of the bare recurrence on prepared inputs: the floor of a per-step call."""
+def _kernel_step(model: lstmkit.LSTM, layer_norm: bool, grad: bool):
+    """One step of the bare C++ on prepared inputs: the floor of a per-step call."""
+    I, H = model.input_size, model.hidden_size
     x = torch.randn(1, 1, I)
     h = torch.zeros(1, 1, H)
     c = torch.zeros(1, 1, H)
-    if not layer_norm:  # what a one-step vanilla call runs (torch.lstm at T = 1 costs ~10x)
-        w = (model.weight_ih_l0, model.weight_hh_l0, model.bias_ih_l0, model.bias_hh_l0)
-        return lambda: torch.lstm_cell(x[0], (h[0], c[0]), *w)
+    if not grad:
+        step = model._make_step()
+        return lambda: step(x, (h, c))
     xg = model._input_projection(x, "_l0").contiguous()
     inputs = RecurrenceInputs(
         xg,
@@ -49,17 +54,18 @@ def _kernel_step(model: lstmkit.LSTM, layer_norm: bool):
         c[0],
         model.weight_hh_l0,
         model.bias_hh_l0,
-        ln_weight_hh=model.ln_weight_hh_l0,
-        ln_weight_c=model.ln_weight_c_l0,
-        ln_bias_c=model.ln_bias_c_l0,
+        ln_weight_hh=model.ln_weight_hh_l0 if layer_norm else None,
+        ln_weight_c=model.ln_weight_c_l0 if layer_norm else None,
+        ln_bias_c=model.ln_bias_c_l0 if layer_norm else None,
     )
     opts = model.variant_options.cell_options
     return lambda: FusedLSTMRecurrenceFunction.run(inputs, None, False, opts)
 
 
-def measure(layer_norm: bool, grad: bool, steps: int, repeats: int) -> dict[str, float]:
+def measure(I: int, H: int, layer_norm: bool, grad: bool, steps: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = lstmkit.LSTM(I, H, layer_norm=layer_norm).eval()
+    ref = torch.nn.LSTM(I, H).eval()
     x = torch.randn(steps, 1, I)
     ctx = torch.enable_grad if grad else torch.no_grad
 
@@ -73,7 +79,13 @@ def measure(layer_norm: bool, grad: bool, steps: int, repeats: int) -> dict[str,
             for t in range(steps):
                 _, state = model(x[t : t + 1], state)
 
-    kernel = _kernel_step(model, layer_norm)
+    def torch_per_step():
+        with ctx():
+            state = None
+            for t in range(steps):
+                _, state = ref(x[t : t + 1], state)
+
+    kernel = _kernel_step(model, layer_norm, grad)
 
     def kernel_steps():
         with ctx():
@@ -90,19 +102,28 @@ def measure(layer_norm: bool, grad: bool, steps: int, repeats: int) -> dict[str,
             o, state = model(x[t : t + 1], state)
             outs.append(o)
         torch.testing.assert_close(torch.cat(outs), out_long, atol=1e-5, rtol=1e-5)
-    runs = {"long": long_call, "per_step": per_step, "kernel": kernel_steps}
+    runs = {
+        "long": long_call,
+        "per_step": per_step,
+        "kernel": kernel_steps,
+        "torch": torch_per_step,
+    }
     for run in runs.values():
         run()
     times = interleaved_times(runs, repeats)
     us = {k: statistics.median(v) * 1e3 / steps for k, v in times.items()}
     spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in times.items()}
     return {
+        "input_size": I,
+        "hidden_size": H,
         "variant": "layer_norm" if layer_norm else "vanilla",
         "autograd": grad,
+        "path": "general (autograd Function)" if grad else "StepPlan",
         "long_us_per_step": us["long"],
         "per_call_us": us["per_step"],
         "kernel_us_per_call": us["kernel"],
         "python_us_per_call": us["per_step"] - us["kernel"],
+        "torch_per_call_us": us["torch"],
         "ratio": us["per_step"] / us["long"],
         "target_met": us["per_step"] / us["long"] <= TARGET,
         "spread": max(spread.values()),
@@ -113,11 +134,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--shapes", default="128x128,40x256,512x512", help="I x H, comma-separated")
     ap.add_argument("--out", type=Path, default=Path("docs/bench-stream-calls.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     rows = [
-        measure(ln, grad, args.steps, args.repeats)
+        measure(I, H, ln, grad, args.steps, args.repeats)
+        for I, H in shapes
         for ln in (False, True)
         for grad in (False, True)
     ]
@@ -127,22 +151,26 @@ def main() -> int:
         f"torch {info['torch']}"
     )
     print(
-        f"H = I = {H}, B = 1, eval; one long call of T = {args.steps} against {args.steps} calls "
-        f"of T = 1; medians of {args.repeats} interleaved rounds"
+        f"B = 1, eval; one long call of T = {args.steps} against {args.steps} calls "
+        f"of T = 1; medians of {args.repeats} interleaved rounds; load average "
+        f"{open('/proc/loadavg').read().split()[0]}"
     )
     head = (
-        f"{'variant':<11} {'autograd':<8} {'long us/step':>12} {'per-call us':>11} "
-        f"{'kernel us':>9} {'python us':>9} {'ratio':>6} {'<= 1.5':>6} {'spread':>6}"
+        f"{'I x H':<9} {'variant':<11} {'autograd':<8} {'long us/step':>12} {'per-call us':>11} "
+        f"{'kernel us':>9} {'python us':>9} {'torch us':>8} {'ratio':>6} {'<= 1.5':>6} "
+        f"{'spread':>6}"
     )
     print(head)
     for r in rows:
         print(
+            f"{str(r['input_size']) + 'x' + str(r['hidden_size']):<9} "
             f"{r['variant']:<11} {'on' if r['autograd'] else 'off':<8} "
             f"{r['long_us_per_step']:>12.2f} {r['per_call_us']:>11.2f} "
             f"{r['kernel_us_per_call']:>9.2f} {r['python_us_per_call']:>9.2f} "
-            f"{r['ratio']:>6.2f} {'yes' if r['target_met'] else 'NO':>6} {r['spread']:>6.0%}"
+            f"{r['torch_per_call_us']:>8.2f} {r['ratio']:>6.2f} "
+            f"{'yes' if r['target_met'] else 'NO':>6} {r['spread']:>6.0%}"
         )
-    write_json_atomic(args.out, {"machine": info, "H": H, "steps": args.steps, "rows": rows})
+    write_json_atomic(args.out, {"machine": info, "steps": args.steps, "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

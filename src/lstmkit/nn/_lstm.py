@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmkit.kernels import dispatch
+from lstmkit.kernels.cpu import recurrence as cpu_recurrence
 from lstmkit.nn import _checks
 from lstmkit.nn._compile import allow_dynamo_rnn
 from lstmkit.nn._record import GateRecorder, GateTrace
@@ -213,7 +214,70 @@ class LSTM(VariantModule, nn.LSTM):
     def __getstate__(self):
         # The cached plans hold functions that do not pickle (torch.save(model), deepcopy).
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {**state, "_plans": {}}
+        return {**state, "_plans": {}, "_step": None}
+
+    # -- the streaming step -------------------------------------------------------------------
+
+    def _make_step(self):
+        """The C++ ``StepPlan`` of one-step calls (see ``forward``), cached in ``_step``, or
+        False where it cannot serve this module: another backend than ``auto``/``cpu``, no
+        kernel, parameters off the CPU or not float32/float64, or a parametrization (whose
+        weights are recomputed at every access). Dropped whenever a parameter is set,
+        deleted or moved (``__setattr__``, ``__delattr__``, ``_apply``); in-place updates need
+        nothing, the plan holding the parameters themselves."""
+        step = False
+        w = self.weight_hh_l0
+        if (
+            self.backend in ("auto", "cpu")
+            and w.device.type == "cpu"
+            and w.dtype in (torch.float32, torch.float64)
+            and not torch.nn.utils.parametrize.is_parametrized(self)
+            and cpu_recurrence.is_available()
+        ):
+            opts = self.variant_options
+            names = (
+                "weight_ih", "bias_ih", "ln_weight_ih", "weight_hh", "bias_hh", "weight_hr",
+                "weight_ci", "weight_cf", "weight_co", "ln_weight_hh", "ln_weight_c", "ln_bias_c",
+            )  # fmt: skip
+            have = {n for n, _ in self.named_parameters(recurse=False)}
+            layers = [
+                [
+                    getattr(self, n + sfx).detach() if n + sfx in have else None
+                    for n in names
+                ]
+                for sfx in self._suffixes()
+            ]
+            if not opts.peephole:  # unused parameters are not read
+                for ws in layers:
+                    ws[6] = ws[7] = ws[8] = None
+            step = cpu_recurrence.step_plan(
+                layers,
+                self.num_layers,
+                2 if self.bidirectional else 1,
+                self.input_size,
+                self.hidden_size,
+                self.proj_size,
+                self.batch_first,
+                opts.coupled,
+                opts.forget_gate,
+                float(opts.layer_norm_eps),
+                float(opts.zoneout_h),
+                float(opts.zoneout_c),
+            )
+        self.__dict__["_step"] = step
+        return step
+
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_step", None)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        self.__dict__.pop("_step", None)
+        super().__delattr__(name)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_step", None)
+        return super()._apply(fn, *args, **kwargs)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -223,6 +287,24 @@ class LSTM(VariantModule, nn.LSTM):
     # -- forward ------------------------------------------------------------------------------
 
     def forward(self, input, hx=None, *, return_gates: bool = False):  # noqa: A002 (torch's name)
+        # A streaming call (one time step, eval, nothing to differentiate) goes straight to the
+        # C++ step of the whole stack: the general path below costs several times a step at
+        # B = 1 (bench/stream_calls.py). The plan answers None for anything it does not take
+        # (T > 1, another dtype, a subclass, a bad shape, autocast), which then runs below.
+        if (
+            not self.training
+            and not return_gates
+            and self._gate_recorder is None
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
+            step = self.__dict__.get("_step")
+            if step is None:
+                step = self._make_step()
+            if step is not False:
+                result = step(input, hx)
+                if result is not None:
+                    return result
         data = input.data if isinstance(input, PackedSequence) else input
         if isinstance(data, Tensor):
             # Before asking autocast, which raises an internal error for the meta device.

@@ -31,6 +31,7 @@
 #endif
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -282,6 +283,36 @@ void gemv_rows(const S* w, const S* a, int64_t lda, S* y, int64_t ldy, int64_t n
 
 // y(n, N) = a(n, K) @ M with M (K, N). `m` is M as BLAS takes it (often a transposed view);
 // `mt` is M^T contiguous (N, K), only for the GEMV path, where each output is a contiguous dot.
+// y(n, N) = a(n, K) @ w^T for n <= kGemvRows rows, w (N, K) row-major (contiguous).
+template <typename S>
+void small_gemv(const S* w, const S* a, S* y, int64_t n, int64_t K, int64_t N) {
+  const int64_t nt = at::get_num_threads();
+  if (nt > 1 && N * K * int64_t(sizeof(S)) >= g_split_bytes.load(std::memory_order_relaxed) &&
+      !at::in_parallel_region()) {
+    // One contiguous block of output rows per thread, the same block at every step (static
+    // split), so that each core reads only its share of the weights, from its own cache.
+    // Every row comes out bitwise as without the split: a row's dot product runs in one
+    // order whatever group of rows it is computed with.
+    const int64_t blocks = (N + kColBlock - 1) / kColBlock;
+    at::parallel_for(0, blocks, (blocks + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
+      gemv_rows(w, a, K, y, N, n, b0 * kColBlock, std::min(N, b1 * kColBlock), K);
+    });
+  } else {
+    gemv_rows(w, a, K, y, N, n, 0, N, K);
+  }
+}
+
+// y(n, N) = a(n, K) @ w^T, w (N, K) contiguous: the GEMV up to kGemvRows rows, else BLAS.
+template <typename S>
+void rows_times(const Tensor& w, const S* a, S* y, int64_t n, int64_t K, int64_t N) {
+  if (n <= 0) return;
+  if (n <= kGemvRows) return small_gemv(w.data_ptr<S>(), a, y, n, K, N);
+  auto opt = w.options();
+  Tensor A = at::from_blob(const_cast<S*>(a), {n, K}, opt);
+  Tensor Y = at::from_blob(y, {n, N}, opt);
+  at::mm_out(Y, A, w.t());
+}
+
 template <typename S>
 struct RowMatmul {
   Tensor m;
@@ -291,24 +322,7 @@ struct RowMatmul {
 
   void operator()(const S* a, S* y, int64_t n) const {
     if (n <= 0) return;
-    if (n <= kGemvRows) {
-      const S* w = mt.data_ptr<S>();
-      const int64_t nt = at::get_num_threads();
-      if (nt > 1 && N * K * int64_t(sizeof(S)) >= g_split_bytes.load(std::memory_order_relaxed) &&
-          !at::in_parallel_region()) {
-        // One contiguous block of output rows per thread, the same block at every step (static
-        // split), so that each core reads only its share of the weights, from its own cache.
-        // Every row comes out bitwise as without the split: a row's dot product runs in one
-        // order whatever group of rows it is computed with.
-        const int64_t blocks = (N + kColBlock - 1) / kColBlock;
-        at::parallel_for(0, blocks, (blocks + nt - 1) / nt, [&](int64_t b0, int64_t b1) {
-          gemv_rows(w, a, K, y, N, n, b0 * kColBlock, std::min(N, b1 * kColBlock), K);
-        });
-      } else {
-        gemv_rows(w, a, K, y, N, n, 0, N, K);
-      }
-      return;
-    }
+    if (n <= kGemvRows) return small_gemv(mt.data_ptr<S>(), a, y, n, K, N);
     auto opt = m.options();
     Tensor A = at::from_blob(const_cast<S*>(a), {n, K}, opt);
     Tensor Y = at::from_blob(y, {n, N}, opt);
@@ -446,6 +460,111 @@ struct Need {
        ln_hh = true, ln_c_w = true, ln_c_b = true;
 };
 
+// One row's elementwise math after the W_hh GEMM: layer norm, gates, cell, output, zoneout of
+// c. Shared by the scan (forward_impl) and the streaming step (StepPlan), so that both give the
+// same numbers. Null pointers: what the variant does not have, or what is not saved.
+template <typename S>
+struct CellWeights {
+  const S *b_hh, *w_ci, *w_cf, *w_co, *ln_hh, *ln_c_w, *ln_c_b;  // w_cf only with w_ci
+};
+
+template <typename S>
+struct CellRow {
+  const S* x;     // (G) this step's xg row
+  S* pre;         // (G) h_in W_hh^T on entry; overwritten with the pre-activations
+  S* c;           // (H) the cell state: c_{t-1} on entry, c_t (after zoneout) on exit
+  const S* zc;    // (H) zoneout of c (eval: z everywhere), or null
+  S* gates;       // (G) i|f|g|o
+  S* c_prev;      // (H) a copy of c_{t-1}, or null
+  S* r_hat;       // (G) the normalised h_in W_hh^T, or null (then not kept)
+  S* rstd_hh;     // (1) or null
+  S* c_new;       // (H)
+  S* c_hat;       // (H) with the cell layer norm
+  S* c_out;       // (H) with the cell layer norm
+  S* rstd_c;      // (1) or null
+  S* m;           // (H) o * tanh(c_out)
+};
+
+template <typename S>
+inline void cell_row(const CellRow<S>& r, const CellWeights<S>& w, int64_t H, const Options& o) {
+  const int64_t G = 4 * H;
+  const S* __restrict x = r.x;
+  S* __restrict pre = r.pre;
+  const S* cp = r.c;  // the state entering this step; the last loop updates it
+  S* __restrict gs = r.gates;
+  if (r.c_prev) std::copy(cp, cp + H, r.c_prev);
+
+  if (w.ln_hh) {
+    S mean, rstd;
+    ln_stats(pre, G, o.eps, mean, rstd);
+    if (r.r_hat) {
+      S* __restrict rh = r.r_hat;
+      for (int64_t k = 0; k < G; ++k) rh[k] = (pre[k] - mean) * rstd;
+      for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + rh[k] * w.ln_hh[k];
+    } else {
+      for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + ((pre[k] - mean) * rstd) * w.ln_hh[k];
+    }
+    if (r.rstd_hh) *r.rstd_hh = rstd;
+  } else {
+    for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + pre[k];
+  }
+  if (w.b_hh)
+    for (int64_t k = 0; k < G; ++k) pre[k] += w.b_hh[k];
+  S* __restrict ipre = pre;
+  S* __restrict fpre = pre + H;
+  S* __restrict gpre = pre + 2 * H;
+  S* __restrict opre = pre + 3 * H;
+  if (w.w_ci) {
+    for (int64_t k = 0; k < H; ++k) ipre[k] += w.w_ci[k] * cp[k];
+    if (w.w_cf)
+      for (int64_t k = 0; k < H; ++k) fpre[k] += w.w_cf[k] * cp[k];
+  }
+  S* __restrict ig = gs;
+  S* __restrict fg = gs + H;
+  S* __restrict gg = gs + 2 * H;
+  S* __restrict og = gs + 3 * H;
+  for (int64_t k = 0; k < H; ++k) ig[k] = sigmoid(ipre[k]);
+  for (int64_t k = 0; k < H; ++k) gg[k] = std::tanh(gpre[k]);
+  if (o.coupled) {
+    for (int64_t k = 0; k < H; ++k) fg[k] = S(1) - ig[k];
+  } else if (!o.forget_gate) {
+    for (int64_t k = 0; k < H; ++k) fg[k] = S(1);
+  } else {
+    for (int64_t k = 0; k < H; ++k) fg[k] = sigmoid(fpre[k]);
+  }
+  S* __restrict cn = r.c_new;
+  for (int64_t k = 0; k < H; ++k) cn[k] = fg[k] * cp[k] + ig[k] * gg[k];
+  if (w.w_co)
+    for (int64_t k = 0; k < H; ++k) opre[k] += w.w_co[k] * cn[k];
+  for (int64_t k = 0; k < H; ++k) og[k] = sigmoid(opre[k]);
+
+  const S* co = cn;
+  if (w.ln_c_w) {
+    S mean, rstd;
+    ln_stats(cn, H, o.eps, mean, rstd);
+    S* __restrict ch = r.c_hat;
+    S* __restrict cout = r.c_out;
+    for (int64_t k = 0; k < H; ++k) ch[k] = (cn[k] - mean) * rstd;
+    if (w.ln_c_b) {
+      for (int64_t k = 0; k < H; ++k) cout[k] = ch[k] * w.ln_c_w[k] + w.ln_c_b[k];
+    } else {
+      for (int64_t k = 0; k < H; ++k) cout[k] = ch[k] * w.ln_c_w[k];
+    }
+    if (r.rstd_c) *r.rstd_c = rstd;
+    co = cout;
+  }
+  S* __restrict m = r.m;
+  for (int64_t k = 0; k < H; ++k) m[k] = og[k] * std::tanh(co[k]);
+
+  S* cs = r.c;  // cp aliases this row: the update must come last
+  if (r.zc) {
+    const S* __restrict z = r.zc;
+    for (int64_t k = 0; k < H; ++k) cs[k] = z[k] * cs[k] + (S(1) - z[k]) * cn[k];
+  } else {
+    std::copy(cn, cn + H, cs);
+  }
+}
+
 template <typename S>
 std::pair<std::vector<Tensor>, Saved> forward_impl(const Args& a, const Steps& st,
                                                    const Options& o, bool save) {
@@ -509,84 +628,25 @@ std::pair<std::vector<Tensor>, Saved> forward_impl(const Args& a, const Steps& s
   const int64_t grain = std::max<int64_t>(1, kRowGrainWork / G);
 
   // Everything after the GEMM for one row: layer norm, gates, cell, output, zoneout.
+  const CellWeights<S> cw{Bhh, Wci, Wcf_used, Wco, LNhh, LNw, LNb};
   auto row = [&](int64_t t, int64_t b) {
     const int64_t tb = t * B + b;
-    const S* __restrict x = X + tb * G;
-    S* __restrict pre = PRE + b * G;
-    const S* cp = Cs + b * H;  // the state entering this step; the row's last loop updates it
-    S* __restrict gs = save ? sG + tb * G : GB + b * G;
-    if (save) std::copy(cp, cp + H, sCP + tb * H);
-
-    if (LNhh) {
-      S mean, rstd;
-      ln_stats(pre, G, o.eps, mean, rstd);
-      if (save) {
-        S* __restrict rh = sRH + tb * G;
-        for (int64_t k = 0; k < G; ++k) rh[k] = (pre[k] - mean) * rstd;
-        for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + rh[k] * LNhh[k];
-        sRS[tb] = rstd;
-      } else {
-        for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + ((pre[k] - mean) * rstd) * LNhh[k];
-      }
-    } else {
-      for (int64_t k = 0; k < G; ++k) pre[k] = x[k] + pre[k];
-    }
-    if (Bhh)
-      for (int64_t k = 0; k < G; ++k) pre[k] += Bhh[k];
-    S* __restrict ipre = pre;
-    S* __restrict fpre = pre + H;
-    S* __restrict gpre = pre + 2 * H;
-    S* __restrict opre = pre + 3 * H;
-    if (Wci) {
-      for (int64_t k = 0; k < H; ++k) ipre[k] += Wci[k] * cp[k];
-      if (Wcf_used)
-        for (int64_t k = 0; k < H; ++k) fpre[k] += Wcf_used[k] * cp[k];
-    }
-    S* __restrict ig = gs;
-    S* __restrict fg = gs + H;
-    S* __restrict gg = gs + 2 * H;
-    S* __restrict og = gs + 3 * H;
-    for (int64_t k = 0; k < H; ++k) ig[k] = sigmoid(ipre[k]);
-    for (int64_t k = 0; k < H; ++k) gg[k] = std::tanh(gpre[k]);
-    if (o.coupled) {
-      for (int64_t k = 0; k < H; ++k) fg[k] = S(1) - ig[k];
-    } else if (!o.forget_gate) {
-      for (int64_t k = 0; k < H; ++k) fg[k] = S(1);
-    } else {
-      for (int64_t k = 0; k < H; ++k) fg[k] = sigmoid(fpre[k]);
-    }
-    S* __restrict cn = save ? sCN + tb * H : CB + b * 3 * H;
-    for (int64_t k = 0; k < H; ++k) cn[k] = fg[k] * cp[k] + ig[k] * gg[k];
-    if (Wco)
-      for (int64_t k = 0; k < H; ++k) opre[k] += Wco[k] * cn[k];
-    for (int64_t k = 0; k < H; ++k) og[k] = sigmoid(opre[k]);
-
-    const S* co = cn;
-    if (LNw) {
-      S mean, rstd;
-      ln_stats(cn, H, o.eps, mean, rstd);
-      S* __restrict ch = save ? sCH + tb * H : CB + b * 3 * H + H;
-      S* __restrict cout = save ? sCO + tb * H : CB + b * 3 * H + 2 * H;
-      for (int64_t k = 0; k < H; ++k) ch[k] = (cn[k] - mean) * rstd;
-      if (LNb) {
-        for (int64_t k = 0; k < H; ++k) cout[k] = ch[k] * LNw[k] + LNb[k];
-      } else {
-        for (int64_t k = 0; k < H; ++k) cout[k] = ch[k] * LNw[k];
-      }
-      if (save) sRC[tb] = rstd;
-      co = cout;
-    }
+    CellRow<S> r;
+    r.x = X + tb * G;
+    r.pre = PRE + b * G;
+    r.c = Cs + b * H;
+    r.zc = ZC ? ZC + tb * H : nullptr;
+    r.gates = save ? sG + tb * G : GB + b * G;
+    r.c_prev = save ? sCP + tb * H : nullptr;
+    r.r_hat = save && LNhh ? sRH + tb * G : nullptr;
+    r.rstd_hh = save && LNhh ? sRS + tb : nullptr;
+    r.c_new = save ? sCN + tb * H : CB + b * 3 * H;
+    r.c_hat = save && LNw ? sCH + tb * H : CB + b * 3 * H + H;
+    r.c_out = save && LNw ? sCO + tb * H : CB + b * 3 * H + 2 * H;
+    r.rstd_c = save && LNw ? sRC + tb : nullptr;
     // Without a projection m is h_new itself, so it goes where finish_h reads h_new.
-    S* __restrict m = proj ? (save ? sM + tb * H : MB + b * H) : HNEW + b * P;
-    for (int64_t k = 0; k < H; ++k) m[k] = og[k] * std::tanh(co[k]);
-
-    S* cs = Cs + b * H;  // cp aliases this row: the update must come last
-    if (ZC) {
-      const S* __restrict z = ZC + tb * H;
-      for (int64_t k = 0; k < H; ++k) cs[k] = z[k] * cs[k] + (S(1) - z[k]) * cn[k];
-    } else {
-      std::copy(cn, cn + H, cs);
-    }
+    r.m = proj ? (save ? sM + tb * H : MB + b * H) : HNEW + b * P;
+    cell_row(r, cw, H, o);
   };
 
   // h_next = zoneout(h_new), into the output and the state.
@@ -1086,6 +1146,239 @@ py::dict lstm_backward(const py::object& inputs, const py::object& saved, const 
   return d;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The streaming call: one time step of the whole stack (T = 1, the state passed back each
+// call), with nothing to differentiate (no_grad or inference mode, eval mode: the Python side,
+// lstmkit.nn._lstm, decides when). A step costs a few microseconds at B = 1, so the general
+// path's per-call work (reading RecurrenceInputs by name, the checks in Python, the autograd
+// Function, one small torch GEMM for the input projection, the stacking of h_n) was several
+// times the step itself (bench/stream_calls.py). A StepPlan holds the module's parameters once
+// (the same tensors: in-place updates and `.data =` are seen; the module drops its plan when a
+// parameter is replaced or moved) and each call runs, per layer and direction,
+//   xg = x W_ih^T + b_ih      (LN(x W_ih^T) gamma_ih + b_ih with layer norm, as F.layer_norm)
+// through the recurrence's own small-batch GEMV, then forward_impl's step on it. Anything it
+// does not take (another dtype or device, a tensor subclass, T != 1, a wrong shape, autocast,
+// grad mode) returns None, and the caller runs the general path, which also raises the errors.
+
+struct LayerWeights {
+  Tensor w_ih, b_ih, ln_ih, w_hh, b_hh, w_hr, w_ci, w_cf, w_co, ln_hh, ln_c_w, ln_c_b;
+};
+
+class StepPlan {
+ public:
+  StepPlan(const std::vector<std::vector<OptTensor>>& layers, int64_t num_layers,
+           int64_t dirs, int64_t input_size, int64_t hidden, int64_t proj, bool batch_first,
+           bool coupled, bool forget_gate, double eps, double zoneout_h, double zoneout_c)
+      : L_(num_layers),
+        D_(dirs),
+        I_(input_size),
+        H_(hidden),
+        P_(proj > 0 ? proj : hidden),
+        batch_first_(batch_first),
+        opts_{coupled, forget_gate, eps},
+        zh_(zoneout_h),
+        zc_(zoneout_c) {
+    TORCH_CHECK(L_ >= 1 && (D_ == 1 || D_ == 2) && I_ >= 1 && H_ >= 1,
+                "StepPlan: bad sizes");
+    TORCH_CHECK(int64_t(layers.size()) == L_ * D_, "StepPlan: one weight list per layer and "
+                "direction expected");
+    auto t = [](const OptTensor& o) { return o.has_value() ? *o : Tensor(); };
+    for (const auto& l : layers) {
+      TORCH_CHECK(l.size() == 12, "StepPlan: 12 tensors per layer expected");
+      w_.push_back(LayerWeights{t(l[0]), t(l[1]), t(l[2]), t(l[3]), t(l[4]), t(l[5]), t(l[6]),
+                                t(l[7]), t(l[8]), t(l[9]), t(l[10]), t(l[11])});
+    }
+    dtype_ = w_[0].w_hh.scalar_type();
+    TORCH_CHECK(dtype_ == at::kFloat || dtype_ == at::kDouble, "StepPlan: float32 or float64");
+  }
+
+  py::object call(const py::handle& input, const py::handle& hx) const {
+    if (at::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU))
+      return py::none();
+    if (!THPVariable_CheckExact(input.ptr())) return py::none();
+    const Tensor& x = THPVariable_Unpack(input.ptr());
+    if (!usable(x)) return py::none();
+    const bool batched = x.dim() == 3;
+    int64_t B;
+    if (batched) {
+      if (x.size(batch_first_ ? 1 : 0) != 1 || x.size(2) != I_) return py::none();
+      B = x.size(batch_first_ ? 0 : 1);
+    } else {
+      if (x.dim() != 2 || x.size(0) != 1 || x.size(1) != I_) return py::none();
+      B = 1;
+    }
+    if (B < 1) return py::none();
+    const int64_t LD = L_ * D_;
+    Tensor h0, c0;
+    if (!hx.is_none()) {
+      if (!(py::isinstance<py::tuple>(hx) || py::isinstance<py::list>(hx))) return py::none();
+      py::sequence seq = py::reinterpret_borrow<py::sequence>(hx);
+      if (seq.size() != 2) return py::none();
+      py::object a = seq[0], b = seq[1];
+      if (!THPVariable_CheckExact(a.ptr()) || !THPVariable_CheckExact(b.ptr()))
+        return py::none();
+      h0 = THPVariable_Unpack(a.ptr());
+      c0 = THPVariable_Unpack(b.ptr());
+      if (!usable(h0) || !usable(c0)) return py::none();
+      const std::vector<int64_t> hs = batched ? std::vector<int64_t>{LD, B, P_}
+                                              : std::vector<int64_t>{LD, P_};
+      const std::vector<int64_t> cs = batched ? std::vector<int64_t>{LD, B, H_}
+                                              : std::vector<int64_t>{LD, H_};
+      if (h0.sizes() != at::IntArrayRef(hs) || c0.sizes() != at::IntArrayRef(cs))
+        return py::none();
+    }
+    if (!weights_ok()) return py::none();
+    std::vector<Tensor> res;
+    AT_DISPATCH_FLOATING_TYPES(dtype_, "lstmkit_lstm_step",
+                               [&] { res = run<scalar_t>(x, h0, c0, B); });
+    Tensor out = res[0], hn = res[1], cn = res[2];
+    const int64_t DP = D_ * P_;
+    if (batched) {
+      out = batch_first_ ? out.view({B, 1, DP}) : out.view({1, B, DP});
+    } else {
+      out = out.view({1, DP});
+      hn = hn.view({LD, P_});
+      cn = cn.view({LD, H_});
+    }
+    return py::make_tuple(out, py::make_tuple(hn, cn));
+  }
+
+ private:
+  bool usable(const Tensor& t) const {
+    return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided &&
+           t.scalar_type() == dtype_ && !t.is_conj() && !t.is_neg();
+  }
+
+  // The parameters may have been changed in place (`.data =` included) since the plan was
+  // made: their shapes and dtypes are checked at every call (nanoseconds).
+  bool weights_ok() const {
+    const int64_t G = 4 * H_;
+    auto ok = [&](const Tensor& t, at::IntArrayRef shape, bool required) {
+      if (!t.defined()) return !required;
+      return t.scalar_type() == dtype_ && t.device().is_cpu() && t.layout() == at::kStrided &&
+             t.is_contiguous() && t.sizes() == shape;
+    };
+    const bool proj = P_ != H_;
+    for (int64_t k = 0; k < L_; ++k) {
+      const int64_t in = k == 0 ? I_ : D_ * P_;
+      for (int64_t d = 0; d < D_; ++d) {
+        const LayerWeights& w = w_[k * D_ + d];
+        if (!(ok(w.w_ih, {G, in}, true) && ok(w.b_ih, {G}, false) && ok(w.ln_ih, {G}, false) &&
+              ok(w.w_hh, {G, P_}, true) && ok(w.b_hh, {G}, false) &&
+              ok(w.w_hr, {P_, H_}, proj) && ok(w.w_ci, {H_}, false) && ok(w.w_cf, {H_}, false) &&
+              ok(w.w_co, {H_}, false) && ok(w.ln_hh, {G}, false) && ok(w.ln_c_w, {H_}, false) &&
+              ok(w.ln_c_b, {H_}, false)))
+          return false;
+        if (proj != w.w_hr.defined()) return false;
+      }
+    }
+    return true;
+  }
+
+  // Per layer and direction: xg = W_ih x (+ LN, + b_ih), pre = W_hh h, cell_row, then the
+  // projection and zoneout of h, all on raw buffers: the only tensors made are the three the
+  // call returns (ATen ops cost about a microsecond each here, a step at H=128 a few).
+  template <typename S>
+  std::vector<Tensor> run(const Tensor& x_in, const Tensor& h0, const Tensor& c0,
+                          int64_t B) const {
+    const int64_t G = 4 * H_, LD = L_ * D_, DP = D_ * P_;
+    const auto opt = x_in.options();
+    const Tensor x = x_in.contiguous();
+    Tensor out = at::empty({B, DP}, opt);
+    Tensor hn = at::empty({LD, B, P_}, opt), cn = at::empty({LD, B, H_}, opt);
+    S* HN = hn.data_ptr<S>();
+    S* CN = cn.data_ptr<S>();
+    if (h0.defined()) {
+      const Tensor h = h0.contiguous(), c = c0.contiguous();
+      std::memcpy(HN, h.data_ptr<S>(), sizeof(S) * LD * B * P_);
+      std::memcpy(CN, c.data_ptr<S>(), sizeof(S) * LD * B * H_);
+    } else {
+      std::fill(HN, HN + LD * B * P_, S(0));
+      std::fill(CN, CN + LD * B * H_, S(0));
+    }
+    // Scratch: xg, pre, gates (B, G); c_new | c_hat | c_out (B, 3H); m (B, H); h_new (B, P);
+    // two layer outputs (B, D P) between layers; the zoneout values (P + H).
+    std::vector<S> buf(B * (3 * G + 4 * H_ + P_ + 2 * DP) + P_ + H_);
+    S *XG = buf.data(), *PRE = XG + B * G, *GB = PRE + B * G, *CB = GB + B * G;
+    S *MB = CB + B * 3 * H_, *HNEW = MB + B * H_, *LA = HNEW + B * P_, *LB = LA + B * DP;
+    S *ZH = LB + B * DP, *ZC = ZH + P_;
+    std::fill(ZH, ZH + P_, S(zh_));
+    std::fill(ZC, ZC + H_, S(zc_));
+    const bool proj = P_ != H_;
+    const S* in = x.data_ptr<S>();
+    int64_t in_size = I_;
+    for (int64_t k = 0; k < L_; ++k) {
+      S* lout = k == L_ - 1 ? out.data_ptr<S>() : (k % 2 ? LB : LA);
+      for (int64_t d = 0; d < D_; ++d) {
+        const int64_t idx = k * D_ + d;
+        const LayerWeights& w = w_[idx];
+        rows_times<S>(w.w_ih, in, XG, B, in_size, G);
+        const S *LN = ptr<S>(w.ln_ih), *Bih = ptr<S>(w.b_ih);
+        for (int64_t b = 0; b < B; ++b) {
+          S* __restrict v = XG + b * G;
+          if (LN) {
+            S mean, rstd;
+            ln_stats(v, G, opts_.eps, mean, rstd);
+            if (Bih) {
+              for (int64_t j = 0; j < G; ++j) v[j] = (v[j] - mean) * rstd * LN[j] + Bih[j];
+            } else {
+              for (int64_t j = 0; j < G; ++j) v[j] = (v[j] - mean) * rstd * LN[j];
+            }
+          } else if (Bih) {
+            for (int64_t j = 0; j < G; ++j) v[j] += Bih[j];
+          }
+        }
+        S* Hs = HN + idx * B * P_;
+        S* Cs = CN + idx * B * H_;
+        rows_times<S>(w.w_hh, Hs, PRE, B, P_, G);
+        const S* Wci = ptr<S>(w.w_ci);
+        const CellWeights<S> cw{ptr<S>(w.b_hh), Wci, Wci ? ptr<S>(w.w_cf) : nullptr,
+                                ptr<S>(w.w_co), ptr<S>(w.ln_hh), ptr<S>(w.ln_c_w),
+                                ptr<S>(w.ln_c_b)};
+        for (int64_t b = 0; b < B; ++b) {
+          CellRow<S> r{};
+          r.x = XG + b * G;
+          r.pre = PRE + b * G;
+          r.c = Cs + b * H_;
+          r.zc = zc_ > 0 ? ZC : nullptr;
+          r.gates = GB + b * G;
+          r.c_new = CB + b * 3 * H_;
+          r.c_hat = CB + b * 3 * H_ + H_;
+          r.c_out = CB + b * 3 * H_ + 2 * H_;
+          r.m = proj ? MB + b * H_ : HNEW + b * P_;
+          cell_row(r, cw, H_, opts_);
+        }
+        if (proj) rows_times<S>(w.w_hr, MB, HNEW, B, H_, P_);
+        for (int64_t b = 0; b < B; ++b) {
+          const S* __restrict hnew = HNEW + b * P_;
+          S* __restrict hs = Hs + b * P_;
+          S* __restrict o = lout + b * DP + d * P_;
+          if (zh_ > 0) {
+            for (int64_t j = 0; j < P_; ++j) {
+              const S v = ZH[j] * hs[j] + (S(1) - ZH[j]) * hnew[j];
+              o[j] = v;
+              hs[j] = v;
+            }
+          } else {
+            std::copy(hnew, hnew + P_, o);
+            std::copy(hnew, hnew + P_, hs);
+          }
+        }
+      }
+      in = lout;
+      in_size = DP;
+    }
+    return {out, hn, cn};
+  }
+
+  int64_t L_, D_, I_, H_, P_;
+  bool batch_first_;
+  Options opts_;
+  double zh_, zc_;
+  at::ScalarType dtype_;
+  std::vector<LayerWeights> w_;
+};
+
 std::string gemv_isa() { return isa_name(static_cast<Isa>(g_isa.load())); }
 
 // Lowers (or restores) the float32 GEMV's instruction set; never above what the CPU has.
@@ -1122,6 +1415,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
           py::arg("opts"), py::arg("needs"),
           "Backward through time: {name: grad} for RecurrenceGrads' fields (None where absent "
           "or not needed)");
+  py::class_<StepPlan>(mod, "StepPlan",
+                       "One time step of a whole LSTM stack for streaming calls (no autograd)")
+      .def(py::init<const std::vector<std::vector<OptTensor>>&, int64_t, int64_t, int64_t,
+                    int64_t, int64_t, bool, bool, bool, double, double, double>(),
+           py::arg("layers"), py::arg("num_layers"), py::arg("dirs"), py::arg("input_size"),
+           py::arg("hidden_size"), py::arg("proj_size"), py::arg("batch_first"),
+           py::arg("coupled"), py::arg("forget_gate"), py::arg("eps"), py::arg("zoneout_h"),
+           py::arg("zoneout_c"))
+      .def("__call__", &StepPlan::call, py::arg("input"), py::arg("hx") = py::none(),
+           "(output, (h_n, c_n)) as LSTM.forward returns them, or None for an input it does "
+           "not take");
   mod.def("gemv_isa", &gemv_isa,
           "The instruction set the float32 small-batch GEMV runs: avx512, avx2 or generic");
   mod.def("best_gemv_isa", [] { return std::string(isa_name(kBestIsa)); },

@@ -52,6 +52,7 @@ __all__ = [
     "is_available",
     "kernel_origin",
     "load_extension",
+    "step_plan",
 ]
 
 _SOURCE = _build.SOURCE
@@ -278,6 +279,50 @@ def fused_backward(
             grads[k] if getattr(inputs, k) is not None and (needs is None or needs[n]) else None
             for n, k in enumerate(GRAD_FIELDS)
         )
+    )
+
+
+def step_plan(
+    layers: list[list[Tensor | None]],
+    num_layers: int,
+    dirs: int,
+    input_size: int,
+    hidden_size: int,
+    proj_size: int,
+    batch_first: bool,
+    coupled: bool,
+    forget_gate: bool,
+    eps: float,
+    zoneout_h: float,
+    zoneout_c: float,
+):
+    """The extension's ``StepPlan``: one time step of a whole (eval-mode) LSTM stack in one C++
+    call, for streaming callers without autograd.
+
+    ``layers`` holds, per layer and direction (``k * dirs + d``), the twelve tensors
+    ``weight_ih, bias_ih, ln_weight_ih, weight_hh, bias_hh, weight_hr, weight_ci, weight_cf,
+    weight_co, ln_weight_hh, ln_weight_c, ln_bias_c`` (None where the variant has none). The
+    plan keeps these tensors (not copies). Calling it with ``(input, hx)`` as
+    :meth:`lstmkit.LSTM.forward` takes them returns ``(output, (h_n, c_n))``, the same
+    numbers as the general path (the layer's ``xg = LN(x W_ih^T) gamma_ih + b_ih`` then
+    :func:`fused_forward`'s step; zoneout at its eval value), or None for an input it does
+    not take: ``T != 1``, another dtype or device, a tensor subclass, a shape that does not
+    fit, autocast or grad mode on. The caller then runs the general path, which also raises
+    the errors.
+    """
+    return load_extension().StepPlan(
+        layers,
+        num_layers,
+        dirs,
+        input_size,
+        hidden_size,
+        proj_size,
+        batch_first,
+        coupled,
+        forget_gate,
+        eps,
+        zoneout_h,
+        zoneout_c,
     )
 
 
