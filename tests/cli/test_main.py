@@ -312,6 +312,25 @@ def test_metrics_table_leaves_out_splits_without_metrics():
     assert [c.header for c in table.columns] == ["metric", "valid"]
 
 
+def test_metrics_note_is_printed_under_the_table(capsys):
+    from types import SimpleNamespace
+
+    from lstmkit.cli.report import print_metrics
+    from lstmkit.tasks.base import Task
+    from lstmkit.tasks.forecast import ForecastTask
+
+    ckpt = SimpleNamespace(meta={"step": 3}, path="run/ckpt")
+    print_metrics(
+        SimpleNamespace(name="forecast", metrics_note=ForecastTask.metrics_note),
+        ckpt,
+        {"test": {"mse": 0.5}},
+    )
+    out = capsys.readouterr().out
+    assert "standardised with the training rows' mean and std" in out
+    assert out.index("0.5") < out.index("standardised")
+    assert Task.metrics_note == ""
+
+
 def test_plot_draws_runs_side_by_side(trained, tmp_path, capsys):
     assert cli_main(["plot", str(trained)]) == 0
     assert capsys.readouterr().err == f"wrote {trained / 'curves.png'}\n"

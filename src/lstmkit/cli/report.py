@@ -34,6 +34,8 @@ def print_metrics(task, ckpt, metrics: dict[str, dict[str, float]]) -> None:
     step = ckpt.meta.get("step", "?")
     console.print(f"{task.name}: {ckpt.path} (step {step})")
     console.print(metrics_table(metrics))
+    if task.metrics_note:
+        console.print(task.metrics_note, soft_wrap=True)
 
 
 def use_verbs(task) -> list[str]:

@@ -221,6 +221,9 @@ class Task(abc.ABC):
     prints_data_summary: ClassVar[bool] = False
     """True where the task says what it read in a line of its own (lm), so that the trainer
     logs :meth:`data_report` without printing it a second time."""
+    metrics_note: ClassVar[str] = ""
+    """One line ``lstmkit evaluate`` prints under the metrics table where a metric needs
+    saying how it is measured (forecast: on which scale); empty for none."""
     capabilities: ClassVar[frozenset[str]] = frozenset({"evaluate"})
     """What a trained run of this task can do (:data:`CAPABILITIES`): the use verbs it has
     (``predict``, ``inspect``, ``generate``...) and ``cross-validate``. The command line, the

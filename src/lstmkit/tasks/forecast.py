@@ -123,6 +123,11 @@ class ForecastTask(Task):
     split_options = "--data"
     checkpoint_state = ("scaler", "outputs", "inputs")
     capabilities = frozenset({"predict", "evaluate", "inspect"})
+    metrics_note = (
+        "mse, mae, crps: on the scale standardised with the training rows' mean and std (the "
+        "papers' convention); mse_orig, mae_orig: in the data's units; mase: against the "
+        "training rows' seasonal naive error"
+    )
     input_hint = " --input RECENT.csv"
     """What the train command's next-step hints give predict and inspect (no built-in input)."""
     train_defaults = {"lr": 1e-3, "batch_size": 32, "steps": 2000, "eval_every": 200}
