@@ -18,9 +18,11 @@
    they fit it, else in main memory. Candidates: lstmkit's fused kernel in float32
    (``backend="cpu"``; vanilla, layer_norm, projection P=H/4, peephole, cifg), torch.nn.LSTM,
    torch's dynamic int8 LSTM (``torch.ao.quantization.quantize_dynamic``), ONNX Runtime's
-   LSTM (a one-node graph built with onnx.helper, layout 0) and lstmkit's int8 / bf16 models
-   (``lstmkit.quantize``) where they exist. int8 candidates are held to the int8 floor (bytes
-   / 4, the VNNI peak), bf16 ones to the bf16 floor (bytes / 2, the bf16 dot-product peak).
+   LSTM (a one-node graph built with onnx.helper, layout 0) and lstmkit's quantized models
+   (``lstmkit.quantize``): int8 with int8 activations (``activations="int8"``, the default:
+   integer dot products, VNNI), int8 weight-only (``activations="float"``: the int8 weights
+   widened to float) and bf16. The int8 candidates are held to the int8 floor (bytes / 4, the
+   VNNI peak), bf16 ones to the bf16 floor (bytes / 2, the bf16 dot-product peak).
 3. Two threads at every H: the crossover where splitting the hidden units over two cores beats
    one thread (lstmkit with its split forced at every H, and with its default threshold).
 4. Streaming: a call per step (T=1, state passed back), as a server or a device loop makes
@@ -477,10 +479,15 @@ def candidates(H: int, T: int, variants: list[str], notes: list[str]) -> list[Ca
         if not any("lstmkit.quantize" in n for n in notes):
             notes.append("lstmkit.quantize is not in this lstmkit yet: no lstmkit int8/bf16 rows")
     else:
-        for mode, nb, kind in (("int8", elems, "vnni"), ("bf16", 2 * elems, "bf16")):
+        quantized = (
+            ("lstmkit int8", "int8", "int8", elems, "vnni"),
+            ("lstmkit int8 weight-only", "int8", "float", elems, "vnni"),
+            ("lstmkit bf16", "bf16", None, 2 * elems, "bf16"),
+        )
+        for name, mode, acts, nb, kind in quantized:
             try:
-                m = quantize(lstmkit.LSTM(I, H).eval(), mode)
-                out.append(Cand(f"lstmkit {mode}", _no_grad(m, x), nb, macs, kind, mode == "int8"))
+                m = quantize(lstmkit.LSTM(I, H).eval(), mode, acts)
+                out.append(Cand(name, _no_grad(m, x), nb, macs, kind, mode == "int8"))
             except Exception as e:  # a mode this CPU or build lacks: one note, the rest runs
                 notes.append(f"lstmkit.quantize(..., {mode!r}) at H={H}: {type(e).__name__}: {e}")
     return out
@@ -539,7 +546,7 @@ def bench_one_thread(H: int, fl: Floor, repeats: int, variants: list[str], notes
             VS_TORCH_TARGET if c.name == "lstmkit vanilla" and H <= 256 else None,
         )
         row["vs_torch"] = asdict(vt)
-        if c.name == "lstmkit int8" and f32 is not None:
+        if c.int8 and c.name.startswith("lstmkit") and f32 is not None:
             row["vs_lstmkit_f32"] = asdict(
                 judge(times[c.name], f32, INT8_VS_F32_TARGET if H >= 512 else None)
             )
@@ -791,6 +798,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     ext = recurrence.load_extension()
     info["lstmkit_gemv_isa"] = ext.gemv_isa()
+    with contextlib.suppress(Exception):  # the quantized kernel's: its rows say when it is absent
+        from lstmkit.kernels.cpu import quant
+
+        info["lstmkit_quant_isa"] = quant.best_isa()
     info["load_average"] = list(os.getloadavg())
     fl = measure_floor(sorted(set(ths) | {1}), repeats=15)
     print(f"machine: {info}")

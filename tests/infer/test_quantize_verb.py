@@ -24,9 +24,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
 TASKS = ("adding", "lm", "sentiment", "spoken-words", "translation")
 
 
-def _quantize(run: Path, out: Path, mode: str, capsys) -> None:
+def _quantize(run: Path, out: Path, mode: str, capsys, *extra: str) -> None:
     capsys.readouterr()
-    status = cli_main(["quantize", str(run), "--out", str(out), "--mode", mode])
+    status = cli_main(["quantize", str(run), "--out", str(out), "--mode", mode, *extra])
     outs = capsys.readouterr()
     assert status == 0, outs.err
     assert outs.out.strip() == str(out) and f"wrote {out} ({mode}:" in outs.err
@@ -46,6 +46,8 @@ def test_quantized_checkpoint_loads_and_predicts_like_the_float_run(task, mode, 
         meta["quantized"]["mode"] == mode
         and meta["task"] == json.loads((run / "model.json").read_text())["task"]
     )
+    # int8 weights: int8 activations by default; bf16 has float ones only
+    assert meta["quantized"]["activations"] == ("int8" if mode == "int8" else "float")
     want = torch.int8 if mode == "int8" else torch.bfloat16
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
@@ -63,9 +65,17 @@ def test_quantized_checkpoint_loads_and_predicts_like_the_float_run(task, mode, 
             )
             step = w.abs().amax(1, keepdim=True) / 254 if mode == "int8" else w.abs() * 2**-8
             assert bool(((back - w).abs() <= step + 1e-7).all()), name
+    assert enc.activations == meta["quantized"]["activations"]
     if task == "spoken-words":  # no built-in examples: the encoder against its float form
         x = torch.randn(2, 5, enc.input_size)
-        torch.testing.assert_close(enc(x)[0], enc.to_float()(x)[0], atol=5e-5, rtol=5e-5)
+        weight_only = QuantizedLSTM(**(enc.config() | {"activations": "float"}))
+        weight_only.load_state_dict(enc.state_dict())
+        want = enc.to_float()(x)[0]
+        # weight-only: the float LSTM with the rounded weights, up to float rounding
+        torch.testing.assert_close(weight_only(x)[0], want, atol=5e-5, rtol=5e-5)
+        # int8 activations move each product by about as much as the weights' rounding: the
+        # few hundredths the predictions below allow
+        assert (enc(x)[0] - want).abs().max().item() < 0.05
         return
     capsys.readouterr()
     assert cli_main(["predict", str(out), "--device", "cpu"]) == 0
@@ -131,3 +141,51 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     data[-1] ^= 1
     (out / "model.safetensors").write_bytes(bytes(data))
     _one_error(capsys, ["predict", str(out), "--device", "cpu"], "does not match its SHA-256")
+
+
+def test_activations_option_round_trips_and_old_checkpoints_load_as_float(tmp_path, capsys):
+    from lstmkit.infer.load import _as_stored
+    from lstmkit.utils.errors import UserError
+
+    run = FIXTURES / "adding"
+    out = tmp_path / "w8"
+    _quantize(run, out, "int8", capsys, "--activations", "float")
+    assert json.loads((out / "model.json").read_text())["quantized"]["activations"] == "float"
+    qrun = lstmkit.load(out, device="cpu")
+    enc = next(m for m in qrun.model.modules() if isinstance(m, QuantizedLSTM))
+    assert enc.activations == "float"
+    # the same run quantized with int8 activations loads with them, and computes otherwise
+    out8 = tmp_path / "a8"
+    _quantize(run, out8, "int8", capsys)
+    enc8 = next(
+        m for m in lstmkit.load(out8, device="cpu").model.modules() if isinstance(m, QuantizedLSTM)
+    )
+    assert enc8.activations == "int8"
+    x = torch.randn(2, 5, enc.input_size)
+    assert not torch.equal(enc(x)[0], enc8(x)[0])
+    torch.testing.assert_close(enc(x)[0], enc8(x)[0], atol=0.05, rtol=0)
+    # a model.json written before the option: {"mode": "int8"} alone means weight-only
+    model = torch.nn.Sequential(torch.nn.LSTM(3, 4))
+    old = _as_stored(model, {"quantized": {"mode": "int8", "from": "x"}})
+    assert old[0].activations == "float"
+    new = _as_stored(
+        torch.nn.Sequential(torch.nn.LSTM(3, 4)),
+        {"quantized": {"mode": "int8", "activations": "int8"}},
+    )
+    assert new[0].activations == "int8"
+    with pytest.raises(UserError, match="quantized.activations must be int8 or float"):
+        _as_stored(model, {"quantized": {"mode": "bf16", "activations": "int8"}})
+
+
+def test_bad_activations_are_one_line(tmp_path, capsys):
+    run = str(FIXTURES / "adding")
+    _one_error(
+        capsys,
+        ["quantize", run, "--out", str(tmp_path / "b"), "--mode", "bf16", "--activations", "int8"],
+        "--activations int8 needs --mode int8",
+    )
+    _one_error(
+        capsys,
+        ["quantize", run, "--out", str(tmp_path / "c"), "--activations", "u8"],
+        "activations",
+    )

@@ -1,6 +1,7 @@
 """QuantizedLSTM and lstmkit.quantize: the composition (layers, directions, packing, lengths,
 batch_first, unbatched, hx) against lstmkit.LSTM carrying the dequantized weights, the
-accuracy against the float model within a derived bound, and the state dict round trip."""
+accuracy against the float model within a derived bound, and the state dict round trip; the
+int8-activation mode against the integer reference composed over layers and directions."""
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import lstmkit
 from lstmkit.kernels.cpu import quant
 from lstmkit.nn.quantized import QuantizedLSTM, quantize
+from lstmkit.reference.lstm import CellOptions, RecurrenceInputs, recurrence_forward
 
 if not quant.is_available():
     pytest.skip(f"quantized CPU kernel unavailable: {quant.build_error()}", allow_module_level=True)
@@ -47,7 +49,7 @@ def lstm(cfg: dict, seed: int = 0, **kw) -> lstmkit.LSTM:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_matches_the_float_lstm_with_dequantized_weights(mode, name):
     m = lstm(CONFIGS[name], batch_first=True)
-    q, ref = quantize(m, mode), fake_quantized(m, mode)
+    q, ref = quantize(m, mode, "float"), fake_quantized(m, mode)
     x = torch.randn(3, 6, 4)
     D = 2 if m.bidirectional else 1
     P = m.proj_size or m.hidden_size
@@ -85,7 +87,7 @@ def test_one_step_from_rest_within_the_quantization_bound(mode):
     else:
         dw = w.abs() * 2**-9
     delta = (x[0].abs() @ dw.T).max().item()
-    err = (quantize(m, mode)(x)[0] - m(x)[0]).abs().max().item()
+    err = (quantize(m, mode, "float")(x)[0] - m(x)[0]).abs().max().item()
     assert err <= 1.5 * delta + 1e-6
     assert err > 0  # it did quantize
 
@@ -131,6 +133,7 @@ def test_state_dict_round_trip(mode, tmp_path):
     assert sd.keys() == q.state_dict().keys()
     for k, v in q.state_dict().items():
         assert sd[k].dtype == v.dtype and torch.equal(sd[k], v), k
+    assert fresh.activations == q.activations == ("int8" if mode == "int8" else "float")
     x = torch.randn(4, 2, 4)
     torch.testing.assert_close(fresh(x)[0], q(x)[0], atol=0, rtol=0)
     want = torch.int8 if mode == "int8" else torch.bfloat16
@@ -152,3 +155,154 @@ def test_bad_input_is_named():
         q(torch.randn(3, 2, 4), lengths=torch.tensor([4, 1]))
     with pytest.raises(ValueError, match="has no LSTM"):
         quantize(nn.Linear(2, 2).eval(), "int8")
+
+
+# -- int8 activations ---------------------------------------------------------------------------
+
+# Same integer math, float rounding of the gate math and layer norms only (see
+# tests/kernels/cpu/test_quant.py, TOL_I8); two layers pass it on.
+TOL_I8 = dict(atol=5e-6, rtol=5e-6)
+
+
+class Int8Matmul:
+    """``a @ W.T`` with ``a`` quantized per row (quant.quantize_activation), exact integer sums,
+    rescaled by ``s_a * s_w`` in float32 (the kernel's int8-activation product)."""
+
+    def __init__(self, q, s):
+        self.q, self.s = q, s
+
+    @property
+    def T(self):  # noqa: N802
+        return self
+
+    def __rmatmul__(self, a):
+        qa, sa = quant.quantize_activation(a)
+        return (sa * self.s) * (qa.double() @ self.q.double().T).float()
+
+
+def int8_reference(q: QuantizedLSTM, x, hx=None):
+    """The int8-activation LSTM composed from lstmkit.reference: every layer and direction is
+    recurrence_forward with Int8Matmul for W_ih, W_hh, W_hr; x (T, B, I)."""
+    T, B = x.shape[:2]
+    D = 2 if q.bidirectional else 1
+    H, P = q.hidden_size, q.proj_size or q.hidden_size
+    if hx is None:
+        hx = (x.new_zeros(q.num_layers * D, B, P), x.new_zeros(q.num_layers * D, B, H))
+    opts = CellOptions(coupled=q.coupled, forget_gate=q.forget_gate)
+    layer_in, hs, cs = x, [], []
+    for k in range(q.num_layers):
+        outs = []
+        for d in range(D):
+            sfx = q._sfx(k, d)
+            g = lambda n: getattr(q, n + sfx, None)  # noqa: E731, B023
+            mm = lambda n: Int8Matmul(g("weight_" + n), g("scale_" + n))  # noqa: E731, B023
+            xg = layer_in @ mm("ih").T
+            if g("ln_weight_ih") is not None:
+                xg = torch.nn.functional.layer_norm(xg, (4 * H,), g("ln_weight_ih"), g("bias_ih"))
+            elif g("bias_ih") is not None:
+                xg = xg + g("bias_ih")
+            zone = {}
+            if q.zoneout_h or q.zoneout_c:
+                zone = dict(
+                    zoneout_h=torch.full((T, B, P), q.zoneout_h),
+                    zoneout_c=torch.full((T, B, H), q.zoneout_c),
+                )
+            inputs = RecurrenceInputs(
+                xg=xg,
+                h0=hx[0][k * D + d],
+                c0=hx[1][k * D + d],
+                weight_hh=mm("hh"),
+                bias_hh=g("bias_hh"),
+                weight_hr=mm("hr") if q.proj_size else None,
+                weight_ci=g("weight_ci"),
+                weight_cf=g("weight_cf"),
+                weight_co=g("weight_co"),
+                ln_weight_hh=g("ln_weight_hh"),
+                ln_weight_c=g("ln_weight_c"),
+                ln_bias_c=g("ln_bias_c"),
+                **zone,
+            )
+            out, h, c, _ = recurrence_forward(inputs, None, d == 1, opts)
+            outs.append(out)
+            hs.append(h)
+            cs.append(c)
+        layer_in = torch.cat(outs, -1)
+    return layer_in, (torch.stack(hs), torch.stack(cs))
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_int8_activations_match_the_integer_reference(name):
+    m = lstm(CONFIGS[name])
+    q = quantize(m, "int8")  # int8 activations: the int8 default
+    assert q.activations == "int8"
+    D = 2 if m.bidirectional else 1
+    P = m.proj_size or m.hidden_size
+    x = torch.randn(6, 3, 4)
+    hx = (torch.randn(m.num_layers * D, 3, P), torch.randn(m.num_layers * D, 3, 8))
+    for args in ((x,), (x, hx), (x[:1], hx)):
+        got, want = q(*args), int8_reference(q, *args)
+        torch.testing.assert_close(got[0], want[0], **TOL_I8)
+        torch.testing.assert_close(got[1], want[1], **TOL_I8)
+
+
+def test_int8_activations_rows_steps_and_packing_are_independent():
+    """Each row and step is quantized on its own: a row of a padded batch (lengths, or packed)
+    equals that row run alone, and T one-step calls equal one T-step call, bitwise."""
+    m = lstm(CONFIGS["bi_proj_2layers"] | {"layer_norm": True, "peephole": True})
+    q = quantize(m, "int8")
+    x = torch.randn(6, 3, 4)
+    lengths = torch.tensor([4, 6, 2])
+    out, (h, c) = q(x, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        o, (hb, cb) = q(x[:n, b : b + 1])
+        assert torch.equal(out[:n, b : b + 1], o) and bool((out[n:, b] == 0).all())
+        assert torch.equal(h[:, b : b + 1], hb) and torch.equal(c[:, b : b + 1], cb)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    pout, (ph, pc) = q(packed)
+    assert torch.equal(pad_packed_sequence(pout, total_length=6)[0], out)
+    assert torch.equal(ph, h) and torch.equal(pc, c)
+    uni = quantize(lstm({"layer_norm": True, "proj_size": 3}), "int8")
+    full, state = uni(x)
+    s = None
+    for t in range(6):
+        o, s = uni(x[t : t + 1], s)
+        assert torch.equal(o[0], full[t])
+    assert torch.equal(s[0], state[0]) and torch.equal(s[1], state[1])
+
+
+def test_int8_activations_one_step_from_rest_within_the_quantization_bound():
+    """One step from h = c = 0 against the float LSTM: x is quantized (|dx_k| <= s_a / 2) and
+    W too (|dW_jk| <= s_j / 2), so a pre-activation moves by at most
+    delta = max_j sum_k (|W_jk| s_a / 2 + |x_k| s_j / 2 + s_j s_a / 4), and h by 1.5 delta
+    (as in test_one_step_from_rest_within_the_quantization_bound)."""
+    m = lstm({})
+    x = torch.randn(1, 5, 4) * 3
+    w = m.weight_ih_l0.detach()
+    s_w = w.abs().amax(1) / 127
+    s_a = x[0].abs().amax(1, keepdim=True) / 127  # (B, 1)
+    delta = (
+        (s_a / 2) * w.abs().sum(1) + (x[0].abs() @ (s_w / 2)[:, None].expand_as(w).T)
+    ) + w.shape[1] * s_a * s_w / 4
+    err = (quantize(m, "int8")(x)[0] - m(x)[0]).abs().max().item()
+    assert err <= 1.5 * delta.max().item() + 1e-6
+    assert err > 0
+
+
+def test_activations_option_is_checked_and_kept():
+    m = lstm({})
+    assert quantize(m, "int8").activations == "int8"
+    assert quantize(m, "int8", "float").activations == "float"
+    assert quantize(m, "bf16").activations == "float"
+    with pytest.raises(ValueError, match="needs int8 weights"):
+        quantize(m, "bf16", "int8")
+    with pytest.raises(ValueError, match="activations must be one of int8, float, got 'u8'"):
+        quantize(m, "int8", "u8")
+    q = quantize(m, "int8", "float")
+    assert QuantizedLSTM(**q.config()).activations == "float"
+    assert "activations=float" in repr(q)
+    # the packs follow the weights: a state dict loaded in place repacks them
+    q8, other = quantize(m, "int8"), quantize(lstm({}, seed=1), "int8")
+    x = torch.randn(3, 2, 4)
+    q8(x)
+    q8.load_state_dict(other.state_dict())
+    assert torch.equal(q8(x)[0], other(x)[0])

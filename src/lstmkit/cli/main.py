@@ -322,7 +322,7 @@ def _quantize(cfg) -> int:
     r = run_quantize(cfg)
     click.echo(
         f"wrote {r.path} ({r.mode}: the LSTM weights take {size(r.quantized_bytes)}, "
-        f"{size(r.float_bytes)} in float32)",
+        f"{size(r.float_bytes)} in float32; {r.activations} activations)",
         err=True,
     )
     click.echo(str(r.path))
@@ -411,7 +411,10 @@ COMMANDS = (
         "Store a trained model's LSTM weights as int8 or bf16 (--out RUN-int8)",
         "Write a copy of a trained run with every LSTM's weight matrices stored as int8 "
         "(--mode int8: symmetric, one float scale per output row) or bfloat16 (--mode bf16), "
-        "run by the quantized CPU kernel; the rest of the model stays float32. Every command "
+        "run by the quantized CPU kernel; with int8 weights the activations that multiply them "
+        "are quantized per step too (--activations int8, the default: integer dot products, "
+        "as torch's dynamic quantization) or kept float32 (--activations float). The rest of "
+        "the model stays float32. Every command "
         "loads the result (`lstmkit predict OUT ...`, evaluate, generate...); docs/RESULTS.md "
         "has the accuracy it costs.",
     ),

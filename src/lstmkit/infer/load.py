@@ -69,17 +69,24 @@ def load_trained(
 
 
 def _as_stored(model: nn.Module, meta: dict) -> nn.Module:
-    """The model as the checkpoint stores it: with ``"quantized": {"mode": ...}`` in model.json
-    (``lstmkit quantize``), each LSTM is a :class:`~lstmkit.nn.quantized.QuantizedLSTM`."""
+    """The model as the checkpoint stores it: with ``"quantized": {"mode": ..., "activations":
+    ...}`` in model.json (``lstmkit quantize``), each LSTM is a
+    :class:`~lstmkit.nn.quantized.QuantizedLSTM`. A checkpoint without ``activations`` (written
+    before the option existed) was made for, and loads with, float activations."""
     q = meta.get("quantized")
     if not q:
         return model
     mode = q.get("mode") if isinstance(q, dict) else None
     if mode not in ("int8", "bf16"):
         raise UserError(f"quantized.mode must be int8 or bf16, got {mode!r}")
+    activations = q.get("activations", "float")
+    if activations not in ("int8", "float") or (mode == "bf16" and activations != "float"):
+        raise UserError(
+            f"quantized.activations must be int8 or float (float with bf16), got {activations!r}"
+        )
     from lstmkit.nn.quantized import quantized_like
 
-    return quantized_like(model, mode)
+    return quantized_like(model, mode, activations)
 
 
 def load_for(

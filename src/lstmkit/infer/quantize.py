@@ -1,10 +1,14 @@
-"""``lstmkit quantize RUN --out RUN-int8 [--mode int8|bf16]``: a trained run's model with every
-LSTM's weight matrices stored as int8 (per-row scales) or bf16 (:func:`lstmkit.quantize`),
-written as a checkpoint that every command loads (``lstmkit predict RUN-int8 ...``).
+"""``lstmkit quantize RUN --out RUN-int8 [--mode int8|bf16] [--activations int8|float]``: a
+trained run's model with every LSTM's weight matrices stored as int8 (per-row scales) or bf16
+(:func:`lstmkit.quantize`), written as a checkpoint that every command loads
+(``lstmkit predict RUN-int8 ...``). With int8 weights, ``--activations int8`` (the default)
+quantizes what multiplies them at run time (integer dot products, as torch's dynamic
+quantization), ``--activations float`` keeps them float32 (weight-only).
 
 The checkpoint is an ordinary one (:mod:`lstmkit.train.checkpoint`: safetensors with the int8
 or bf16 tensors and their float32 scales, model.json with the checksums), whose model.json
-also says ``"quantized": {"mode": ..., "from": ..., "from_sha256": ...}``; the loader
+also says ``"quantized": {"mode": ..., "activations": ..., "from": ..., "from_sha256": ...}``
+(a checkpoint written before ``activations`` existed lacks it and loads as ``"float"``); the loader
 (:func:`lstmkit.infer.load.load_trained`) then builds the model with
 :class:`~lstmkit.nn.quantized.QuantizedLSTM` in place of each LSTM before reading the weights.
 Everything else of the model (embeddings, heads, attention) stays float32. The checkpoint has
@@ -24,6 +28,7 @@ from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
 MODES = ("int8", "bf16")
+ACTIVATIONS = ("auto", "int8", "float")
 # Written by save_checkpoint itself: not copied from the float checkpoint's model.json.
 _OWN_FIELDS = ("format", "format_version", "lstmkit_version", "sha256", "checksums", "meta_sha256")
 
@@ -45,6 +50,16 @@ class QuantizeConfig:
             choices=MODES,
         ),
     )
+    activations: str = field(
+        default="auto",
+        metadata=_help(
+            "what multiplies the int8 weights at run time: int8 (quantized per step and row from "
+            "its max-abs, integer dot products, as torch's dynamic quantization), float "
+            "(weight-only, float32 activations); auto: int8 for --mode int8, float for bf16 "
+            "(its only choice)",
+            choices=ACTIVATIONS,
+        ),
+    )
     overwrite: bool = field(
         default=False, metadata=_help("replace an existing checkpoint at --out")
     )
@@ -59,6 +74,7 @@ class QuantizeConfig:
 class QuantizeResult:
     path: Path
     mode: str
+    activations: str  # int8 or float
     float_bytes: int  # the LSTM weight matrices before (float32)
     quantized_bytes: int  # and after, scales included
 
@@ -66,6 +82,12 @@ class QuantizeResult:
 def _check(cfg: QuantizeConfig) -> Path:
     if cfg.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {cfg.mode!r}")
+    if cfg.activations not in ACTIVATIONS:
+        raise UserError(
+            f"--activations must be one of {', '.join(ACTIVATIONS)}, got {cfg.activations!r}"
+        )
+    if cfg.mode == "bf16" and cfg.activations == "int8":
+        raise UserError("--activations int8 needs --mode int8; bf16 weights keep float activations")
     if cfg.device not in ("cpu", "auto"):
         raise UserError(f"--device: a quantized model runs on the CPU, got {cfg.device!r}")
     if not cfg.out:
@@ -100,8 +122,9 @@ def run_quantize(cfg: QuantizeConfig) -> QuantizeResult:
         raise UserError(
             f"{cfg.checkpoint} is quantized already ({mode}); quantize the float run it came from"
         )
+    activations = cfg.activations if cfg.activations != "auto" else None
     try:
-        qmodel = quantize(model, cfg.mode)
+        qmodel = quantize(model, cfg.mode, activations)
     except ValueError as e:  # no LSTM in the model (a GRU or RNN encoder)
         raise UserError(f"{cfg.checkpoint}: {e}") from None
     float_bytes = quantized_bytes = 0
@@ -113,11 +136,13 @@ def run_quantize(cfg: QuantizeConfig) -> QuantizeResult:
                     if not k.startswith("scale_"):
                         float_bytes += v.numel() * 4
     meta = {k: v for k, v in ckpt.meta.items() if k not in _OWN_FIELDS}
+    activations = next(m.activations for m in qmodel.modules() if isinstance(m, QuantizedLSTM))
     meta["quantized"] = {
         "mode": cfg.mode,
+        "activations": activations,
         "from": str(ckpt.path),
         "from_sha256": ckpt.meta.get("sha256"),
     }
     weights = {k: v.detach().contiguous() for k, v in qmodel.state_dict().items()}
     path = save_checkpoint(out, weights, meta)
-    return QuantizeResult(path, cfg.mode, float_bytes, quantized_bytes)
+    return QuantizeResult(path, cfg.mode, activations, float_bytes, quantized_bytes)

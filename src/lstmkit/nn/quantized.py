@@ -9,11 +9,26 @@ weight drop as the identity), with ``W_ih``, ``W_hh`` and ``W_hr`` replaced by
   :func:`torch.ao.quantization.quantize_dynamic`); or
 - ``bf16``: :math:`W` rounded to bfloat16.
 
-Biases, peepholes and layer-norm parameters, activations and states stay float32. The
-recurrence runs on the fused quantized kernel (:func:`lstmkit.kernels.cpu.quant.
-quant_recurrence`); the input projection of all steps is one GEMM with the dequantized
-``W_ih`` before it, except for a single step (T = 1, a streaming call), where the kernel folds
-it into the step. Inference only: no gradients, no gate recording.
+What multiplies the int8 matrices is the ``activations`` option (int8 mode only):
+
+- ``"int8"`` (the default of the int8 mode; torch's dynamic quantization semantics): each
+  vector multiplied by an int8 matrix (:math:`x_t`, :math:`h_{t-1}`, :math:`m_t` before
+  ``W_hr``; per step and batch row) is quantized on the fly to int8 from its max-abs,
+  :math:`s_a = \max_k |a_k| / 127`, :math:`q_k = \mathrm{round}(a_k / s_a)`; the product is an
+  exact integer dot product (VNNI where the CPU has it) rescaled by :math:`s_a s_j`. The input
+  projection of every step is then done by the kernel (each :math:`x_t` quantized on its own),
+  so a T-step call equals T one-step calls exactly.
+- ``"float"`` (weight-only; the bf16 mode always): the activations stay float32 and multiply
+  the dequantized weights; the result is the float LSTM with the rounded weights up to float
+  rounding. The input projection of all steps is one GEMM with the dequantized ``W_ih`` before
+  the scan, except for a single step (T = 1, a streaming call), where the kernel folds it into
+  the step.
+
+Biases, peepholes, layer-norm parameters and states stay float32. The recurrence runs on the
+fused quantized kernel (:func:`lstmkit.kernels.cpu.quant.quant_recurrence`). Inference only:
+no gradients, no gate recording. The option is part of :meth:`QuantizedLSTM.config` and of a
+quantized checkpoint's model.json (``"quantized": {"activations": ...}``); a checkpoint written
+before the option existed has no such field and loads as ``"float"``, the math it was made with.
 """
 
 from __future__ import annotations
@@ -28,9 +43,10 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from lstmkit.kernels.cpu import quant
 from lstmkit.reference.options import VariantOptions
 
-__all__ = ["MODES", "QuantizedLSTM", "dequantized", "quantize", "quantized_like"]
+__all__ = ["ACTIVATIONS", "MODES", "QuantizedLSTM", "dequantized", "quantize", "quantized_like"]
 
 MODES = quant.MODES
+ACTIVATIONS = quant.ACTIVATIONS
 # The variant options that change the eval-form math (weight_drop, recurrent_dropout and
 # forget_bias do not: the identity in eval, an initial value).
 _EVAL_OPTIONS = (
@@ -50,6 +66,22 @@ def _check_mode(mode: object) -> str:
     return mode  # type: ignore[return-value]
 
 
+def _check_activations(mode: str, activations: object) -> str:
+    """``activations`` checked against ``mode``; None is the mode's default (int8: "int8",
+    bf16: "float", the only one it has)."""
+    if activations is None:
+        return "int8" if mode == "int8" else "float"
+    if activations not in ACTIVATIONS:
+        raise ValueError(
+            f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}"
+        )
+    if mode == "bf16" and activations != "float":
+        raise ValueError(
+            "activations='int8' needs int8 weights; the bf16 mode keeps float activations"
+        )
+    return activations  # type: ignore[return-value]
+
+
 class QuantizedLSTM(nn.Module):
     """An eval-form LSTM with int8 (per-row scales) or bf16 weight matrices; see the module doc.
 
@@ -59,6 +91,8 @@ class QuantizedLSTM(nn.Module):
     lengths=None)`` takes what :class:`torch.nn.LSTM` takes (batched or unbatched, batch_first,
     PackedSequence) and returns ``output, (h_n, c_n)``; ``lengths (B,)`` is the number of valid
     steps of each row of a padded batch (the rest output zeros and leave the state alone).
+    ``activations`` (``"int8"`` or ``"float"``, None: the mode's default, ``"int8"`` for int8
+    weights) says what multiplies the int8 weights (module doc).
     """
 
     def __init__(
@@ -72,6 +106,7 @@ class QuantizedLSTM(nn.Module):
         proj_size: int = 0,
         *,
         mode: str = "int8",
+        activations: str | None = None,
         layer_norm: bool = False,
         peephole: bool = False,
         coupled: bool = False,
@@ -82,6 +117,10 @@ class QuantizedLSTM(nn.Module):
     ) -> None:
         super().__init__()
         self.mode = _check_mode(mode)
+        self.activations = _check_activations(mode, activations)
+        # pack_int8 of each int8 weight for the int8-activation kernel, keyed by the weight's
+        # storage and version (load_state_dict and in-place edits bump it): (key, Int8Pack)
+        self._packs: dict[str, tuple[tuple[int, int], quant.Int8Pack]] = {}
         opts = VariantOptions(
             layer_norm=layer_norm,
             peephole=peephole,
@@ -136,6 +175,7 @@ class QuantizedLSTM(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, mode={self.mode}"
+        s += f", activations={self.activations}"
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
         if self.bidirectional:
@@ -159,11 +199,14 @@ class QuantizedLSTM(nn.Module):
             "bidirectional": self.bidirectional,
             "proj_size": self.proj_size,
             "mode": self.mode,
+            "activations": self.activations,
             **{name: getattr(self.variant_options, name) for name in _EVAL_OPTIONS},
         }
 
     @classmethod
-    def like(cls, lstm: nn.LSTM, mode: str = "int8") -> QuantizedLSTM:
+    def like(
+        cls, lstm: nn.LSTM, mode: str = "int8", activations: str | None = None
+    ) -> QuantizedLSTM:
         """An empty QuantizedLSTM of ``lstm``'s configuration (zero weights, unit scales), for
         a state dict to load into; built on the current default device (meta included)."""
         opts = getattr(lstm, "variant_options", VariantOptions())
@@ -176,13 +219,16 @@ class QuantizedLSTM(nn.Module):
             lstm.bidirectional,
             lstm.proj_size,
             mode=mode,
+            activations=activations,
             **{name: getattr(opts, name) for name in _EVAL_OPTIONS},
         )
 
     @classmethod
-    def from_float(cls, lstm: nn.LSTM, mode: str = "int8") -> QuantizedLSTM:
+    def from_float(
+        cls, lstm: nn.LSTM, mode: str = "int8", activations: str | None = None
+    ) -> QuantizedLSTM:
         """Quantize an :class:`lstmkit.LSTM` or :class:`torch.nn.LSTM` (in eval mode)."""
-        _check_mode(mode)
+        _check_activations(_check_mode(mode), activations)
         if not isinstance(lstm, nn.LSTM):
             raise TypeError(f"from_float takes an lstmkit.LSTM or torch.nn.LSTM, got {type(lstm)}")
         if lstm.training:
@@ -193,7 +239,7 @@ class QuantizedLSTM(nn.Module):
         w0 = lstm.weight_ih_l0
         if w0.device.type != "cpu":
             raise ValueError(f"quantize runs on the CPU; the LSTM is on {w0.device}")
-        q = cls.like(lstm, mode)
+        q = cls.like(lstm, mode, activations)
         with torch.no_grad():
             for name, buf in q.named_buffers():
                 if name.startswith("scale_"):
@@ -247,6 +293,18 @@ class QuantizedLSTM(nn.Module):
     def _w(self, name: str, sfx: str) -> tuple[Tensor | None, Tensor | None]:
         w = getattr(self, f"weight_{name}{sfx}", None)
         return w, getattr(self, f"scale_{name}{sfx}", None)
+
+    def _pack(self, name: str, sfx: str) -> quant.Int8Pack | None:
+        """The cached :func:`~lstmkit.kernels.cpu.quant.pack_int8` of ``weight_{name}{sfx}``."""
+        w = getattr(self, f"weight_{name}{sfx}", None)
+        if w is None:
+            return None
+        key = (w.untyped_storage().data_ptr(), w._version)
+        hit = self._packs.get(name + sfx)
+        if hit is None or hit[0] != key:
+            hit = (key, quant.pack_int8(w))
+            self._packs[name + sfx] = hit
+        return hit[1]
 
     @torch.no_grad()
     def forward(self, input, hx=None, lengths: Tensor | None = None):  # noqa: A002
@@ -319,6 +377,7 @@ class QuantizedLSTM(nn.Module):
                     coupled=opts.coupled,
                     forget_gate=opts.forget_gate,
                     layer_norm_eps=opts.layer_norm_eps,
+                    activations=self.activations,
                 )
                 outs.append(out)
                 h_n.append(h)
@@ -364,6 +423,19 @@ class QuantizedLSTM(nn.Module):
             zoneout_h=opts.zoneout_h,
             zoneout_c=opts.zoneout_c,
         )
+        if self.activations == "int8":
+            # The kernel quantizes each x_t and does x W_ih^T itself, for every step.
+            return quant.QuantRecurrenceInputs(
+                inp=x,
+                weight_ih=w_ih,
+                scale_ih=s_ih,
+                bias_ih=b_ih,
+                ln_weight_ih=ln_ih,
+                pack_ih=self._pack("ih", sfx),
+                pack_hh=self._pack("hh", sfx),
+                pack_hr=self._pack("hr", sfx),
+                **common,
+            )
         if x.shape[0] == 1:
             # One step (a streaming call): the kernel does x W_ih^T as one more GEMV, reading
             # the int8 weights, instead of dequantizing all of W_ih for one product.
@@ -380,11 +452,16 @@ class QuantizedLSTM(nn.Module):
         return quant.QuantRecurrenceInputs(inp=xg, **common)
 
 
-def quantize(model: nn.Module, mode: str = "int8") -> nn.Module:
+def quantize(model: nn.Module, mode: str = "int8", activations: str | None = None) -> nn.Module:
     """A copy of ``model`` with every :class:`lstmkit.LSTM` / :class:`torch.nn.LSTM` in it (the
     model itself included) replaced by a :class:`QuantizedLSTM` of that ``mode`` (``"int8"`` or
-    ``"bf16"``); ``model`` is left as it is. The model must be in eval mode."""
-    _check_mode(mode)
+    ``"bf16"``); ``model`` is left as it is. The model must be in eval mode.
+
+    ``activations``: ``"int8"`` (the default with int8 weights: dynamic quantization of what
+    multiplies them, as :func:`torch.ao.quantization.quantize_dynamic`; integer dot products)
+    or ``"float"`` (weight-only: float activations times the dequantized weights, the only
+    choice for bf16); see the module doc."""
+    activations = _check_activations(_check_mode(mode), activations)
     if not isinstance(model, nn.Module):
         raise TypeError(f"quantize takes a torch.nn.Module, got {type(model).__name__}")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
@@ -394,7 +471,7 @@ def quantize(model: nn.Module, mode: str = "int8") -> nn.Module:
             f"{', '.join(training[:3])}{' ...' if len(training) > 3 else ''}"
         )
     if isinstance(model, nn.LSTM):
-        return QuantizedLSTM.from_float(model, mode)
+        return QuantizedLSTM.from_float(model, mode, activations)
     out = copy.deepcopy(model)
     found = [(name, m) for name, m in out.named_modules() if isinstance(m, nn.LSTM)]
     if not found:
@@ -402,22 +479,23 @@ def quantize(model: nn.Module, mode: str = "int8") -> nn.Module:
     for name, m in found:
         parent_name, _, attr = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, attr, QuantizedLSTM.from_float(m, mode))
+        setattr(parent, attr, QuantizedLSTM.from_float(m, mode, activations))
     return out
 
 
-def quantized_like(model: nn.Module, mode: str) -> nn.Module:
+def quantized_like(model: nn.Module, mode: str, activations: str | None = None) -> nn.Module:
     """``model`` with every LSTM replaced, in place, by an empty :class:`QuantizedLSTM` of its
     configuration (:meth:`QuantizedLSTM.like`): the structure a quantized checkpoint's weights
-    load into (:func:`lstmkit.infer.load.load_trained`)."""
-    _check_mode(mode)
+    load into (:func:`lstmkit.infer.load.load_trained`, which passes ``activations="float"``
+    for a checkpoint that does not name them)."""
+    activations = _check_activations(_check_mode(mode), activations)
     if isinstance(model, nn.LSTM):
-        return QuantizedLSTM.like(model, mode)
+        return QuantizedLSTM.like(model, mode, activations)
     for name, m in list(model.named_modules()):
         if isinstance(m, nn.LSTM):
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, QuantizedLSTM.like(m, mode))
+            setattr(parent, attr, QuantizedLSTM.like(m, mode, activations))
     return model
 
 

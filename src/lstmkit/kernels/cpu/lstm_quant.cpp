@@ -12,23 +12,52 @@
 //   G  = 4H, the gates packed i|f|g|o
 //
 // A quantized matrix W (N, K) is q (N, K) int8 and s (N,) float with W ~ s[j] * q[j, k], so
-//   (W a)[j] = s[j] * sum_k q[j, k] a[k]:
-// the int8 values are widened to float in registers and multiplied with the float activations;
-// the row scale is applied once per dot product. A bf16 matrix is widened the same way (a bf16
-// is the top 16 bits of a float32: shift left by 16). The result equals, up to float rounding
-// of the sums, the float recurrence run with the dequantized weights s[j] * q[j, k] (what the
-// tests compare against).
+//   (W a)[j] = s[j] * sum_k q[j, k] a[k].
+// Two ways to compute it (the act_int8 argument):
+//
+// 1. Weight-only (act_int8 false; the bf16 mode always): the int8 values are widened to float
+//    in registers and multiplied with the float activations; the row scale is applied once per
+//    dot product. A bf16 matrix is widened the same way (a bf16 is the top 16 bits of a float32:
+//    shift left by 16). The result equals, up to float rounding of the sums, the float
+//    recurrence run with the dequantized weights s[j] * q[j, k].
+//
+// 2. Dynamic int8 activations (act_int8 true, int8 weights; what torch's dynamic quantization
+//    does): each vector a multiplied by an int8 matrix (h_{t-1} for W_hh, x_t for W_ih, m_t for
+//    W_hr; one per batch row and step) is quantized symmetrically from its max-abs,
+//      s_a = max_k |a_k| / 127,  q_a[k] = clamp(rint(a_k * (1 / s_a)), -127, 127)
+//    (rint: round half to even; s_a < FLT_MIN, an all-zero a, gives s_a = 0 and q_a = 0), the
+//    dot product is exact in int32,
+//      acc[j] = sum_k q[j, k] q_a[k]      (|acc| <= 127 * 127 * K: no overflow for K < 133000)
+//    and y[j] = (s_a * s[j]) * float(acc[j]). Because acc is exact, every instruction set gives
+//    bitwise the same y: they differ only in how they form acc, and share the quantization and
+//    the rescale (one function each, compiled once):
+//      AVX512-VNNI  vpdpbusd on 512 bits, u8 x s8: the activations as u = q_a + 128 in [1, 255],
+//                   acc = sum_k q[j, k] u[k] - 128 * rowsum_j, rowsum_j = sum_k q[j, k]
+//                   precomputed once per matrix (pack_int8) with the weights repacked in
+//                   blocks of 16 rows x 4 columns, so a 64-byte load feeds one vpdpbusd and the
+//                   accumulator holds 16 rows' sums (no horizontal reduction);
+//      AVX-VNNI     the same blocks, vpdpbusd on 256 bits (two halves of 8 rows);
+//      AVX2 (and AVX-512 without VNNI)  row-major: vpmovsxbw both operands to int16, vpmaddwd
+//                   (pairs into int32, exact; vpmaddubsw would saturate int16);
+//      portable     an int32 loop.
+//    The float arithmetic of the quantization and rescale is shielded from -ffast-math
+//    reassociation (launder()), so the PyTorch reference that does the same steps (tests)
+//    picks the same q_a.
 //
 // Batch 1 streaming is the case this is for: a step is then one matrix-vector product with W_hh
 // (and W_hr), memory-bound on reading the weights, which are 4x (int8) or 2x (bf16) smaller
 // than float32. Each step reads every weight row once for up to four batch rows.
 //
 // The input projection: with T > 1 the caller passes xg = x W_ih^T + b_ih (one GEMM before the
-// scan, layer norm included); with x and a quantized W_ih instead (what the Python side does at
-// T = 1, a streaming call) the step computes it itself, one more GEMV.
+// scan, layer norm included); with x and a quantized W_ih instead the kernel computes it: per
+// step in weight-only mode (what the Python side does at T = 1, a streaming call), and for all
+// steps before the scan with int8 activations (each x_t row quantized on its own, so a T-step
+// call equals T one-step calls bitwise).
 //
-// Instruction sets, picked at run time (__builtin_cpu_supports) or forced by the caller:
-// AVX-512 (16 lanes), AVX2+FMA (8 lanes), and a portable C++ loop.
+// Instruction sets, picked at run time (__builtin_cpu_supports) or forced by the caller (any
+// available one): portable, avx2 (AVX2+FMA), avx_vnni, avx512 (F+BW), avx512_vnni. The
+// weight-only GEMV has an AVX-512 (16 lanes), an AVX2+FMA (8 lanes) and a portable version;
+// the VNNI names run the AVX-512 / AVX2 one there.
 
 #include <torch/extension.h>
 
@@ -40,6 +69,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,23 +79,55 @@ namespace {
 using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 
-enum class Isa : int { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+enum class Isa : int { kPortable = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512 = 3, kAvx512Vnni = 4 };
 enum class WKind : int { kInt8 = 0, kBf16 = 1 };
+constexpr int kNumIsas = 5;
+const char* const kIsaNames[kNumIsas] = {"portable", "avx2", "avx_vnni", "avx512", "avx512_vnni"};
 
-const char* isa_name(Isa i) {
-  return i == Isa::kAvx512 ? "avx512" : i == Isa::kAvx2 ? "avx2" : "portable";
+const char* isa_name(Isa i) { return kIsaNames[static_cast<int>(i)]; }
+
+bool isa_supported(Isa i) {
+  if (i == Isa::kPortable) return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  switch (i) {
+    case Isa::kAvx2: return avx2;
+    case Isa::kAvxVnni: return avx2 && __builtin_cpu_supports("avxvnni");
+    case Isa::kAvx512: return avx512;
+    case Isa::kAvx512Vnni: return avx512 && __builtin_cpu_supports("avx512vnni");
+    default: return false;
+  }
+#else
+  return false;
+#endif
 }
 
 Isa detect_isa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-#endif
+  for (int i = kNumIsas - 1; i > 0; --i)
+    if (isa_supported(static_cast<Isa>(i))) return static_cast<Isa>(i);
   return Isa::kPortable;
 }
 
 const Isa kBestIsa = detect_isa();
+
+// The weight-only (float) GEMV of an instruction set: the VNNI names add nothing to it.
+Isa float_isa(Isa i) {
+  return i == Isa::kAvx512Vnni ? Isa::kAvx512 : i == Isa::kAvxVnni ? Isa::kAvx2 : i;
+}
+
+// Hides a float's origin from the optimizer: under -ffast-math GCC may otherwise fold
+// 1 / (amax / 127) into 127 / amax or reassociate a product, changing the rounding that the
+// reference (and every instruction set) must share.
+inline void launder(float& v) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  asm volatile("" : "+x"(v));
+#else
+  volatile float t = v;
+  v = t;
+#endif
+}
 
 // Largest argument of exp that stays finite, with margin (see lstm.cpp's sigmoid).
 inline float sigmoidf(float x) {
@@ -86,6 +148,11 @@ struct QMat {
   const float* scale = nullptr;
   int64_t N = 0, K = 0;
   WKind kind = WKind::kInt8;
+  // int8 activations: the blocks of 16 rows x 4 columns (zero-padded to N16 x 4 K4) and the
+  // row sums (N16,) that vpdpbusd's unsigned operand needs (see pack_int8).
+  const int8_t* packed = nullptr;
+  const int32_t* rowsum = nullptr;
+  int64_t K4 = 0, N16 = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -236,6 +303,7 @@ __attribute__((target("avx2,fma"))) void qgemv_avx2(const QMat& w, const float* 
 
 template <int NB>
 void qgemv_nb(Isa isa, const QMat& w, const float* a, int64_t lda, float* y, int64_t ldy) {
+  isa = float_isa(isa);
 #if defined(__x86_64__) && defined(__GNUC__)
   if (isa == Isa::kAvx512) {
     if (w.kind == WKind::kInt8)
@@ -273,6 +341,279 @@ void qgemv(Isa isa, const QMat& w, const float* a, int64_t lda, int64_t nb, floa
 }
 
 // ---------------------------------------------------------------------------------------------
+// Int8 activations: acc[b * ldacc + j] = sum_k q[j, k] q_a[b][k] exactly, then the rescale.
+
+constexpr int64_t kRowBlock = 16;  // rows of a packed block
+constexpr int64_t kColGroup = 4;   // columns of a packed block (the bytes of one vpdpbusd lane)
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Packed layout: byte ((nb * K4 + kg) * 16 + r) * 4 + i holds q[nb * 16 + r, kg * 4 + i] (0
+// outside the matrix); rowsum[j] = sum_k q[j, k] (0 for the padding rows).
+void pack_rows(const int8_t* q, int64_t N, int64_t K, int8_t* packed, int32_t* rowsum) {
+  const int64_t K4 = ceil_div(K, kColGroup), N16 = ceil_div(N, kRowBlock) * kRowBlock;
+  std::memset(packed, 0, N16 * K4 * kColGroup);
+  for (int64_t j = 0; j < N16; ++j) {
+    int32_t sum = 0;
+    if (j < N) {
+      const int64_t nb = j / kRowBlock, r = j % kRowBlock;
+      for (int64_t k = 0; k < K; ++k) {
+        const int8_t v = q[j * K + k];
+        packed[((nb * K4 + k / kColGroup) * kRowBlock + r) * kColGroup + k % kColGroup] = v;
+        sum += v;
+      }
+    }
+    rowsum[j] = sum;
+  }
+}
+
+// One activation row, quantized: q (Kp,) int8 and u = q + 128 (Kp,) uint8, padded from K to Kp
+// with q = 0 (u = 128, which meets zero weights); returns s_a. The same function for every
+// instruction set (see the file header for the math).
+float quantize_row(const float* __restrict a, int64_t K, int64_t Kp, int8_t* __restrict q,
+                   uint8_t* __restrict u) {
+  float amax = 0.f;
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(a[k]));
+  float s = amax / 127.f;
+  launder(s);
+  if (!(s >= std::numeric_limits<float>::min())) {  // zero, subnormal (1 / s overflows) or NaN
+    std::memset(q, 0, Kp);
+    std::memset(u, 128, Kp);
+    return 0.f;
+  }
+  float inv = 1.f / s;
+  launder(inv);
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = std::min(127.f, std::max(-127.f, std::nearbyint(a[k] * inv)));
+    const int32_t qi = static_cast<int32_t>(v);
+    q[k] = static_cast<int8_t>(qi);
+    u[k] = static_cast<uint8_t>(qi + 128);
+  }
+  for (int64_t k = K; k < Kp; ++k) {
+    q[k] = 0;
+    u[k] = 128;
+  }
+  return s;
+}
+
+// y[j] = (s_a * s[j]) * float(acc[j]); the same function for every instruction set. The
+// products s_a * s[j] go through memory (sc, (N,)) behind a compiler barrier, so that neither
+// loop can be reassociated into s_a * (s[j] * acc[j]) and both stay vectorized.
+void rescale_row(const int32_t* __restrict acc, const float* __restrict s, float sa,
+                 float* __restrict sc, float* __restrict y, int64_t N) {
+  for (int64_t j = 0; j < N; ++j) sc[j] = sa * s[j];
+  asm volatile("" ::: "memory");
+  for (int64_t j = 0; j < N; ++j) y[j] = sc[j] * static_cast<float>(acc[j]);
+}
+
+template <int NB>
+void i8dot_portable(const QMat& w, const int8_t* qa, int64_t ldq, int32_t* acc, int64_t ldacc) {
+  const int8_t* q = static_cast<const int8_t*>(w.data);
+  for (int64_t j = 0; j < w.N; ++j)
+    for (int b = 0; b < NB; ++b) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < w.K; ++k)
+        sum += static_cast<int32_t>(q[j * w.K + k]) * static_cast<int32_t>(qa[b * ldq + k]);
+      acc[b * ldacc + j] = sum;
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+inline int32_t load_u32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// R blocks of 16 rows times NB activation rows: R * NB independent vpdpbusd chains (its latency
+// is about 5 cycles), one 4-byte broadcast of each activation row per column group.
+template <int R, int NB>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void vnni512_blocks(
+    const QMat& w, const uint8_t* __restrict u, int64_t ldu, int32_t* __restrict acc,
+    int64_t ldacc, int64_t nb0) {
+  const int64_t K4 = w.K4;
+  __m512i s[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) s[r][b] = _mm512_setzero_si512();
+  const int8_t* base = w.packed + nb0 * K4 * 64;
+  for (int64_t kg = 0; kg < K4; ++kg) {
+    __m512i av[NB];
+    for (int b = 0; b < NB; ++b) av[b] = _mm512_set1_epi32(load_u32(u + b * ldu + kg * 4));
+    for (int r = 0; r < R; ++r) {
+      const __m512i wv = _mm512_loadu_si512(base + (r * K4 + kg) * 64);
+      for (int b = 0; b < NB; ++b) s[r][b] = _mm512_dpbusd_epi32(s[r][b], av[b], wv);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t j = (nb0 + r) * 16;
+    const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(w.rowsum + j), 7);
+    for (int b = 0; b < NB; ++b)
+      _mm512_storeu_si512(acc + b * ldacc + j, _mm512_sub_epi32(s[r][b], corr));
+  }
+}
+
+template <int NB>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void i8dot_vnni512(
+    const QMat& w, const uint8_t* u, int64_t ldu, int32_t* acc, int64_t ldacc) {
+  constexpr int R = NB == 1 ? 8 : NB == 2 ? 4 : 2;
+  const int64_t nblocks = w.N16 / 16;
+  int64_t nb = 0;
+  for (; nb + R <= nblocks; nb += R) vnni512_blocks<R, NB>(w, u, ldu, acc, ldacc, nb);
+  for (; nb < nblocks; ++nb) vnni512_blocks<1, NB>(w, u, ldu, acc, ldacc, nb);
+}
+
+// The same blocks on 256 bits: each 64-byte block is two vectors of 8 rows.
+template <int R, int NB>
+__attribute__((target("avx2,fma,avxvnni"))) inline void vnni256_blocks(
+    const QMat& w, const uint8_t* __restrict u, int64_t ldu, int32_t* __restrict acc,
+    int64_t ldacc, int64_t nb0) {
+  const int64_t K4 = w.K4;
+  __m256i s[R][2][NB];
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < NB; ++b) s[r][h][b] = _mm256_setzero_si256();
+  const int8_t* base = w.packed + nb0 * K4 * 64;
+  for (int64_t kg = 0; kg < K4; ++kg) {
+    __m256i av[NB];
+    for (int b = 0; b < NB; ++b) av[b] = _mm256_set1_epi32(load_u32(u + b * ldu + kg * 4));
+    for (int r = 0; r < R; ++r)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i wv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + (r * K4 + kg) * 64 + h * 32));
+        for (int b = 0; b < NB; ++b) s[r][h][b] = _mm256_dpbusd_avx_epi32(s[r][h][b], av[b], wv);
+      }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < 2; ++h) {
+      const int64_t j = (nb0 + r) * 16 + h * 8;
+      const __m256i corr = _mm256_slli_epi32(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.rowsum + j)), 7);
+      for (int b = 0; b < NB; ++b)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + b * ldacc + j),
+                            _mm256_sub_epi32(s[r][h][b], corr));
+    }
+}
+
+template <int NB>
+__attribute__((target("avx2,fma,avxvnni"))) void i8dot_vnni256(const QMat& w, const uint8_t* u,
+                                                               int64_t ldu, int32_t* acc,
+                                                               int64_t ldacc) {
+  constexpr int R = NB == 1 ? 4 : NB == 2 ? 2 : 1;
+  const int64_t nblocks = w.N16 / 16;
+  int64_t nb = 0;
+  for (; nb + R <= nblocks; nb += R) vnni256_blocks<R, NB>(w, u, ldu, acc, ldacc, nb);
+  for (; nb < nblocks; ++nb) vnni256_blocks<1, NB>(w, u, ldu, acc, ldacc, nb);
+}
+
+__attribute__((target("avx2,fma"))) inline int32_t hsum256_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Without VNNI, on the row-major weights: both operands sign-extended to int16 (vpmovsxbw) and
+// multiplied in pairs into int32 (vpmaddwd), exact.
+template <int R, int NB>
+__attribute__((target("avx2,fma"))) inline void madd_rows(const QMat& w, const int8_t* __restrict qa,
+                                                          int64_t ldq, int32_t* __restrict acc,
+                                                          int64_t ldacc, int64_t j) {
+  const int64_t K = w.K;
+  const int8_t* q = static_cast<const int8_t*>(w.data);
+  __m256i s[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) s[r][b] = _mm256_setzero_si256();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m256i av[NB];
+    for (int b = 0; b < NB; ++b)
+      av[b] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qa + b * ldq + k)));
+    for (int r = 0; r < R; ++r) {
+      const __m256i wv =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + (j + r) * K + k)));
+      for (int b = 0; b < NB; ++b) s[r][b] = _mm256_add_epi32(s[r][b], _mm256_madd_epi16(wv, av[b]));
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) {
+      int32_t sum = hsum256_epi32(s[r][b]);
+      for (int64_t kk = k; kk < K; ++kk)
+        sum += static_cast<int32_t>(q[(j + r) * K + kk]) * static_cast<int32_t>(qa[b * ldq + kk]);
+      acc[b * ldacc + j + r] = sum;
+    }
+}
+
+template <int NB>
+__attribute__((target("avx2,fma"))) void i8dot_avx2(const QMat& w, const int8_t* qa, int64_t ldq,
+                                                    int32_t* acc, int64_t ldacc) {
+  constexpr int R = NB == 1 ? 4 : 2;
+  int64_t j = 0;
+  for (; j + R <= w.N; j += R) madd_rows<R, NB>(w, qa, ldq, acc, ldacc, j);
+  for (; j < w.N; ++j) madd_rows<1, NB>(w, qa, ldq, acc, ldacc, j);
+}
+
+#endif  // x86-64
+
+// Scratch of the int8-activation GEMV: quantized rows of a group of four, their scales, the
+// int32 sums.
+struct I8Scratch {
+  std::vector<int8_t> q;
+  std::vector<uint8_t> u;
+  std::vector<int32_t> acc;
+  std::vector<float> sc;
+  void reserve(int64_t Kp, int64_t N16) {
+    if (static_cast<int64_t>(sc.size()) < N16) sc.resize(N16);
+    if (static_cast<int64_t>(q.size()) < 4 * Kp) {
+      q.resize(4 * Kp);
+      u.resize(4 * Kp);
+    }
+    if (static_cast<int64_t>(acc.size()) < 4 * N16) acc.resize(4 * N16);
+  }
+};
+
+template <int NB>
+void i8dot_nb(Isa isa, const QMat& w, const int8_t* q, const uint8_t* u, int64_t ld, int32_t* acc,
+              int64_t ldacc) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  switch (isa) {
+    case Isa::kAvx512Vnni: i8dot_vnni512<NB>(w, u, ld, acc, ldacc); return;
+    case Isa::kAvxVnni: i8dot_vnni256<NB>(w, u, ld, acc, ldacc); return;
+    case Isa::kAvx512:
+    case Isa::kAvx2: i8dot_avx2<NB>(w, q, ld, acc, ldacc); return;
+    default: break;
+  }
+#endif
+  i8dot_portable<NB>(w, q, ld, acc, ldacc);
+}
+
+// y[r * ldy + j] = (W a_r)[j] with a_r quantized, for the nb rows a_r = a + r * lda, in groups
+// of at most four (each group reads W once).
+void qgemv_i8(Isa isa, const QMat& w, const float* a, int64_t lda, int64_t nb, float* y,
+              int64_t ldy, I8Scratch& sc) {
+  const int64_t Kp = w.K4 * kColGroup;
+  sc.reserve(Kp, w.N16);
+  float sa[4];
+  for (int64_t r = 0; r < nb;) {
+    const int64_t g = std::min<int64_t>(nb - r, 4);
+    for (int64_t b = 0; b < g; ++b)
+      sa[b] = quantize_row(a + (r + b) * lda, w.K, Kp, sc.q.data() + b * Kp, sc.u.data() + b * Kp);
+    int8_t* q = sc.q.data();
+    uint8_t* u = sc.u.data();
+    int32_t* acc = sc.acc.data();
+    switch (g) {
+      case 1: i8dot_nb<1>(isa, w, q, u, Kp, acc, w.N16); break;
+      case 2: i8dot_nb<2>(isa, w, q, u, Kp, acc, w.N16); break;
+      case 3: i8dot_nb<3>(isa, w, q, u, Kp, acc, w.N16); break;
+      default: i8dot_nb<4>(isa, w, q, u, Kp, acc, w.N16); break;
+    }
+    for (int64_t b = 0; b < g; ++b)
+      rescale_row(acc + b * w.N16, w.scale, sa[b], sc.sc.data(), y + (r + b) * ldy, w.N);
+    r += g;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Argument checks: the kernel reads raw pointers, so every shape is checked here.
 
 const float* fptr(const OptTensor& t, const char* name, int64_t n) {
@@ -303,6 +644,42 @@ QMat qmat(const Tensor& w, const OptTensor& s, const char* name, int64_t N, int6
     TORCH_CHECK(false, name, " must be int8 or bfloat16, got ", w.scalar_type());
   }
   return m;
+}
+
+// The packed blocks and row sums of an int8 matrix for the int8-activation GEMV: the caller's
+// (pack_int8, cached per weight by lstmkit.nn.quantized), else packed here into `own`.
+struct OwnedPack {
+  std::vector<int8_t> packed;
+  std::vector<int32_t> rowsum;
+};
+
+void attach_pack(QMat& m, const OptTensor& pk, const OptTensor& rs, OwnedPack& own,
+                 const char* name) {
+  TORCH_CHECK(m.kind == WKind::kInt8, name,
+              " is bfloat16: int8 activations need int8 weights (the bf16 mode is weight-only)");
+  m.K4 = ceil_div(m.K, kColGroup);
+  m.N16 = ceil_div(m.N, kRowBlock) * kRowBlock;
+  const bool given = pk.has_value() && pk->defined();
+  TORCH_CHECK(given == (rs.has_value() && rs->defined()), "the packed ", name,
+              " and its row sums come together");
+  if (given) {
+    TORCH_CHECK(pk->scalar_type() == at::kChar && pk->is_contiguous() && pk->device().is_cpu() &&
+                    pk->numel() == m.N16 * m.K4 * kColGroup,
+                "the packed ", name, " must be a contiguous int8 CPU tensor of ",
+                m.N16 * m.K4 * kColGroup, " elements (pack_int8 of it)");
+    TORCH_CHECK(rs->scalar_type() == at::kInt && rs->is_contiguous() && rs->device().is_cpu() &&
+                    rs->numel() == m.N16,
+                "the row sums of ", name, " must be a contiguous int32 CPU tensor of ", m.N16,
+                " elements (pack_int8 of it)");
+    m.packed = pk->data_ptr<int8_t>();
+    m.rowsum = rs->data_ptr<int32_t>();
+    return;
+  }
+  own.packed.resize(m.N16 * m.K4 * kColGroup);
+  own.rowsum.resize(m.N16);
+  pack_rows(static_cast<const int8_t*>(m.data), m.N, m.K, own.packed.data(), own.rowsum.data());
+  m.packed = own.packed.data();
+  m.rowsum = own.rowsum.data();
 }
 
 // In place: x = (x - mean) / sqrt(var + eps) * w (+ b), over n values (biased variance), as
@@ -385,7 +762,12 @@ std::vector<Tensor> quant_forward(
     double zoneout_h,         // eval zoneout: h = z h_prev + (1 - z) h_new
     double zoneout_c,
     const OptTensor& lengths, // (B,) int64: row b is active at steps t < lengths[b]
-    bool reverse, bool coupled, bool forget_gate, double eps, int64_t isa_arg) {
+    bool reverse, bool coupled, bool forget_gate, double eps, int64_t isa_arg,
+    bool act_int8,            // quantize the activations too (int8 weights only; file header)
+    const OptTensor& pk_ih,   // pack_int8(w_ih): (N16 * K4 * 4,) int8 blocks and (N16,) int32
+    const OptTensor& rs_ih,   //   row sums; packed here when not given
+    const OptTensor& pk_hh, const OptTensor& rs_hh, const OptTensor& pk_hr,
+    const OptTensor& rs_hr) {
   TORCH_CHECK(inp.dim() == 3 && inp.scalar_type() == at::kFloat && inp.is_contiguous() &&
                   inp.device().is_cpu(),
               "the input must be a contiguous float32 (T, B, *) CPU tensor");
@@ -398,15 +780,29 @@ std::vector<Tensor> quant_forward(
   TORCH_CHECK(folded || inp.size(2) == G, "xg must be (T, B, 4H = ", G, "), got ", inp.sizes());
   const bool proj = w_hr.has_value() && w_hr->defined();
   TORCH_CHECK(proj || P == H, "without w_hr, h0 must have H = ", H, " features, got ", P);
-  const Isa isa = isa_arg < 0 ? kBestIsa : static_cast<Isa>(isa_arg);
-  TORCH_CHECK(isa_arg < 0 || (isa_arg <= static_cast<int64_t>(kBestIsa)),
+  TORCH_CHECK(isa_arg < kNumIsas && (isa_arg < 0 || isa_supported(static_cast<Isa>(isa_arg))),
               "instruction set ", isa_arg, " is not available on this CPU (best: ",
               isa_name(kBestIsa), ")");
+  const Isa isa = isa_arg < 0 ? kBestIsa : static_cast<Isa>(isa_arg);
 
-  const QMat Whh = qmat(w_hh, s_hh, "w_hh", G, P);
+  QMat Whh = qmat(w_hh, s_hh, "w_hh", G, P);
   QMat Wih, Whr;
   if (folded) Wih = qmat(*w_ih, s_ih, "w_ih", G, I);
   if (proj) Whr = qmat(*w_hr, s_hr, "w_hr", P, H);
+  OwnedPack own_ih, own_hh, own_hr;
+  if (act_int8) {
+    attach_pack(Whh, pk_hh, rs_hh, own_hh, "w_hh");
+    if (folded) attach_pack(Wih, pk_ih, rs_ih, own_ih, "w_ih");
+    if (proj) attach_pack(Whr, pk_hr, rs_hr, own_hr, "w_hr");
+  }
+  I8Scratch i8;
+  // (B rows, one matrix): the GEMV of the mode
+  auto gemv = [&](const QMat& w, const float* a, int64_t lda, int64_t nb, float* y, int64_t ldy) {
+    if (act_int8)
+      qgemv_i8(isa, w, a, lda, nb, y, ldy, i8);
+    else
+      qgemv(isa, w, a, lda, nb, y, ldy);
+  };
   const float* bih = folded ? fptr(b_ih, "b_ih", G) : nullptr;
   const float* lnih = folded ? fptr(ln_w_ih, "ln_w_ih", G) : nullptr;
   const float* bhh = fptr(b_hh, "b_hh", G);
@@ -437,24 +833,35 @@ std::vector<Tensor> quant_forward(
   Tensor h = h0.to(at::kFloat).contiguous().clone();
   Tensor c = c0.to(at::kFloat).contiguous().clone();
   // Every intermediate lives in one buffer allocated before the loop.
-  std::vector<float> rec(B * G), xgs(folded ? B * G : 0), m(B * H), hnew(B * P), cn(H);
+  // With int8 activations the input projection of every step is done before the scan (xgs
+  // holds all T steps); weight-only, step by step (xgs holds one).
+  const bool pre = folded && act_int8;
+  std::vector<float> rec(B * G), xgs(folded ? (pre ? T : 1) * B * G : 0), m(B * H),
+      hnew(B * P), cn(H);
   float* hp = h.data_ptr<float>();
   float* cp = c.data_ptr<float>();
   const float* ip = inp.data_ptr<float>();
   float* op = out.data_ptr<float>();
+  // x W_ih^T (+ LN, b_ih) of n rows into xr
+  auto in_proj = [&](const float* x, int64_t n, float* xr) {
+    gemv(Wih, x, I, n, xr, G);
+    for (int64_t b = 0; b < n; ++b) {
+      float* r = xr + b * G;
+      if (lnih) layer_norm_row(r, G, lnih, bih, e);
+      else if (bih)
+        for (int64_t k = 0; k < G; ++k) r[k] += bih[k];
+    }
+  };
+  if (pre) in_proj(ip, T * B, xgs.data());
 
   for (int64_t s = 0; s < T; ++s) {
     const int64_t t = reverse ? T - 1 - s : s;
-    qgemv(isa, Whh, hp, P, B, rec.data(), G);  // (B, G) = h W_hh^T
+    gemv(Whh, hp, P, B, rec.data(), G);  // (B, G) = h W_hh^T
     const float* xg_t;
-    if (folded) {
-      qgemv(isa, Wih, ip + t * B * I, I, B, xgs.data(), G);  // (B, G) = x W_ih^T
-      for (int64_t b = 0; b < B; ++b) {
-        float* xr = xgs.data() + b * G;
-        if (lnih) layer_norm_row(xr, G, lnih, bih, e);
-        else if (bih)
-          for (int64_t k = 0; k < G; ++k) xr[k] += bih[k];
-      }
+    if (pre) {
+      xg_t = xgs.data() + t * B * G;
+    } else if (folded) {
+      in_proj(ip + t * B * I, B, xgs.data());  // (B, G) = x W_ih^T
       xg_t = xgs.data();
     } else {
       xg_t = ip + t * B * G;
@@ -471,7 +878,7 @@ std::vector<Tensor> quant_forward(
       gate_row(r, cp + b * H, m.data() + b * H, cn.data(), H, wci, wcf, wco, lnc, lnbc, zc,
                coupled, forget_gate, e);
     }
-    if (proj) qgemv(isa, Whr, m.data(), H, B, hnew.data(), P);  // (B, P) = m W_hr^T
+    if (proj) gemv(Whr, m.data(), H, B, hnew.data(), P);  // (B, P) = m W_hr^T
     for (int64_t b = 0; b < B; ++b) {
       if (t >= len[b]) continue;
       const float* hn = proj ? hnew.data() + b * P : m.data() + b * H;
@@ -489,6 +896,26 @@ std::vector<Tensor> quant_forward(
 
 std::string best_isa() { return isa_name(kBestIsa); }
 
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
+  for (int i = 0; i < kNumIsas; ++i)
+    if (isa_supported(static_cast<Isa>(i))) out.emplace_back(kIsaNames[i]);
+  return out;
+}
+
+// (packed (N16 * K4 * 4,) int8, rowsum (N16,) int32) of an (N, K) int8 matrix.
+std::vector<Tensor> pack_int8(const Tensor& q) {
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kChar && q.device().is_cpu(),
+              "pack_int8 takes an (N, K) int8 CPU tensor, got ", q.scalar_type(), " ", q.sizes());
+  const Tensor qc = q.contiguous();
+  const int64_t N = q.size(0), K = q.size(1);
+  const int64_t K4 = ceil_div(K, kColGroup), N16 = ceil_div(N, kRowBlock) * kRowBlock;
+  Tensor packed = at::empty({N16 * K4 * kColGroup}, q.options());
+  Tensor rowsum = at::empty({N16}, q.options().dtype(at::kInt));
+  pack_rows(qc.data_ptr<int8_t>(), N, K, packed.data_ptr<int8_t>(), rowsum.data_ptr<int32_t>());
+  return {packed, rowsum};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
@@ -499,9 +926,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
           py::arg("w_cf"), py::arg("w_co"), py::arg("ln_w_hh"), py::arg("ln_w_c"),
           py::arg("ln_b_c"), py::arg("zoneout_h"), py::arg("zoneout_c"), py::arg("lengths"),
           py::arg("reverse"), py::arg("coupled"), py::arg("forget_gate"), py::arg("eps"),
-          py::arg("isa"), "Forward scan with quantized weights: [out, h_n, c_n]");
+          py::arg("isa"), py::arg("act_int8"), py::arg("pk_ih"), py::arg("rs_ih"),
+          py::arg("pk_hh"), py::arg("rs_hh"), py::arg("pk_hr"), py::arg("rs_hr"),
+          "Forward scan with quantized weights: [out, h_n, c_n]");
   mod.def("best_isa", &best_isa,
-          "The best instruction set of this CPU for the quantized GEMV: avx512, avx2, portable");
-  mod.def("isa_names", [] { return std::vector<std::string>{"portable", "avx2", "avx512"}; },
-          "The instruction-set names by their number (the isa argument of forward)");
+          "The best instruction set of this CPU for the quantized kernel: avx512_vnni, avx512, "
+          "avx_vnni, avx2, portable");
+  mod.def("available_isas", &available_isas,
+          "The instruction sets this CPU has, lowest first (any can be forced)");
+  mod.def("isa_names", [] {
+    return std::vector<std::string>(kIsaNames, kIsaNames + kNumIsas);
+  }, "The instruction-set names by their number (the isa argument of forward)");
+  mod.def("pack_int8", &pack_int8, py::arg("q"),
+          "[packed, rowsum]: an int8 matrix in the blocks the int8-activation GEMV reads");
 }

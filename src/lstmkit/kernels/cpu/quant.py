@@ -9,9 +9,30 @@ The kernel (``lstm_quant.cpp`` beside this file) is the eval-mode forward scan o
   \in [-127, 127]`, :math:`W_{jk} \approx s_j q_{jk}`;
 - ``bf16``: :math:`W` rounded to bfloat16 (nearest even).
 
-Activations and state stay float32; the kernel widens the weights to float in registers, so its
-result is the float recurrence with the dequantized weights (:func:`dequantize_weight`), up to
-the float rounding of the sums. No autograd: this is for inference.
+What multiplies the int8 matrices is the ``activations`` argument of :func:`quant_recurrence`:
+
+- ``"float"`` (weight-only; the bf16 mode always): activations and state stay float32; the
+  kernel widens the weights to float in registers, so its result is the float recurrence with
+  the dequantized weights (:func:`dequantize_weight`), up to the float rounding of the sums.
+- ``"int8"`` (dynamic quantization of the activations, as torch's dynamic quantization does):
+  each vector multiplied by an int8 matrix (:math:`h_{t-1}`, :math:`x_t`, :math:`m_t` before
+  ``W_hr``; per step and batch row) is quantized symmetrically from its max-abs,
+
+  .. math::
+
+      s_a = \max_k |a_k| / 127, \quad q_k = \mathrm{clamp}(\mathrm{rint}(a_k \cdot (1 / s_a)),
+      -127, 127), \quad y_j = (s_a s_j) \cdot \sum_k q_{jk} q_k
+
+  (float32 arithmetic in that order, ``rint`` rounding half to even as :func:`torch.round`;
+  :math:`s_a` below the smallest normal float, an all-zero vector, gives :math:`s_a = 0`,
+  :math:`y = 0`); the integer sum is exact (VNNI ``vpdpbusd`` where the CPU has it), so every
+  instruction set gives bitwise the same result. :func:`quantize_activation` is that
+  quantization in PyTorch (the tests' reference). The input projection is then done by the
+  kernel for every step (each ``x_t`` quantized on its own: a T-step call equals T one-step
+  calls).
+
+Everything else (biases, peepholes, layer norm, gates, the cell) is float32. No autograd: this
+is for inference.
 
 The entry point for other code (benchmarks, :mod:`lstmkit.nn.quantized`) is
 :func:`quant_recurrence`; :func:`best_isa` names the instruction set it runs.
@@ -19,7 +40,8 @@ The entry point for other code (benchmarks, :mod:`lstmkit.nn.quantized`) is
 ``pip install`` builds it as ``lstmkit.kernels.cpu._lstm_quant`` with its own record (see
 ``_build.py``), loaded while the record matches; else it is compiled at first use exactly as the
 float kernel is (:mod:`lstmkit.kernels.cpu.recurrence`), and ``LSTMKIT_FORBID_JIT=1`` makes that
-an error. ``LSTMKIT_QUANT_ISA=portable|avx2|avx512`` forces a (lower) instruction set.
+an error. ``LSTMKIT_QUANT_ISA=portable|avx2|avx_vnni|avx512|avx512_vnni`` forces one of the
+instruction sets the CPU has (:func:`available_isas`).
 """
 
 from __future__ import annotations
@@ -40,20 +62,27 @@ from lstmkit.kernels.cpu import _build
 from lstmkit.kernels.cpu.recurrence import _ensure_ninja, _flag, _import_from, _one_line
 
 __all__ = [
+    "ACTIVATIONS",
     "ISA_NAMES",
     "MODES",
+    "Int8Pack",
     "QuantRecurrenceInputs",
+    "available_isas",
     "best_isa",
     "build_error",
     "dequantize_weight",
     "is_available",
     "load_extension",
+    "pack_int8",
     "quant_recurrence",
+    "quantize_activation",
     "quantize_weight",
 ]
 
 MODES = ("int8", "bf16")
-ISA_NAMES = ("portable", "avx2", "avx512")  # the kernel's isa numbers, lowest first
+ACTIVATIONS = ("int8", "float")  # what multiplies an int8 matrix (see the module doc)
+# the kernel's isa numbers, lowest first
+ISA_NAMES = ("portable", "avx2", "avx_vnni", "avx512", "avx512_vnni")
 _SOURCE = _build.QUANT_SOURCE
 _PREBUILT = f"lstmkit.kernels.cpu.{_build.QUANT_EXT_NAME}"
 _DONE = "lstmkit-built"
@@ -170,8 +199,15 @@ def kernel_origin() -> str | None:
 
 
 def best_isa() -> str:
-    """The best instruction set of this CPU for the kernel: ``avx512``, ``avx2``, ``portable``."""
+    """The best instruction set of this CPU for the kernel: ``avx512_vnni``, ``avx512``,
+    ``avx_vnni``, ``avx2`` or ``portable`` (the weight-only GEMV runs its AVX-512 version for
+    the ``avx512*`` names, its AVX2 one for ``avx2`` and ``avx_vnni``)."""
     return load_extension().best_isa()
+
+
+def available_isas() -> tuple[str, ...]:
+    """The instruction sets this CPU has, lowest first: each can be forced (``isa=``)."""
+    return tuple(load_extension().available_isas())
 
 
 def _resolve_isa(isa: str | None) -> int:
@@ -192,7 +228,7 @@ def _resolve_isa(isa: str | None) -> int:
         raise ValueError(
             f"isa (LSTMKIT_QUANT_ISA) must be one of {', '.join(ISA_NAMES)}, got {name!r}"
         )
-    if ISA_NAMES.index(name) > ISA_NAMES.index(best):
+    if name not in available_isas():
         raise ValueError(f"isa {name!r} is not available on this CPU (best: {best})")
     return ISA_NAMES.index(name)
 
@@ -220,6 +256,34 @@ def dequantize_weight(q: Tensor, scale: Tensor | None) -> Tensor:
     """The float32 weights the kernel computes with: ``scale[:, None] * q`` (int8) or ``q``."""
     w = q.to(torch.float32)
     return w if scale is None else w * scale[:, None]
+
+
+def quantize_activation(a: Tensor) -> tuple[Tensor, Tensor]:
+    """``(q, s_a)`` of the kernel's dynamic activation quantization, per row of ``a (..., K)``:
+    ``q`` int8 ``(..., K)`` and ``s_a`` float32 ``(..., 1)`` with ``a ~ s_a * q`` (module doc;
+    the same float32 steps as the kernel, so the same ``q``)."""
+    a = a.to(torch.float32)
+    s = a.abs().amax(dim=-1, keepdim=True) / 127.0
+    s = torch.where(s >= torch.finfo(torch.float32).tiny, s, torch.zeros_like(s))
+    inv = torch.where(s > 0, 1.0 / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
+    q = torch.round(a * inv).clamp_(-127, 127).to(torch.int8)
+    return q, s
+
+
+class Int8Pack(NamedTuple):
+    """An int8 matrix ``(N, K)`` in the layout the int8-activation GEMV reads (:func:`pack_int8`):
+    blocks of 16 rows x 4 columns, zero-padded to ``N16 = 16 ceil(N / 16)`` rows and
+    ``4 ceil(K / 4)`` columns, and the row sums ``sum_k q[j, k]`` ``(N16,)`` int32 (vpdpbusd
+    multiplies unsigned activations ``q_a + 128``; the kernel subtracts ``128 * rowsum``)."""
+
+    packed: Tensor  # (N16 * K4 * 4,) int8
+    rowsum: Tensor  # (N16,) int32
+
+
+def pack_int8(q: Tensor) -> Int8Pack:
+    """The :class:`Int8Pack` of an int8 weight ``q (N, K)``; computed once per weight and
+    passed to :func:`quant_recurrence` (without it the kernel packs at every call)."""
+    return Int8Pack(*load_extension().pack_int8(q))
 
 
 class QuantRecurrenceInputs(NamedTuple):
@@ -251,6 +315,10 @@ class QuantRecurrenceInputs(NamedTuple):
     scale_ih: Tensor | None = None  # (4H,)
     bias_ih: Tensor | None = None  # (4H,)
     ln_weight_ih: Tensor | None = None  # (4H,)
+    # int8 activations: pack_int8 of weight_ih / weight_hh / weight_hr (else packed per call)
+    pack_ih: Int8Pack | None = None
+    pack_hh: Int8Pack | None = None
+    pack_hr: Int8Pack | None = None
 
 
 def _c(t: Tensor | None) -> Tensor | None:
@@ -265,15 +333,26 @@ def quant_recurrence(
     forget_gate: bool = True,
     layer_norm_eps: float = 1e-5,
     isa: str | None = None,
+    activations: str = "float",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``out (T, B, P), h_n (B, P), c_n (B, H)`` of the quantized recurrence.
 
     Reference: :func:`lstmkit.reference.lstm.recurrence_forward` with the weights
     :func:`dequantize_weight` gives, eval-form zoneout (the rates) and no recurrent dropout.
     With ``lengths``, inactive rows keep their state and output zeros, as with packed
-    sequences; ``reverse`` runs from ``T-1`` down.
+    sequences; ``reverse`` runs from ``T-1`` down. ``activations="int8"`` (int8 weights only)
+    quantizes what multiplies each matrix (module doc); the reference is then the same scan
+    with :func:`quantize_activation` before each product (tests/kernels/cpu/test_quant.py).
     """
+    if activations not in ACTIVATIONS:
+        raise ValueError(
+            f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}"
+        )
     f = _c
+
+    def pk(p: Int8Pack | None) -> tuple[Tensor | None, Tensor | None]:
+        return (None, None) if p is None else (f(p.packed), f(p.rowsum))
+
     return tuple(
         load_extension().forward(
             f(inputs.inp),
@@ -302,5 +381,9 @@ def quant_recurrence(
             bool(forget_gate),
             float(layer_norm_eps),
             _resolve_isa(isa),
+            activations == "int8",
+            *pk(inputs.pack_ih),
+            *pk(inputs.pack_hh),
+            *pk(inputs.pack_hr),
         )
     )
