@@ -7,6 +7,14 @@ node for the shape: the export should be within 10% of it. Prints a table with t
 and writes docs/bench-onnx.json.
 
     .venv/bin/python bench/onnx_lstm.py [--quick] [--json docs/bench-onnx.json]
+
+With ``--quantized`` (issue 19): vanilla at H=128/512/1024, batch 1, time per step of ORT's
+``DynamicQuantizeLSTM`` (the int8 export of ``lstmkit.quantize``), ORT's float ``LSTM`` (the
+float export) and lstmkit's int8 eager ``QuantizedLSTM``, streaming (T=1 calls carrying the
+state) and one T=1000 call, interleaved (lstmkit.bench.interleaved_times); writes
+docs/bench-onnx-quantized.json.
+
+    .venv/bin/python bench/onnx_lstm.py --quantized [--quick]
 """
 
 from __future__ import annotations
@@ -97,12 +105,80 @@ def _stream_torch(m, H, P, steps):
     return run
 
 
+def quantized_main(a) -> int:
+    """ORT DynamicQuantizeLSTM vs ORT float LSTM vs lstmkit int8 eager, batch 1."""
+    from lstmkit.bench import interleaved_times
+    from lstmkit.nn.quantized import QuantizedLSTM
+
+    reps, steps, T = (3, 20, 200) if a.quick else (7, 100, 1000)
+    tmp = Path(tempfile.mkdtemp())
+    rows = []
+    for H in (128, 512, 1024):
+        m = lstmkit.LSTM(I, H).eval()
+        q = QuantizedLSTM.from_float(m, "int8")
+        to_onnx(m, torch.randn(4, 2, I), tmp / f"f{H}.onnx")
+        to_onnx(q, torch.randn(4, 2, I), tmp / f"q{H}.onnx")
+        sessions = {
+            "ort_dq_lstm": _session(tmp / f"q{H}.onnx"),
+            "ort_float": _session(tmp / f"f{H}.onnx"),
+        }
+        stream = {k: _stream_ort(s, H, H, steps) for k, s in sessions.items()}
+        stream["lstmkit_int8"] = _stream_torch(q, H, H, steps)
+        xl = np.random.randn(T, 1, I).astype(np.float32)
+        z = np.zeros((1, 1, H), np.float32)
+        feeds = {"x": xl, "h0": z, "c0": z}
+        long = {k: (lambda s=s, f=feeds: s.run(None, f)) for k, s in sessions.items()}
+        xt = torch.from_numpy(xl)
+
+        def eager_long(q=q, xt=xt):
+            with torch.inference_mode():
+                q(xt)
+
+        long["lstmkit_int8"] = eager_long
+        for fn in (*stream.values(), *long.values()):
+            fn()  # warm up
+        ts = interleaved_times(stream, reps)
+        tl = interleaved_times(long, reps)
+        r = {"H": H}
+        for k in stream:
+            r[f"stream_us_{k}"] = statistics.median(ts[k]) / steps * 1e3
+            r[f"t{T}_us_{k}"] = statistics.median(tl[k]) / T * 1e3
+        rows.append(r)
+    mi = machine_info()
+    mi["onnxruntime"] = ort.__version__
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(
+        f"machine: {mi['cpu']} ({' '.join(mi['isa'])}), {mi['cores']} cores, 1 thread, "
+        f"torch {mi['torch']}, onnxruntime {mi['onnxruntime']}; load average {' '.join(load)}"
+    )
+    names = ("ort_dq_lstm", "ort_float", "lstmkit_int8")
+    print(
+        f"{'H':>5}  us/step B=1: "
+        + "  ".join(f"{'T=1 ' + n:>17}" for n in names)
+        + "  "
+        + "  ".join(f"{f'T={T} ' + n:>20}" for n in names)
+    )
+    for r in rows:
+        print(
+            f"{r['H']:>5}  {'':12}"
+            + "  ".join(f"{r[f'stream_us_{n}']:>17.1f}" for n in names)
+            + "  "
+            + "  ".join(f"{r[f't{T}_us_{n}']:>20.1f}" for n in names)
+        )
+    out = Path(a.json if a.json != "docs/bench-onnx.json" else "docs/bench-onnx-quantized.json")
+    write_json_atomic(out, {"machine": mi, "loadavg": load, "T": T, "B": 1, "rows": rows})
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--quantized", action="store_true", help="the int8 comparison (see doc)")
     ap.add_argument("--json", default="docs/bench-onnx.json")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if a.quantized:
+        return quantized_main(a)
     reps, steps, T, B = (3, 50, 32, 32) if a.quick else (5, 200, 64, 32)
     rows = []
     tmp = Path(tempfile.mkdtemp())

@@ -111,3 +111,42 @@ def test_bad_runs_and_outs_are_one_line(tmp_path, capsys):
     assert cli_main(["export", ADDING, "--out", str(tmp_path / "no" / "m.onnx")]) == 2
     assert "does not exist" in one_error(capsys)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mode, how", [("int8", "dynamic"), ("int8", "dequantize"), ("bf16", "")])
+def test_a_quantized_run_exports_with_its_weights_quantized(mode, how, tmp_path, capsys):
+    """``lstmkit quantize RUN --out Q`` then ``lstmkit export Q``: the file holds int8 (bf16)
+    LSTM weights, DynamicQuantizeLSTM or DequantizeLinear/Cast nodes, the metadata says the
+    mode, and ``lstmkit predict model.onnx`` is within the quantization's reach of ``lstmkit
+    predict Q`` (both are the float run's model with rounded weights: 1e-2 on these targets,
+    whose scale is 1)."""
+    q, out = tmp_path / "q", tmp_path / "q.onnx"
+    assert cli_main(["quantize", ADDING, "--out", str(q), "--mode", mode]) == 0
+    args = ["export", str(q), "--out", str(out)] + (["--int8-lstm", how] if how else [])
+    assert cli_main(args) == 0
+    meta = json.loads(out.with_name("q.onnx.json").read_text(encoding="utf-8"))
+    assert meta["quantization"]["mode"] == mode and meta["state"]["cell"] == "lstm"
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    want_op = {"dynamic": "DynamicQuantizeLSTM", "dequantize": "DequantizeLinear", "": "Cast"}
+    assert want_op[how] in ops
+    stored = onnx.TensorProto.INT8 if mode == "int8" else onnx.TensorProto.BFLOAT16
+    assert any(t.data_type == stored for t in proto.graph.initializer)
+    inputs = ["0.3 0.9* 0.1 0.5* 0.2", "0.5* 0.1 0.2 0.7*"]
+    capsys.readouterr()
+    assert cli_main(["predict", str(q), *inputs]) == 0
+    want = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert cli_main(["predict", str(out), *inputs]) == 0
+    got = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    for g, w in zip(got, want, strict=True):
+        assert g["target"] == w["target"]
+        assert g["prediction"] == pytest.approx(w["prediction"], abs=1e-2)
+
+
+def test_an_unknown_int8_lstm_is_one_line(tmp_path, capsys):
+    capsys.readouterr()
+    out = tmp_path / "m.onnx"
+    assert cli_main(["export", ADDING, "--out", str(out), "--int8-lstm", "fast"]) == 2
+    assert "--int8-lstm" in one_error(capsys)
+    assert not out.exists()

@@ -201,7 +201,9 @@ def _needs_scan(lstm: nn.Module) -> bool:
 def check_exportable(lstm: nn.Module) -> None:
     """An :class:`ExportError` for what is not an LSTM module or is in train mode (dropout,
     zoneout, weight drop and recurrent dropout export in their eval forms only)."""
-    if not isinstance(lstm, nn.LSTM):
+    from lstmkit.nn.quantized import QuantizedLSTM
+
+    if not isinstance(lstm, (nn.LSTM, QuantizedLSTM)):
         raise ExportError(
             f"export: lstm_forward takes an lstmkit.LSTM or torch.nn.LSTM, got "
             f"{type(lstm).__name__}"
@@ -262,7 +264,16 @@ def lstm_forward(
     """The export form of ``lstm(x, hx)`` (an :class:`lstmkit.LSTM` or a ``torch.nn.LSTM`` in
     eval mode, batched ``x``): with ``lengths (B,)`` the packed semantics described in the
     module docstring, without them every sequence has length ``T``. Returns ``y`` (in the
-    module's layout, ``(.., D*H)``) and ``(h_n, c_n)`` of shape ``(L*D, B, H)``."""
+    module's layout, ``(.., D*H)``) and ``(h_n, c_n)`` of shape ``(L*D, B, H)``. A
+    :class:`lstmkit.nn.quantized.QuantizedLSTM` keeps its int8 / bf16 weights in the graph
+    (:mod:`lstmkit.export.quantized`)."""
+    from lstmkit.nn.quantized import QuantizedLSTM
+
+    if isinstance(lstm, QuantizedLSTM):
+        from lstmkit.export import quantized
+
+        check_exportable(lstm)
+        return quantized.lstm_forward(lstm, x, hx, lengths)
     if _needs_scan(lstm):
         # Scan bodies of lstmkit.export.onnx_lstm (helper B1's module) for what the native node
         # does not express; export_model expands their placeholder nodes
@@ -271,6 +282,18 @@ def lstm_forward(
         check_exportable(lstm)
         return onnx_lstm.lstm_forward(lstm, x, hx, lengths)
     check_exportable(lstm)
+
+    def layer(k, layer_in, lens, h0, c0, coupled):
+        W, R, Bias, P = onnx_weights(lstm, k)
+        return lstm_layer(layer_in, W, R, Bias, lens, h0, c0, P, coupled)
+
+    return native_forward(lstm, x, hx, lengths, layer)
+
+
+def native_forward(lstm: nn.Module, x: Tensor, hx, lengths: Tensor | None, layer):
+    """The layer loop of :func:`lstm_forward` on native-node layers: ``layer(k, layer_in
+    (T, B, I), lengths (B,) int32, h0, c0 (D, B, H), coupled) -> Y (T, D, B, H), h_n, c_n``
+    (the float or the quantized node)."""
     if x.dim() != 3:
         raise ExportError(
             f"export: lstm_forward takes a batched 3-D input, got shape {tuple(x.shape)}"
@@ -294,9 +317,8 @@ def lstm_forward(
     layer_in = x_tb
     hs, cs = [], []
     for k in range(lstm.num_layers):
-        W, R, Bias, P = onnx_weights(lstm, k)
-        y, h_n, c_n = lstm_layer(
-            layer_in, W, R, Bias, lens, h0[k * D : (k + 1) * D], c0[k * D : (k + 1) * D], P, coupled
+        y, h_n, c_n = layer(
+            k, layer_in, lens, h0[k * D : (k + 1) * D], c0[k * D : (k + 1) * D], coupled
         )
         layer_in = y.permute(0, 2, 1, 3).reshape(T, B, D * H)  # (T, D, B, H) -> (T, B, D*H)
         hs.append(h_n)
@@ -340,6 +362,9 @@ def _translations() -> dict:
         from lstmkit.export import onnx_graph
 
         table[torch.ops.lstmkit_export.lstm.default] = onnx_graph._translate
+    from lstmkit.export import quantized
+
+    table.update(quantized.translations())
     return table
 
 
@@ -354,6 +379,7 @@ def export_model(
     dynamic_shapes=None,
     opset: int | None = None,
     metadata: dict[str, str] | None = None,
+    int8_lstm: str = "dynamic",
 ):
     """Export ``model(*args)`` (whose forward calls :func:`lstm_forward` for its LSTMs) with
     torch.onnx's dynamo exporter, its LSTM layers as native ONNX ``LSTM`` nodes; write
@@ -361,10 +387,20 @@ def export_model(
     and save it at ``path`` (weights inside the file). Returns the ``onnx.ModelProto``.
 
     ``dynamic_shapes`` as for :func:`torch.export.export`; ``dynamic_axes`` (``{input name:
-    {axis: name}}``) is turned into it."""
+    {axis: name}}``) is turned into it. A model holding a
+    :class:`~lstmkit.nn.quantized.QuantizedLSTM` keeps its weights quantized in the file
+    (:mod:`lstmkit.export.quantized`; ``int8_lstm``: ``"dynamic"``, ONNX Runtime's int8
+    ``DynamicQuantizeLSTM`` where the native node applies, or ``"dequantize"``, float32
+    compute from ``DequantizeLinear``) and says so in ``metadata_props``
+    (``lstmkit_quantization``, a JSON document)."""
+    import json
+
     import onnx
 
+    from lstmkit.export import quantized
+
     opset = _check_opset(opset)
+    quantized.check_int8_lstm(int8_lstm)
     _check_eval(model)
     if not isinstance(args, tuple):
         args = (args,)
@@ -379,18 +415,8 @@ def export_model(
             for name in input_names
         )
     try:
-        program = torch.onnx.export(
-            model,
-            args,
-            dynamo=True,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_shapes=dynamic_shapes,
-            opset_version=opset,
-            custom_translation_table=_translations(),
-            optimize=True,
-            verbose=False,
-        )
+        with quantized.int8_lstm(int8_lstm):
+            program = _onnx_export(model, args, input_names, output_names, dynamic_shapes, opset)
     except UserError:
         raise
     except Exception as e:  # torch.export's errors: one line with the cause
@@ -406,12 +432,32 @@ def export_model(
         from lstmkit.export import onnx_graph
 
         proto = onnx_graph.expand_lstm_nodes(proto)
-    for k, v in (metadata or {}).items():
+    proto = quantized.finish(proto)
+    props = dict(metadata or {})
+    described = quantized.describe(model, int8_lstm)
+    if described is not None:
+        props.setdefault("lstmkit_quantization", json.dumps(described))
+    for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = str(k), str(v)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return proto
+
+
+def _onnx_export(model, args, input_names, output_names, dynamic_shapes, opset):
+    return torch.onnx.export(
+        model,
+        args,
+        dynamo=True,
+        input_names=list(input_names),
+        output_names=list(output_names),
+        dynamic_shapes=dynamic_shapes,
+        opset_version=opset,
+        custom_translation_table=_translations(),
+        optimize=True,
+        verbose=False,
+    )
 
 
 def to_onnx(
@@ -422,10 +468,13 @@ def to_onnx(
     lengths: bool = False,
     opset: int | None = None,
     metadata: dict[str, str] | None = None,
+    int8_lstm: str = "dynamic",
 ):
     """Export a bare LSTM as a streaming graph: inputs ``x, h0, c0`` (and ``lengths (B,)``
     int64 when ``lengths``), outputs ``y, h_n, c_n``; batch and time dynamic. ``example`` is
-    an input of the module's layout (``(B, T, I)`` with ``batch_first``)."""
+    an input of the module's layout (``(B, T, I)`` with ``batch_first``). A
+    :class:`~lstmkit.nn.quantized.QuantizedLSTM` exports with its weights quantized
+    (``int8_lstm``: see :func:`export_model`)."""
 
     class _Bare(nn.Module):
         def __init__(self, lstm):
@@ -460,4 +509,5 @@ def to_onnx(
             dynamic_shapes=shapes,
             opset=opset,
             metadata=metadata,
+            int8_lstm=int8_lstm,
         )

@@ -58,16 +58,19 @@ def _config(lstm: nn.Module) -> dict:
     }
 
 
-def _weights(lstm: nn.Module, cfg: dict) -> list[Tensor]:
+def _weights(lstm: nn.Module, cfg: dict, matrix=None) -> list[Tensor]:
     """Per layer and direction: w_ih, w_hh, b_ih, b_hh, [w_ci, w_cf, w_co], [ln_ih, ln_hh,
-    ln_c, ln_bias_c], [w_hr] (eval: weight drop's plain weight)."""
+    ln_c, ln_bias_c], [w_hr] (eval: weight drop's plain weight). ``matrix(name)`` gives the
+    weight matrices where they are not plain attributes (a quantized LSTM's dequantize ops)."""
+    if matrix is None:
+        matrix = lambda name: getattr(lstm, name)  # noqa: E731
     out = []
     H = cfg["H"]
     for k in range(cfg["L"]):
         for d in range(cfg["D"]):
             s = f"_l{k}" + ("_reverse" if d else "")
-            w_ih = getattr(lstm, "weight_ih" + s)
-            out += [w_ih, getattr(lstm, "weight_hh" + s)]
+            w_ih = matrix("weight_ih" + s)
+            out += [w_ih, matrix("weight_hh" + s)]
             if cfg["bias"]:
                 out += [getattr(lstm, "bias_ih" + s), getattr(lstm, "bias_hh" + s)]
             else:
@@ -79,7 +82,7 @@ def _weights(lstm: nn.Module, cfg: dict) -> list[Tensor]:
                 out += [getattr(lstm, f"ln_weight_{n}{s}") for n in ("ih", "hh", "c")]
                 out.append(getattr(lstm, "ln_bias_c" + s))
             if cfg["proj"]:
-                out.append(getattr(lstm, "weight_hr" + s))
+                out.append(matrix("weight_hr" + s))
     return out
 
 

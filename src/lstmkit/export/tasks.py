@@ -49,6 +49,7 @@ from lstmkit.models.lm import LanguageModel
 from lstmkit.models.seq2seq import Seq2Seq
 from lstmkit.models.speech import CtcModel, WordClassifier
 from lstmkit.nn import LSTM, LSTMCell
+from lstmkit.nn.quantized import QuantizedLSTM
 from lstmkit.reference.lstm import lstm_recurrent_step
 from lstmkit.reference.recurrence import RecurrenceInputs
 
@@ -119,7 +120,8 @@ def _state_ports(encoder: nn.Module, suffix: str = "") -> tuple[Port, ...]:
     L, H = encoder.num_layers * D, encoder.hidden_size
     P = getattr(encoder, "proj_size", 0) or H
     h = Port("h" + suffix, "float32", (L, "B", P))
-    return (h, Port("c" + suffix, "float32", (L, "B", H))) if isinstance(encoder, LSTM) else (h,)
+    lstm = isinstance(encoder, (LSTM, QuantizedLSTM))
+    return (h, Port("c" + suffix, "float32", (L, "B", H))) if lstm else (h,)
 
 
 def encoder_forward(
@@ -127,8 +129,9 @@ def encoder_forward(
 ) -> tuple[Tensor, object]:
     """``encoder(x, state)`` of a batch-first recurrent layer, in export form: an
     :class:`lstmkit.LSTM` through :func:`lstm_forward` (``lengths``: packing semantics), torch's
-    RNN/GRU as they are where that is the same (see the module docstring)."""
-    if isinstance(encoder, LSTM):
+    RNN/GRU as they are where that is the same (see the module docstring). A quantized LSTM
+    (``lstmkit quantize``) goes through :func:`lstm_forward` too, its weights kept quantized."""
+    if isinstance(encoder, (LSTM, QuantizedLSTM)):
         return lstm_forward(encoder, x, state, lengths)
     if lengths is not None:
         check_packable(encoder)
@@ -138,7 +141,7 @@ def encoder_forward(
 def check_packable(encoder: nn.Module) -> None:
     """An :class:`ExportError` naming ``--cell`` for a bidirectional torch RNN/GRU, whose
     reverse direction must start at each sequence's own end (packing, which no graph holds)."""
-    if not isinstance(encoder, LSTM) and encoder.bidirectional:
+    if not isinstance(encoder, (LSTM, QuantizedLSTM)) and encoder.bidirectional:
         cell = "gru" if isinstance(encoder, nn.GRU) else "rnn"
         raise ExportError(
             f"--cell {cell} with --bidirectional: its reverse direction needs packed sequences, "
@@ -225,7 +228,7 @@ class LanguageModelExport(ExportForm):
     def __init__(self, model: LanguageModel):
         super().__init__()
         self.model = model
-        self.lstm = isinstance(model.encoder, LSTM)
+        self.lstm = isinstance(model.encoder, (LSTM, QuantizedLSTM))
         self.scores = "log_probs" if model.adaptive is not None else "logits"
         V = model.embedding.num_embeddings
         self.inputs = (Port("tokens", "int64", ("B", "T")), *_state_ports(model.encoder))

@@ -63,6 +63,16 @@ class ExportConfig:
         metadata=_help("export format (onnx is the only one for now)", choices=FORMATS),
     )
     opset: int = field(default=0, metadata=_help("ONNX opset version; 0: the exporter's default"))
+    int8_lstm: str = field(
+        default="dynamic",
+        metadata=_help(
+            "an int8 run (lstmkit quantize): 'dynamic' exports the LSTMs ONNX's LSTM node "
+            "expresses as ONNX Runtime's DynamicQuantizeLSTM (int8 compute), 'dequantize' as "
+            "int8 weights + DequantizeLinear (float32 compute); the file holds int8 weights "
+            "either way",
+            choices=("dynamic", "dequantize"),
+        ),
+    )
     overwrite: bool = field(default=False, metadata=_help("replace existing files at --out"))
     allow_nonfinite: bool = allow_nonfinite_field()
 
@@ -98,6 +108,8 @@ def run_checks(cfg: ExportConfig) -> None:
         raise UserError("--out: give the file to write, e.g. --out model.onnx")
     if Path(cfg.out).exists() and not cfg.overwrite:
         raise UserError(f"--out: {cfg.out} exists; pass --overwrite to replace it")
+    if cfg.int8_lstm not in ("dynamic", "dequantize"):
+        raise UserError(f"--int8-lstm must be dynamic or dequantize, got {cfg.int8_lstm!r}")
     if cfg.opset < 0:
         raise UserError(f"--opset must be >= 0 (0: the exporter's default), got {cfg.opset}")
     out = Path(cfg.out)
@@ -118,7 +130,7 @@ def _check_free(paths: list[Path], overwrite: bool) -> None:
 def _state_section(encoder: nn.Module) -> dict:
     cell = type(encoder).__name__.lower()
     return {
-        "cell": "lstm" if cell == "lstm" else cell,
+        "cell": "lstm" if cell in ("lstm", "quantizedlstm") else cell,
         "num_layers": encoder.num_layers,
         "directions": 2 if encoder.bidirectional else 1,
         "hidden_size": encoder.hidden_size,
@@ -213,16 +225,23 @@ MARKED_PAIRS = {"adding": "sum", "multiplication": "product"}
 targets: the sum (``quarter_sum``: 0.5 + sum / 4 for the 1997 adding variant), the product."""
 
 
-def export_metadata(task: Task, model: nn.Module, ckpt, graphs: dict[str, dict]) -> dict:
-    """The metadata document of an export (see the module docstring)."""
+def export_metadata(
+    task: Task, model: nn.Module, ckpt, graphs: dict[str, dict], int8_lstm: str = "dynamic"
+) -> dict:
+    """The metadata document of an export (see the module docstring); a quantized run's
+    (``lstmkit quantize``) has a ``quantization`` section: its mode, how the weights are
+    stored and what ONNX Runtime computes in (:func:`lstmkit.export.quantized.describe`)."""
     import lstmkit
+    from lstmkit.export.quantized import describe
 
+    quantization = describe(model, int8_lstm)
     return {
         "format": METADATA_FORMAT,
         "format_version": METADATA_VERSION,
         "lstmkit_version": lstmkit.__version__,
         "task": task.name,
         "checkpoint": str(ckpt.path),
+        **({"quantization": quantization} if quantization else {}),
         "graphs": graphs,
         **task_sections(task, model),
         "task_config": asdict(task.cfg),
@@ -239,6 +258,7 @@ def export_task_model(
     *,
     opset: int | None = None,
     overwrite: bool = False,
+    int8_lstm: str = "dynamic",
 ) -> ExportResult:
     """Export ``model`` (the task's, in eval mode) to ONNX at ``out`` (and beside it, for a
     second graph) with its metadata; ``lstmkit export`` and ``Run.export`` share this.
@@ -262,7 +282,7 @@ def export_task_model(
         }
         for name, form in forms.items()
     }
-    meta = export_metadata(task, model, ckpt, graphs)
+    meta = export_metadata(task, model, ckpt, graphs, int8_lstm)
     props = {
         METADATA_KEY: json.dumps(meta, ensure_ascii=False),
         "lstmkit_version": meta["lstmkit_version"],
@@ -288,6 +308,7 @@ def export_task_model(
                     dynamic_shapes=dynamic,
                     opset=opset,
                     metadata={**props, "graph": name},
+                    int8_lstm=int8_lstm,
                 )
         for name, path in paths.items():
             os.replace(temps[name], path)
@@ -308,6 +329,12 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     )
     require(task, "export", cfg.checkpoint)
     result = export_task_model(
-        task, model, ckpt, cfg.out, opset=cfg.opset or None, overwrite=cfg.overwrite
+        task,
+        model,
+        ckpt,
+        cfg.out,
+        opset=cfg.opset or None,
+        overwrite=cfg.overwrite,
+        int8_lstm=cfg.int8_lstm,
     )
     return result
