@@ -101,6 +101,7 @@ bench-serve: $(BIN)/.installed-dev
 # and ORT's own LSTM node: batch-1 streaming and batch 32 (issue 18; about a minute).
 bench-onnx: $(BIN)/.installed-dev
 	$(BIN)/python bench/onnx_lstm.py --json docs/bench-onnx.json
+	$(BIN)/python bench/onnx_lstm.py --quantized --json docs/bench-onnx-quantized.json
 
 # torch.compile: compile time of a 1- and a 6-layer model (aot_eager, inductor), compiled vs
 # eager step time (issue 18; about 2 minutes).
