@@ -306,3 +306,57 @@ def test_activations_option_is_checked_and_kept():
     q8(x)
     q8.load_state_dict(other.state_dict())
     assert torch.equal(q8(x)[0], other(x)[0])
+
+
+# -- the one-step fast path (streaming calls) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode, activations", [("int8", "int8"), ("int8", "float"), ("bf16", "float")]
+)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"layer_norm": True, "proj_size": 3},
+        {"peephole": True, "num_layers": 2, "bidirectional": True},
+        {"coupled": True, "zoneout_h": 0.2, "zoneout_c": 0.1, "batch_first": True},
+    ],
+)
+def test_one_step_fast_path_equals_the_general_path(mode, activations, kw):
+    torch.manual_seed(0)
+    q = lstmkit.quantize(lstmkit.LSTM(5, 6, **kw).eval(), mode, activations=activations)
+    D = 2 if q.bidirectional else 1
+    LD, P = q.num_layers * D, q.proj_size or 6
+    for B, batched in [(1, True), (3, True), (1, False)]:
+        x = torch.randn((B, 1, 5) if q.batch_first else (1, B, 5)) if batched else torch.randn(1, 5)
+        shape = (LD, B) if batched else (LD,)
+        hx = (torch.randn(*shape, P), torch.randn(*shape, 6))
+        for state in (None, hx):
+            fast = q._step(x, state)
+            assert fast is not None
+            ones = torch.ones(B, dtype=torch.int64)  # lengths: the general path runs
+            want = q.forward(x, state, lengths=ones) if batched else None
+            if want is None:  # unbatched: the general path through a batch of one
+                xb = x.unsqueeze(1)
+                sb = None if state is None else tuple(s.unsqueeze(1) for s in state)
+                o, (h, c) = q.forward(xb, sb, lengths=torch.ones(1, dtype=torch.int64))
+                want = (o[:, 0], (h[:, 0], c[:, 0]))
+            torch.testing.assert_close(fast, want, atol=1e-6, rtol=1e-6)
+
+
+def test_one_step_fast_path_declines_and_follows_state_dict_changes():
+    torch.manual_seed(0)
+    q = lstmkit.quantize(lstmkit.LSTM(5, 6).eval(), "int8")
+    x = torch.randn(1, 2, 5)
+    assert q._step(torch.randn(3, 2, 5), None) is None  # T > 1
+    assert q._step(torch.randn(1, 2, 4), None) is None  # features
+    assert q._step(x, (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))) is None  # batch
+    assert q._step(x, [torch.zeros(1, 2, 6)]) is None
+    before = q(x)[0]
+    other = lstmkit.quantize(lstmkit.LSTM(5, 6).eval(), "int8")
+    q.load_state_dict(other.state_dict())  # new weights: the cached arguments and packs go
+    torch.testing.assert_close(q(x)[0], other(x)[0])
+    assert not torch.equal(q(x)[0], before)
+    with pytest.raises(ValueError, match="input_size=5"):
+        q(torch.randn(1, 2, 4))

@@ -306,8 +306,133 @@ class QuantizedLSTM(nn.Module):
             self._packs[name + sfx] = hit
         return hit[1]
 
+    # -- the streaming step: one time step without the general path's per-call Python ---------
+
+    def _step_args(self) -> list[tuple]:
+        """Per layer and direction, the kernel's arguments that do not change between calls:
+        ``(before, after, packs, checked)``, where ``before`` goes before ``h0, c0`` (the input
+        projection's weights), ``after`` after them, ``packs`` at the end, and ``checked`` the
+        int8 weights whose version the packs were made at. Cached in ``_step_cache``; dropped by
+        ``load_state_dict``, ``_apply`` and attribute assignment."""
+        cached = self.__dict__.get("_step_cache")
+        if cached is not None and all(t._version == v for t, v in cached[1]):
+            return cached[0]
+        opts = self.variant_options
+        D = 2 if self.bidirectional else 1
+        args, checked = [], []
+
+        def g(name: str):
+            t = getattr(self, name, None)
+            return None if t is None else t.contiguous()
+
+        for k in range(self.num_layers):
+            for d in range(D):
+                sfx = self._sfx(k, d)
+                before = (g("weight_ih" + sfx), g("scale_ih" + sfx), g("bias_ih" + sfx))
+                before += (g("ln_weight_ih" + sfx),)
+                after = tuple(
+                    g(n + sfx)
+                    for n in (
+                        "weight_hh", "scale_hh", "bias_hh", "weight_hr", "scale_hr", "weight_ci",
+                        "weight_cf", "weight_co", "ln_weight_hh", "ln_weight_c", "ln_bias_c",
+                    )
+                )  # fmt: skip
+                after += (float(opts.zoneout_h), float(opts.zoneout_c))
+                packs: tuple = (None,) * 6
+                if self.activations == "int8":
+                    packs = ()
+                    for name in ("ih", "hh", "hr"):
+                        pk = self._pack(name, sfx)
+                        packs += (None, None) if pk is None else (pk.packed, pk.rowsum)
+                        w = getattr(self, f"weight_{name}{sfx}", None)
+                        if w is not None:
+                            checked.append((w, w._version))
+                args.append((before, after, packs))
+        self.__dict__["_step_cache"] = (args, checked)
+        return args
+
+    def _drop_step(self) -> None:
+        self.__dict__.pop("_step_cache", None)
+
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_step_cache", None)
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._drop_step()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._drop_step()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def _step(self, x: Tensor, hx):
+        """``forward`` for one time step of float32 tensors, or None for anything else (the
+        general path then runs, with its checks and errors). The same kernel call per layer as
+        the general path, without rebuilding its arguments."""
+        I, H = self.input_size, self.hidden_size
+        P = self.proj_size or H
+        if x.dim() == 3:
+            if x.shape[1 if self.batch_first else 0] != 1 or x.shape[2] != I:
+                return None
+            B, batched = x.shape[0 if self.batch_first else 1], True
+        elif x.dim() == 2 and x.shape[0] == 1 and x.shape[1] == I:
+            B, batched = 1, False
+        else:
+            return None
+        if B == 0:
+            return None
+        D = 2 if self.bidirectional else 1
+        LD = self.num_layers * D
+        if hx is None:
+            h0, c0 = x.new_zeros(LD, B, P), x.new_zeros(LD, B, H)
+        else:
+            if type(hx) not in (tuple, list) or len(hx) != 2:
+                return None
+            h0, c0 = hx
+            if type(h0) is not Tensor or type(c0) is not Tensor:
+                return None
+            if h0.dtype != torch.float32 or c0.dtype != torch.float32:
+                return None
+            want_h, want_c = ((LD, B, P), (LD, B, H)) if batched else ((LD, P), (LD, H))
+            if h0.shape != want_h or c0.shape != want_c:
+                return None
+            h0, c0 = h0.reshape(LD, B, P).contiguous(), c0.reshape(LD, B, H).contiguous()
+        ext = quant.load_extension()
+        opts = self.variant_options
+        tail = (
+            None,
+            False,
+            opts.coupled,
+            opts.forget_gate,
+            float(opts.layer_norm_eps),
+            quant._resolve_isa(None),
+            self.activations == "int8",
+        )
+        layer_in = x.reshape(1, B, I).contiguous()
+        h_n, c_n = [], []
+        args = self._step_args()
+        for k in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                idx = k * D + d
+                before, after, packs = args[idx]
+                out, h, c = ext.forward(layer_in, *before, h0[idx], c0[idx], *after, *tail, *packs)
+                outs.append(out)
+                h_n.append(h)
+                c_n.append(c)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, -1)
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        if not batched:
+            return layer_in[0], (h_n[:, 0], c_n[:, 0])
+        return (layer_in.transpose(0, 1) if self.batch_first else layer_in), (h_n, c_n)
+
     @torch.no_grad()
     def forward(self, input, hx=None, lengths: Tensor | None = None):  # noqa: A002
+        if lengths is None and type(input) is Tensor and input.dtype == torch.float32:
+            result = self._step(input, hx)
+            if result is not None:
+                return result
         packed = isinstance(input, PackedSequence)
         sorted_idx = unsorted_idx = None
         if packed:

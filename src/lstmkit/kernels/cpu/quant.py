@@ -201,8 +201,15 @@ def kernel_origin() -> str | None:
 def best_isa() -> str:
     """The best instruction set of this CPU for the kernel: ``avx512_vnni``, ``avx512``,
     ``avx_vnni``, ``avx2`` or ``portable`` (the weight-only GEMV runs its AVX-512 version for
-    the ``avx512*`` names, its AVX2 one for ``avx2`` and ``avx_vnni``)."""
-    return load_extension().best_isa()
+    the ``avx512*`` names, its AVX2 one for ``avx2`` and ``avx_vnni``). Asked of the kernel
+    once (every streaming call resolves its isa)."""
+    global _best
+    if _best is None:
+        _best = load_extension().best_isa()
+    return _best
+
+
+_best: str | None = None
 
 
 def available_isas() -> tuple[str, ...]:
@@ -214,9 +221,8 @@ def _resolve_isa(isa: str | None) -> int:
     """The kernel's isa number: the argument, else ``$LSTMKIT_QUANT_ISA``, else the best (-1)."""
     global _warned_portable
     name = isa if isa is not None else os.environ.get("LSTMKIT_QUANT_ISA", "").strip() or None
-    best = best_isa()
     if name is None:
-        if best == "portable" and not _warned_portable:
+        if not _warned_portable and best_isa() == "portable":
             _warned_portable = True
             print(
                 "lstmkit: this CPU has neither AVX-512 nor AVX2+FMA: the quantized kernel runs "
@@ -229,7 +235,7 @@ def _resolve_isa(isa: str | None) -> int:
             f"isa (LSTMKIT_QUANT_ISA) must be one of {', '.join(ISA_NAMES)}, got {name!r}"
         )
     if name not in available_isas():
-        raise ValueError(f"isa {name!r} is not available on this CPU (best: {best})")
+        raise ValueError(f"isa {name!r} is not available on this CPU (best: {best_isa()})")
     return ISA_NAMES.index(name)
 
 
