@@ -150,3 +150,12 @@ def test_an_unknown_int8_lstm_is_one_line(tmp_path, capsys):
     assert cli_main(["export", ADDING, "--out", str(out), "--int8-lstm", "fast"]) == 2
     assert "--int8-lstm" in one_error(capsys)
     assert not out.exists()
+
+
+def test_an_out_name_too_long_is_one_line(tmp_path, capsys):
+    for out in (tmp_path / ("m" * 300), tmp_path / ("m" * 252)):  # the file, its .json beside
+        capsys.readouterr()
+        assert cli_main(["export", str(FIXTURES / "adding"), "--out", str(out)]) == 2
+        err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+        assert len(err) == 1 and "File name too long" in err[0], err
+    assert list(tmp_path.iterdir()) == []

@@ -189,3 +189,21 @@ def test_bad_activations_are_one_line(tmp_path, capsys):
         ["quantize", run, "--out", str(tmp_path / "c"), "--activations", "u8"],
         "activations",
     )
+
+
+def test_out_names_the_file_system_refuses_are_one_line(tmp_path, capsys):
+    """A name too long for the file system, or a folder under a file: status 2, one line,
+    nothing written (both raised OSError before)."""
+    run = str(FIXTURES / "adding")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, message in (
+        (str(tmp_path / ("q" * 300)), "File name too long"),
+        (str(blocker / "sub"), "is a file, not a folder"),
+    ):
+        capsys.readouterr()
+        assert cli_main(["quantize", run, "--out", out]) == 2
+        err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+        assert len(err) == 1 and err[0].startswith("lstmkit: error: --out: "), err
+        assert message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

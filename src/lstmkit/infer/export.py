@@ -15,9 +15,10 @@ the task's configuration and state as the checkpoint stores them (the tokenizer 
 vocabulary, or the HF ``tokenizers`` JSON of a BPE model; the labels; the characters of a CTC
 model; the feature statistics), and sections that say what the inputs are: ``tokenizer`` and
 ``labels``, ``features`` (sample rate, mel bins, window and hop, normalisation, frame
-stacking), ``state`` (the recurrent state's sizes) and ``decoding`` (beam, length penalty,
-special token ids; CTC's decoder). ``lstmkit predict OUT`` reads them back
-(:mod:`lstmkit.infer.onnx_predict`).
+stacking), ``state`` (the recurrent state's sizes), ``decoding`` (beam, length penalty,
+special token ids; CTC's decoder) and ``forecast`` (the window, columns, scaler, calendar
+features, likelihood and how the point and quantiles are read: :func:`forecast_section`).
+``lstmkit predict OUT`` reads them back (:mod:`lstmkit.infer.onnx_predict`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,6 +108,15 @@ def run_checks(cfg: ExportConfig) -> None:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
     if not cfg.out:
         raise UserError("--out: give the file to write, e.g. --out model.onnx")
+    try:
+        _check_out(cfg)
+    except OSError as e:  # a name the file system refuses (too long, ...)
+        name = cfg.out if len(cfg.out) <= 80 else cfg.out[:77] + "..."
+        raise UserError(f"--out: {name}: {e.strerror or e}") from None
+
+
+def _check_out(cfg: ExportConfig) -> None:
+    metadata_path(cfg.out).exists()  # its name too must be one the file system takes
     if Path(cfg.out).exists() and not cfg.overwrite:
         raise UserError(f"--out: {cfg.out} exists; pass --overwrite to replace it")
     if cfg.int8_lstm not in ("dynamic", "dequantize"):
@@ -201,6 +212,8 @@ def task_sections(task: Task, model: nn.Module) -> dict:
                 "embed_size": task.model_cfg.embed_size,
             },
         }
+    if name == "forecast":
+        return {"forecast": forecast_section(task), **_encoder_state(model)}
     # the long-time-lag tasks: numeric sequences
     out = {
         "input_labels": list(task.input_labels or []),
@@ -218,6 +231,80 @@ def task_sections(task: Task, model: nn.Module) -> dict:
             "tolerance": float(cfg.tolerance),
         }
     return out
+
+
+def _encoder_state(model: nn.Module) -> dict:
+    """A forecaster's ``state`` section where it has a recurrent encoder (none for the
+    baselines)."""
+    enc = getattr(model.net, "encoder", None)
+    return {"state": _state_section(enc)} if enc is not None else {}
+
+
+CALENDAR = {
+    "function": "lstmkit.data.timeseries.calendar_features",
+    "features": ["hour", "weekday", "month"],
+    "formula": "of each timestamp (UTC where the input gives a zone): hour / 23 - 0.5, "
+    "weekday / 6 - 0.5 (Monday = 0), month / 11 - 0.5 (January = 0), in that order",
+}
+"""How the forecast task's calendar features are computed (the Informer code's
+``time_features``), for a consumer of the export."""
+
+POINT_RULES = {
+    "point": "params[..., 0]",
+    "gaussian": "the mean, params[..., 0] (params: mu, sigma)",
+    "student-t": "the mean, params[..., 0] (params: mu, sigma, nu; nu > 2)",
+    "quantile": "the level nearest 0.5 (params: one per level, sorted)",
+}
+QUANTILE_RULES = {
+    "point": "",
+    "gaussian": "mu + sigma * Phi^-1(q) (the normal's inverse CDF)",
+    "student-t": "the empirical q-quantile (linear interpolation) of `samples` draws "
+    "mu + sigma * z / sqrt(chi2_nu / nu), z ~ N(0, 1), chi2_nu a chi-square draw with nu "
+    "degrees of freedom",
+    "quantile": "the head of each level, as it is",
+}
+
+
+def forecast_section(task: Task) -> dict:
+    """The forecast export's ``forecast`` section: the window (``lookback`` rows in,
+    ``horizon`` rows out), the columns (``outputs`` forecast, ``inputs`` read: the outputs
+    then the past-only covariates), the scaler (:math:`z = (v - \\mu) / \\sigma` per input
+    column, the graph's units; the outputs back by :math:`v = z \\sigma + \\mu`), the
+    calendar features and their formula, the time column and frequency, the gap filling of
+    recent rows, the likelihood and its levels, and how the point forecast and the 10/50/90%
+    quantiles of ``lstmkit predict`` are read from the parameters."""
+    from lstmkit.tasks.forecast import _OUT_LEVELS, _SAMPLES
+
+    cfg, mcfg = task.cfg, task.model_cfg
+    freq_s = int(task.freq / np.timedelta64(1, "s"))
+    lik = mcfg.likelihood
+    return {
+        "lookback": cfg.lookback,
+        "horizon": cfg.horizon,
+        "outputs": list(task.outputs),
+        "inputs": list(task.inputs),
+        "scaler": {
+            "columns": list(task.inputs),
+            "mean": [float(v) for v in task.scaler.mean],
+            "std": [float(v) for v in task.scaler.std],
+        },
+        "calendar": {"enabled": bool(task.n_calendar), **CALENDAR},
+        "time_column": cfg.time_column,
+        "freq_s": freq_s,
+        "fill": cfg.fill,
+        "model": mcfg.model,
+        "likelihood": lik,
+        "params": {
+            "point": ["value"],
+            "gaussian": ["mu", "sigma"],
+            "student-t": ["mu", "sigma", "nu"],
+        }.get(lik, [f"q{q:g}" for q in mcfg.levels]),
+        "levels": list(mcfg.levels) if lik == "quantile" else [],
+        "point_rule": POINT_RULES[lik],
+        "output_levels": list(_OUT_LEVELS) if lik != "point" else [],
+        "quantile_rule": QUANTILE_RULES[lik],
+        "samples": _SAMPLES if lik == "student-t" else 0,
+    }
 
 
 MARKED_PAIRS = {"adding": "sum", "multiplication": "product"}
@@ -250,6 +337,17 @@ def export_metadata(
     }
 
 
+def _form_sizes(task: Task) -> dict:
+    """What a task's export form needs that its model does not hold: the forecast's window."""
+    if task.name == "forecast":
+        return {
+            "lookback": task.cfg.lookback,
+            "horizon": task.cfg.horizon,
+            "n_future": task.n_calendar,
+        }
+    return {}
+
+
 def export_task_model(
     task: Task,
     model: nn.Module,
@@ -271,7 +369,7 @@ def export_task_model(
 
     if model.training:
         raise ExportError("export: the model is in train mode; call model.eval() first")
-    forms = export_forms(model)
+    forms = export_forms(model, **_form_sizes(task))
     paths = output_paths(out, list(forms))
     _check_free([*paths.values(), metadata_path(out)], overwrite)
     graphs = {

@@ -92,7 +92,22 @@ def _check(cfg: QuantizeConfig) -> Path:
         raise UserError(f"--device: a quantized model runs on the CPU, got {cfg.device!r}")
     if not cfg.out:
         raise UserError("--out: give the checkpoint folder to write, e.g. --out runs/mr-int8")
-    out = Path(cfg.out)
+    try:
+        return _check_out(cfg, Path(cfg.out))
+    except OSError as e:  # a name the file system refuses (too long, ...)
+        raise UserError(f"--out: {_short(cfg.out)}: {e.strerror or e}") from None
+
+
+def _short(name: str, n: int = 80) -> str:
+    return name if len(name) <= n else name[: n - 3] + "..."
+
+
+def _check_out(cfg: QuantizeConfig, out: Path) -> Path:
+    for parent in out.parents:  # the folders it would be made in: the first that exists
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"--out: {parent} is a file, not a folder")
+            break
     if out.exists():
         if not cfg.overwrite:
             raise UserError(f"--out: {out} exists; pass --overwrite to replace it")

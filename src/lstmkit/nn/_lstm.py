@@ -241,10 +241,7 @@ class LSTM(VariantModule, nn.LSTM):
             )  # fmt: skip
             have = {n for n, _ in self.named_parameters(recurse=False)}
             layers = [
-                [
-                    getattr(self, n + sfx).detach() if n + sfx in have else None
-                    for n in names
-                ]
+                [getattr(self, n + sfx).detach() if n + sfx in have else None for n in names]
                 for sfx in self._suffixes()
             ]
             if not opts.peephole:  # unused parameters are not read
