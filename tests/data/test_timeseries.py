@@ -165,3 +165,89 @@ def test_parquet_reads_as_the_csv(tmp_path):
     b = ts.read_series([str(tmp_path / "a.parquet")], "date", None)[0]
     assert b.columns == ["x", "y"] and (a.times == b.times).all()
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def _hourly(n: int, header: str = "date,x") -> bytes:
+    rows = [f"2020-01-01 {h:02d}:00:00,{h}" for h in range(n)]
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_hourly(5) + b"2020-01-01 05:00:00,\xff\n", r"a.csv: line 7: not UTF-8 text \(byte 0xff"),
+        (_hourly(5) + b"2020-01-01 05:00:00," + b"1" * 200_000 + b"\n",
+         r"a.csv: line 7: a field of more than 131072 characters"),
+        (b"date,x\n", r"a.csv: no data rows after the header"),
+        (b"date,x\n\n", r"a.csv: no data rows after the header"),
+        (_hourly(5, "date,x,x"), r"a.csv: column 'x' appears twice in the header"),
+        (_hourly(5).replace(b"03:00:00", b"03:00:00+02:00"),
+         r"a.csv: column 'date', row 4: '2020-01-01 03:00:00\+02:00' has a time zone, "
+         r"row 1 has none"),
+    ],
+)  # fmt: skip
+def test_unreadable_tables_are_one_user_error_naming_file_and_line(tmp_path, data, message):
+    """Bytes that are not UTF-8, a giant field, no data rows, a column named twice (the second
+    would be read as the first) and a mix of zoned and plain timestamps: each one error."""
+    p = tmp_path / "a.csv"
+    p.write_bytes(data)
+    with pytest.raises(UserError, match=message):
+        ts.read_series([str(p)], "date", None)
+
+
+def test_a_file_that_is_not_parquet_is_one_user_error(tmp_path):
+    pytest.importorskip("pyarrow", reason="pyarrow (lstmkit[parquet]) not installed")
+    p = tmp_path / "a.parquet"
+    p.write_bytes(_hourly(5))
+    with pytest.raises(UserError, match=r"a.parquet: not a Parquet file \("):
+        ts.read_series([str(p)], "date", None)
+
+
+def test_bom_crlf_and_zoned_timestamps_read_as_the_plain_file(tmp_path):
+    """A UTF-8 byte-order mark (Excel's CSV) and CRLF line ends change nothing; timestamps
+    that all carry a zone are read in UTC (+02:00 is two hours earlier)."""
+    plain = tmp_path / "p.csv"
+    plain.write_bytes(_hourly(6))
+    want = ts.read_series([str(plain)], "date", None)[0]
+    bom = tmp_path / "b.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + _hourly(6).replace(b"\n", b"\r\n"))
+    got = ts.read_series([str(bom)], "date", None)[0]
+    assert got.columns == ["x"] and (got.times == want.times).all()
+    np.testing.assert_array_equal(got.values, want.values)
+    zoned = tmp_path / "z.csv"
+    zoned.write_bytes(_hourly(6).replace(b":00:00,", b":00:00+02:00,"))
+    z = ts.read_series([str(zoned)], "date", None)[0]
+    assert (z.times == want.times - np.timedelta64(2, "h")).all()
+
+
+def test_filling_more_rows_than_were_read_is_an_error_before_allocating(tmp_path):
+    """A far timestamp (a typo for the year) with --fill would make up terabytes of rows: the
+    check comes before the grid is built, and says how many rows it would add."""
+    p = tmp_path / "far.csv"
+    p.write_bytes(_hourly(6) + b"9999-12-31 23:00:00,6\n")
+    s = ts.read_series([str(p)], "date", None)[0]
+    hours = (np.datetime64("9999-12-31T23") - np.datetime64("2020-01-01T05")).astype(int)
+    with pytest.raises(UserError, match=f"far.csv: filling the gaps would add {hours - 1} rows"):
+        ts.regularize(s, "ffill", "far.csv")
+    for last, ok in ((9, True), (10, False)):  # rows at hours 0-3 and `last`: 5 read
+        p.write_bytes(_hourly(4) + f"2020-01-01 {last:02d}:00:00,9\n".encode())
+        s = ts.read_series([str(p)], "date", None)[0]
+        if ok:  # as many made-up rows as read ones: filled
+            assert ts.regularize(s, "ffill").filled == 5
+        else:
+            with pytest.raises(UserError, match="would add 6 rows to the 5 read"):
+                ts.regularize(s, "interpolate")
+
+
+def test_plain_timestamps_read_fast_as_row_by_row():
+    """numpy's parser (the fast path) and datetime.fromisoformat agree on the plain forms; a
+    date numpy refuses falls back to the row by row path, which names the row."""
+    texts = ["2020-01-01", "2020-02-29 05:06", "2020-02-29T05:06:07", " 1999-12-31 23:59:59 "]
+    fast = ts._parse_plain(texts)
+    slow = ts._parse_each(texts, list(range(4)), "t")
+    assert fast is not None and (fast == slow).all()
+    assert slow[1] == np.datetime64("2020-02-29T05:06:00")
+    for odd in (["2021-02-29"], ["2020-01-01 00:00:00.5"], ["2020"], ["NaT"], ["today"]):
+        assert ts._parse_plain(odd) is None
+    with pytest.raises(UserError, match=r"t, row 2: unparseable timestamp '2021-02-29'"):
+        ts._parse_each(["2021-02-28", "2021-02-29"], [0, 1], "t")

@@ -13,6 +13,7 @@ import pytest
 from lstmkit.cli.main import cli_main
 from lstmkit.models.forecaster import ForecasterConfig
 from lstmkit.tasks.forecast import ForecastConfig, ForecastTask
+from lstmkit.utils.errors import UserError
 from tests.data.test_timeseries import ETTH1, write_table
 from tests.resume_check import assert_resume_is_exact
 
@@ -172,3 +173,84 @@ def test_quantile_metrics_against_a_hand_computation(tmp_path):
     mae = float((p[..., 1] - b.y).abs().mean()) * std
     assert got["mase"] == pytest.approx(mae / scale, rel=1e-4)
     assert got["mae_orig"] == pytest.approx(mae, rel=1e-4)
+
+
+def test_inspect_lines_errors_name_the_input_not_a_temporary_file(tmp_path):
+    """inspect --input gives the task the file's lines: a header-only file (one line) is a
+    table without rows, not a path, and a bad cell is named in the input, not in the
+    temporary copy the reader is given."""
+    import torch
+
+    data = write_table(tmp_path / "s.csv", 60, cols=("OT",))
+    task = ForecastTask(
+        ForecastConfig(data=str(data), lookback=4, horizon=2), ForecasterConfig(model="last")
+    )
+    model, cpu = task.build_model().eval(), torch.device("cpu")
+    with pytest.raises(UserError, match=r"^inspect input: no data rows after the header$"):
+        task.inspect(model, ["date,OT"], tmp_path / "i", cpu)
+    lines = data.read_text().splitlines()[:8]
+    lines[3] = lines[3].split(",")[0] + ",nan"
+    with pytest.raises(UserError, match=r"^inspect input: column 'OT', row 3: 'nan'") as e:
+        task.inspect(model, lines, tmp_path / "i", cpu)
+    assert "tmp" not in str(e.value).split("(")[0]
+    with pytest.raises(UserError, match=r"missing.csv: no such file"):  # one path: still a path
+        task.inspect(model, [str(tmp_path / "missing.csv")], tmp_path / "i", cpu)
+    good = data.read_text().splitlines()[:8]
+    assert task.inspect(model, good, tmp_path / "i", cpu)[0].is_file()
+
+
+def test_a_text_column_that_is_not_read_is_not_parsed_and_the_file_is_read_once(
+    tmp_path, monkeypatch
+):
+    """--target OT reads the time column and OT only: a station-name column beside them is no
+    error (it is one with --targets all, which reads it), and training, its data report and
+    the forecast after the data (``examples``, printed at the end) read the file once."""
+    from lstmkit.data import timeseries as ts
+
+    data = write_table(tmp_path / "s.csv", 60, cols=("OT",))
+    lines = data.read_text().splitlines()
+    text = tmp_path / "t.csv"
+    text.write_text("\n".join(f"{ln},{'station' if k == 0 else 'north'}"
+                              for k, ln in enumerate(lines)) + "\n")  # fmt: skip
+    reads = []
+    real = ts._read_rows
+    monkeypatch.setattr(ts, "_read_rows", lambda p: reads.append(p) or real(p))
+    task = ForecastTask(
+        ForecastConfig(data=str(text), lookback=4, horizon=2), ForecasterConfig(model="last")
+    )
+    task.data_report()
+    got = task.examples()
+    assert len(reads) == 1, reads
+    assert task.inputs == ["OT"] and len(got) == 2
+    want = ForecastTask(
+        ForecastConfig(data=str(data), lookback=4, horizon=2), ForecasterConfig(model="last")
+    )
+    np.testing.assert_array_equal(task._scaled[0], want._scaled[0])
+    assert got == [g.replace("s.csv", "t.csv") for g in want.examples()]
+    with pytest.raises(UserError, match=r"t.csv: column 'station', row 1: 'north' is not a"):
+        ForecastTask(
+            ForecastConfig(data=str(text), targets="all", lookback=4, horizon=2),
+            ForecasterConfig(model="last"),
+        )
+
+
+def test_batches_of_windows_from_two_series_with_calendar_are_their_slices(tmp_path):
+    """_batch (gathered per series) against slicing each window by hand, in a shuffled order
+    that mixes the two series."""
+    a = write_table(tmp_path / "a.csv", 40, cols=("x", "OT"))
+    b = write_table(tmp_path / "b.csv", 30, cols=("x", "OT"), value=lambda r, j: -r - j / 10)
+    task = ForecastTask(
+        ForecastConfig(data=f"{a},{b}", lookback=5, horizon=3, calendar=True, covariates="x"),
+        ForecasterConfig(model="last"),
+    )
+    index = task._sets["train"][np.random.default_rng(0).permutation(len(task._sets["train"]))]
+    assert len(set(index[:, 0])) == 2
+    got = task._batch(index)
+    for n, (k, s) in enumerate(index):
+        v, c = task._scaled[k], task._cal[k]
+        want_x = np.concatenate([v[s : s + 5], c[s : s + 5]], 1)
+        np.testing.assert_array_equal(got.x[n].numpy(), want_x)
+        np.testing.assert_array_equal(got.future[n].numpy(), c[s + 5 : s + 8])
+        np.testing.assert_array_equal(got.y[n].numpy(), v[s + 5 : s + 8, :1])
+    assert task.inputs == ["OT", "x"] and got.x.shape == (len(index), 5, 2 + 3)
+    assert task._batch(index[:0]).y.shape == (0, 3, 1)

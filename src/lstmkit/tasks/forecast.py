@@ -122,7 +122,7 @@ class ForecastTask(Task):
     metric = "mse"
     split_options = "--data"
     checkpoint_state = ("scaler", "outputs", "inputs")
-    capabilities = frozenset({"predict", "evaluate", "inspect"})
+    capabilities = frozenset({"predict", "evaluate", "inspect", "export", "quantize"})
     metrics_note = (
         "mse, mae, crps: on the scale standardised with the training rows' mean and std (the "
         "papers' convention); mse_orig, mae_orig: in the data's units; mase: against the "
@@ -162,8 +162,9 @@ class ForecastTask(Task):
     def _load(self) -> None:
         cfg = self.cfg
         paths = _names(cfg.data)
-        probe = ts.read_series(paths[:1], cfg.time_column, None, cfg.series_column)[0]
-        outs, past = self._columns(probe.columns)
+        # the header only: a column that is not asked for (a station name) is never parsed
+        skip = {cfg.time_column, cfg.series_column}
+        outs, past = self._columns([h for h in ts.read_header(paths[0]) if h not in skip])
         series = ts.read_series(paths, cfg.time_column, outs + past, cfg.series_column)
         series = [ts.regularize(s, cfg.fill) for s in series]
         self._filled = sum(s.filled for s in series)
@@ -258,17 +259,24 @@ class ForecastTask(Task):
         )
 
     def _batch(self, index: np.ndarray) -> ForecastBatch:
+        """Windows ``index`` (rows of (series, start)) as tensors, gathered per series with one
+        fancy index (rows ``s + arange(L)`` and ``s + L + arange(H)``)."""
         L, H, C = self.cfg.lookback, self.cfg.horizon, len(self.outputs)
-        xs, fs, ys = [], [], []
-        for k, s in index:
+        B, V, K = len(index), self._scaled[0].shape[1], self.n_calendar
+        x = np.empty((B, L, V + K), np.float32)
+        fut = np.empty((B, H, K), np.float32)
+        y = np.empty((B, H, C), np.float32)
+        for k in np.unique(index[:, 0]) if B else ():
+            m = index[:, 0] == k
+            rows_x = index[m, 1][:, None] + np.arange(L)
+            rows_y = index[m, 1][:, None] + L + np.arange(H)
             v, c = self._scaled[k], self._cal[k]
-            x = v[s : s + L]
-            if self.n_calendar:
-                x = np.concatenate([x, c[s : s + L]], 1)
-            xs.append(x)
-            fs.append(c[s + L : s + L + H] if self.n_calendar else np.zeros((H, 0), np.float32))
-            ys.append(v[s + L : s + L + H, :C])
-        return ForecastBatch(*(torch.from_numpy(np.stack(a)) for a in (xs, fs, ys)))
+            x[m, :, :V] = v[rows_x]
+            y[m] = v[rows_y][..., :C]
+            if K:
+                x[m, :, V:] = c[rows_x]
+                fut[m] = c[rows_y]
+        return ForecastBatch(*(torch.from_numpy(a) for a in (x, fut, y)))
 
     def train_batch(self, step, seed, batch_size, rank, world):
         self._ensure()
@@ -383,8 +391,17 @@ class ForecastTask(Task):
             paths = [f.name]
         else:
             paths = [path_or_text]
+        if self._loaded_first(path_or_text):  # the run's own data, read already in training
+            s = self._series[0]
+            self._last_read = (len(s.times) - s.filled, s.filled)
+            return s.times[-cfg.lookback :], s.values[-cfg.lookback :]
         try:
             series = ts.read_series(paths, cfg.time_column, self.inputs, "")
+        except UserError as e:
+            if paths[0] == path_or_text:
+                raise
+            # the lines' own name in the message, not the temporary copy's
+            raise UserError(str(e).replace(paths[0], where, 1)) from None
         finally:
             if paths[0] != path_or_text:
                 Path(paths[0]).unlink(missing_ok=True)
@@ -399,6 +416,17 @@ class ForecastTask(Task):
             )
         self._last_read = (len(series[0].times), s.filled)
         return s.times[-cfg.lookback :], s.values[-cfg.lookback :]
+
+    def _loaded_first(self, path: str) -> bool:
+        """Whether ``path`` is the first data file, loaded as one series of the run's columns
+        (what reading it again as a recent table gives)."""
+        first = _names(self.cfg.data)[:1]
+        return (
+            self._series is not None
+            and not self.cfg.series_column
+            and first == [path]
+            and self._series[0].columns == self.inputs
+        )
 
     def _window(self, times: np.ndarray, values: np.ndarray):
         H = self.cfg.horizon
@@ -535,7 +563,10 @@ class ForecastTask(Task):
             inputs = [p for p in _names(self.cfg.data)[:1] if Path(p).is_file()]
         if not inputs:
             raise UserError("inspect: give --input recent.csv (or the file's path)")
-        text = "\n".join(inputs) if len(inputs) > 1 else inputs[0]
+        # one input without a comma is a path (`inspect RUN recent.csv`); else the table's lines
+        # (--input gives its file's lines, a header-only file one line)
+        path = len(inputs) == 1 and ("," not in inputs[0] or Path(inputs[0]).is_file())
+        text = inputs[0] if path else "\n".join(inputs) + "\n"
         times, values = self._read_recent(text, "inspect input")
         return [
             self._draw(
