@@ -38,7 +38,7 @@ SUPPORTS = {
     "translation": BASIC | {"translate"},
     "spoken-words": BASIC,
     "asr-ctc": BASIC | {"transcribe"},
-    "forecast": {"predict", "evaluate", "inspect"},
+    "forecast": BASIC,
 }
 TASKS = sorted(SUPPORTS)
 

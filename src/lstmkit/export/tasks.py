@@ -22,6 +22,8 @@ model                         graph
                               mask (B, S) bool, h (L, B, H), c (L, B, H)``
 :class:`Seq2SeqStepExport`    ``prev_tokens (B,), feed (B, E), h, c, values, keys, mask ->
                               log_probs (B, V), feed, h, c, attention (B, S)``
+:class:`ForecasterExport`     ``x (B, L, F)`` [, ``future (B, H, K)``] ``-> params (B, H, C,
+                              P)`` (L, H fixed: the run's lookback and horizon)
 ============================  ==========================================================
 
 The seq2seq model is two graphs, so that greedy and beam search run outside torch, one decoder
@@ -36,6 +38,7 @@ a bidirectional one needs packing, which has no export form: :class:`ExportError
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -45,6 +48,7 @@ from torch import Tensor, nn
 from lstmkit.export import ExportError, lstm_forward
 from lstmkit.models.classifier import TextClassifier
 from lstmkit.models.encoder import SequenceModel
+from lstmkit.models.forecaster import Forecaster
 from lstmkit.models.lm import LanguageModel
 from lstmkit.models.seq2seq import Seq2Seq
 from lstmkit.models.speech import CtcModel, WordClassifier
@@ -431,10 +435,78 @@ class Seq2SeqStepExport(ExportForm):
         return log_probs, attentional, torch.stack(hs), torch.stack(cs), weights
 
 
-def export_forms(model: nn.Module) -> dict[str, ExportForm]:
+class _RecurrentInExport(nn.Module):
+    """A batch-first recurrent layer called as ``layer(x, state)`` in its export form
+    (:func:`encoder_forward`): what a copy of a model holds in place of each LSTM, so that the
+    model's own ``forward`` traces to ONNX's LSTM node (or a Scan) instead of lstmkit's custom
+    op, which ONNX cannot express."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor, state=None):
+        return encoder_forward(self.layer, x, None, state)
+
+
+def with_lstms_in_export_form(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose every :class:`lstmkit.LSTM` / :class:`QuantizedLSTM` is
+    wrapped by :class:`_RecurrentInExport` (``model`` itself is left as it is; torch's GRU and
+    RNN baselines stay, they export with torch's operators)."""
+    out = copy.deepcopy(model)
+    found = [name for name, m in out.named_modules() if isinstance(m, (LSTM, QuantizedLSTM))]
+    for name in found:
+        parent_name, _, attr = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, attr, _RecurrentInExport(getattr(parent, attr)))
+    return out
+
+
+class ForecasterExport(ExportForm):
+    r""":class:`~lstmkit.models.forecaster.Forecaster` (forecast): ``x (B, L, F)``, the
+    lookback window as the task feeds it (the scaled values of the run's input columns, then,
+    with ``--calendar``, the window's calendar features), and with calendar features
+    ``future (B, H, K)``, those of the horizon's rows -> ``params (B, H, C, P)``, the
+    constrained distribution parameters in the scaled units (RevIN's inverse applied), as
+    ``Forecaster.forward`` returns them at evaluation.
+
+    :math:`L` (the lookback) and :math:`H` (the horizon) are fixed, the batch is free. Every
+    model form exports: the direct LSTM, the encoder-decoder (its loop over the horizon
+    unrolled, the state passed from step to step, each step fed its own point forecast),
+    channel independence (the batch is :math:`B C` inside), RevIN and the baselines (plain
+    tensor operations)."""
+
+    def __init__(self, model: Forecaster, lookback: int, horizon: int, n_future: int):
+        super().__init__()
+        self.model = with_lstms_in_export_form(model)
+        C, P = model.n_out, model.cfg.n_params
+        self.n_future = n_future
+        n_in = model.n_out + model.n_past + n_future
+        x = Port("x", "float32", ("B", lookback, n_in))
+        future = Port("future", "float32", ("B", horizon, n_future))
+        self.inputs = (x, future) if n_future else (x,)
+        self.outputs = (Port("params", "float32", ("B", horizon, C, P)),)
+
+    def forward(self, x: Tensor, future: Tensor | None = None) -> Tensor:
+        return self.model(x, future)
+
+
+def export_forms(
+    model: nn.Module,
+    *,
+    lookback: int | None = None,
+    horizon: int | None = None,
+    n_future: int = 0,
+) -> dict[str, ExportForm]:
     """The export wrappers of a task model, by graph name: ``{"model": ...}``, or for a
     :class:`Seq2Seq` ``{"encoder": ..., "decoder": ...}``. A model of another kind is an
-    :class:`ExportError`."""
+    :class:`ExportError`. A :class:`Forecaster` needs the window the task holds and the
+    model does not: ``lookback``, ``horizon`` and the number of known-future covariates
+    ``n_future``."""
+    if isinstance(model, Forecaster):
+        if lookback is None or horizon is None:
+            raise ExportError("export: a Forecaster's export form needs its lookback and horizon")
+        return {"model": ForecasterExport(model, lookback, horizon, n_future)}
     if isinstance(model, Seq2Seq):
         return {"encoder": Seq2SeqEncoderExport(model), "decoder": Seq2SeqStepExport(model)}
     for cls, wrapper in (

@@ -13,6 +13,12 @@ the decoder step: :func:`greedy_search` and :func:`beam_search` follow
 :func:`lstmkit.models.seq2seq.greedy_decode` and :func:`~lstmkit.models.seq2seq.beam_search`
 step for step (the same candidates, the same order among them, the same length
 normalisation), and the CTC decoders those of :mod:`lstmkit.models.speech`.
+
+A forecast export reads ``--input recent.csv`` as its table (:func:`forecast`): the reader
+and checks of :mod:`lstmkit.data.timeseries` (torch-free), the run's scaler and calendar
+features from the metadata's ``forecast`` section, and the same CSV columns as ``lstmkit
+predict RUN --input recent.csv`` (Student-t quantiles sampled with numpy: the same estimator,
+not the same draws).
 """
 
 from __future__ import annotations
@@ -114,7 +120,17 @@ class OnnxRun:
 def predict_file(path: str | Path, items: list[str]) -> list[dict]:
     """One result per input, as ``lstmkit predict RUN`` gives them, from the export at
     ``path`` (``lstmkit predict model.onnx`` calls this)."""
-    run = OnnxRun(path)
+    return predict_run(OnnxRun(path), items)
+
+
+def predict_run(run: OnnxRun, items: list[str]) -> list[dict]:
+    """:func:`predict_file` of an export already open."""
+    path = run.path
+    if "forecast" in run.meta:
+        raise UserError(
+            f"predict {path}: a forecast export reads its recent rows from a table; give "
+            "--input recent.csv"
+        )
     if not items:
         raise UserError(f"predict {path}: give the inputs (as arguments, or --input FILE)")
     task = run.task
@@ -574,6 +590,138 @@ def _marked_pairs(run: OnnxRun, text: str, where: str) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- forecast
+
+
+def takes_table(path: str | Path) -> bool:
+    """True where the export at ``path`` reads a table as its input (a forecast export:
+    ``--input recent.csv`` is the recent rows, not one input per line)."""
+    return "forecast" in OnnxRun(path).meta
+
+
+def predict_table(path: str | Path, table: str | Path) -> list[dict]:
+    """``lstmkit predict RUN --input recent.csv``'s rows from the forecast export at ``path``
+    (:func:`forecast`)."""
+    return forecast(OnnxRun(path), table)[0]
+
+
+def recent_window(meta: dict, table: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The last ``lookback`` rows of a recent table, read as ``ForecastTask._read_recent``
+    reads it (:mod:`lstmkit.data.timeseries`, which imports no torch: the same reader, checks
+    and messages): times and raw values of the run's input columns, and a summary line."""
+    from lstmkit.data import timeseries as ts
+
+    f = meta["forecast"]
+    where = f"--input {table}"
+    series = ts.read_series([str(table)], f["time_column"], list(f["inputs"]), "")
+    if len(series) != 1:
+        raise UserError(f"{where}: give one series")
+    s = ts.regularize(series[0], f["fill"], where)
+    freq = np.timedelta64(int(f["freq_s"]), "s")
+    if s.freq != freq:
+        raise UserError(f"{where}: step {s.freq} differs from the training data's {freq}")
+    L = int(f["lookback"])
+    if len(s.times) < L:
+        raise UserError(f"{where}: {len(s.times)} rows, fewer than the run's --lookback {L}")
+    read = len(series[0].times)
+    summary = f"{read} rows of {table} ({s.filled} filled; the last {L} are the lookback)"
+    return s.times[-L:], s.values[-L:], summary
+
+
+def forecast_quantiles(p: np.ndarray, f: dict) -> dict[str, np.ndarray]:
+    r"""The point forecast and the 10/50/90% quantiles of parameters ``p (H, C, P)`` (float32,
+    the scaled units), each ``(H, C)`` still scaled, as ``ForecastTask._forecast`` reads them:
+
+    - the point: the mean (``p[..., 0]``), or for quantile heads the level nearest 0.5;
+    - Gaussian: :math:`\mu + \sigma \Phi^{-1}(q)` (``statistics.NormalDist().inv_cdf``; torch
+      computes :math:`\Phi^{-1}` in float32: equal to an ulp or so);
+    - Student-t: the empirical quantiles (linear interpolation, as ``torch.quantile``) of
+      ``samples`` draws :math:`\mu + \sigma z / \sqrt{\chi^2_\nu / \nu}` from numpy's
+      generator seeded 0: the same estimator as the torch path, not the same draws (torch
+      draws its chi-squares from the global generator), so the two differ by the sampling
+      error of a 200-sample quantile;
+    - quantile heads: as they are."""
+    from statistics import NormalDist
+
+    lik = f["likelihood"]
+    if lik == "quantile":
+        levels = list(f["levels"])
+        k = min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
+        out = {"point": p[..., k]}
+        for j, q in enumerate(levels):
+            out[f"q{q:g}"] = p[..., j]
+        return out
+    out = {"point": p[..., 0]}
+    if lik == "gaussian":
+        for q in f["output_levels"]:
+            out[f"q{q:g}"] = p[..., 0] + p[..., 1] * np.float32(NormalDist().inv_cdf(q))
+    elif lik == "student-t":
+        rng = np.random.default_rng(0)
+        mu, sigma, nu = (p[..., k].astype(np.float64) for k in range(3))
+        shape = (int(f["samples"]), *mu.shape)
+        z = rng.standard_normal(shape)
+        chi2 = rng.chisquare(np.broadcast_to(nu, shape))
+        draws = mu + sigma * z / np.sqrt(chi2 / nu)
+        for q in f["output_levels"]:
+            out[f"q{q:g}"] = np.quantile(draws, q, axis=0)
+    return out
+
+
+def forecast(run: OnnxRun, table: str | Path) -> tuple[list[dict], str]:
+    r"""The forecast after a recent table (``ForecastTask.read_input_file`` then ``predict``):
+    its last ``lookback`` rows scaled by the run's scaler, with the calendar features of those
+    rows and of the ``horizon`` rows after them where the run has them, through the graph;
+    the parameters read as :func:`forecast_quantiles` reads them and put back in the data's
+    units (:math:`v = z \sigma + \mu`). One row per step: the time, ``step``, each output's
+    point forecast and its ``_q0.1``... columns, as ``lstmkit predict RUN --input`` writes
+    them; and the summary line it prints."""
+    from lstmkit.data.timeseries import calendar_features
+
+    f = run.meta["forecast"]
+    times, values, summary = recent_window(run.meta, table)
+    H, C = int(f["horizon"]), len(f["outputs"])
+    mean = np.asarray(f["scaler"]["mean"], dtype=np.float64)
+    std = np.asarray(f["scaler"]["std"], dtype=np.float64)
+    future_t = times[-1] + np.timedelta64(int(f["freq_s"]), "s") * np.arange(1, H + 1)
+    x = ((values - mean) / std).astype(np.float32)
+    feeds = {}
+    if f["calendar"]["enabled"]:
+        x = np.concatenate([x, calendar_features(times).astype(np.float32)], 1)
+        feeds["future"] = calendar_features(future_t).astype(np.float32)[None]
+    (params,) = run.run("model", x=x[None], **feeds)
+    fc = {
+        k: v * std[:C] + mean[:C]
+        for k, v in forecast_quantiles(params[0].astype(np.float32), f).items()
+    }
+    rows = []
+    for k in range(H):
+        row: dict = {f["time_column"]: str(future_t[k]).replace("T", " "), "step": k + 1}
+        for j, c in enumerate(f["outputs"]):
+            row[c] = float(fc["point"][k, j])
+            for key in fc:
+                if key != "point":
+                    row[f"{c}_{key}"] = float(fc[key][k, j])
+        rows.append(row)
+    first = str(future_t[0]).replace("T", " ")
+    return rows, f"{summary}; forecasting {H} rows from {first}"
+
+
+def format_results(results: list[dict], name: str = "") -> str:
+    """:func:`lstmkit.infer.inputs.format_results` of flat rows (that module imports torch):
+    CSV for a ``.csv`` name, one column per field; else JSON lines."""
+    import csv
+    import io
+
+    if not name.lower().endswith(".csv"):
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    header = list(dict.fromkeys(k for r in results for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    return buf.getvalue()
+
+
 # ----------------------------------------------------------------------------- without torch
 
 
@@ -584,26 +732,55 @@ def _lines(path: str) -> Iterator[str]:
                 yield line.rstrip("\n")
 
 
+USAGE = "python -m lstmkit.infer.onnx_predict MODEL.onnx [INPUTS...] [--input FILE] [--output FILE]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lstmkit.infer.onnx_predict MODEL.onnx [INPUTS...] [--input FILE]``: one JSON
-    line per input, as ``lstmkit predict`` prints them; bad input is one line, status 2."""
+    """``python -m lstmkit.infer.onnx_predict MODEL.onnx [INPUTS...] [--input FILE]
+    [--output FILE]``: one JSON line per input, as ``lstmkit predict`` prints them, or written
+    to ``--output`` (CSV for a .csv name); a forecast export reads ``--input recent.csv`` as
+    its table. Bad input is one line, status 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if not args or args[0] in ("-h", "--help"):
-            print(main.__doc__.split("\n")[0].strip("`: "), file=sys.stderr)
+            print(USAGE, file=sys.stderr)
             return 0 if args else 2
         model, rest = args[0], args[1:]
         items: list[str] = []
+        files: list[str] = []
+        output = ""
         while rest:
             a = rest.pop(0)
-            if a == "--input":
+            if a in ("--input", "--output"):
                 if not rest:
-                    raise UserError("--input: give a file")
-                items += list(_lines(rest.pop(0)))
+                    raise UserError(f"{a}: give a file")
+                if a == "--input":
+                    files.append(rest.pop(0))
+                else:
+                    output = rest.pop(0)
             else:
                 items.append(a)
-        for r in predict_file(model, items):
-            print(json.dumps(r, ensure_ascii=False))
+        for name in files:
+            if not Path(name).exists():  # lstmkit.infer.inputs.check_input_path's message
+                raise UserError(f"--input: file not found: {name}")
+        run = OnnxRun(model)
+        if "forecast" in run.meta:
+            if items or len(files) != 1:
+                raise UserError(
+                    f"predict {model}: a forecast export reads its recent rows from one table; "
+                    "give --input recent.csv"
+                )
+            results, summary = forecast(run, files[0])
+            print(f"lstmkit: read {summary}", file=sys.stderr)
+        else:
+            for name in files:
+                items += list(_lines(name))
+            results = predict_run(run, items)
+        if output:
+            Path(output).write_text(format_results(results, output), encoding="utf-8")
+        else:
+            for r in results:
+                print(json.dumps(r, ensure_ascii=False))
     except UserError as e:
         print(f"lstmkit: error: {e}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from lstmkit.infer.inputs import (
     read_options,
 )
 from lstmkit.infer.load import load_for
-from lstmkit.infer.onnx_predict import is_onnx_path, predict_file
+from lstmkit.infer.onnx_predict import is_onnx_path, predict_file, predict_table, takes_table
 from lstmkit.tasks.base import InputRecords, Task
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
@@ -118,6 +118,12 @@ def predict_onnx(cfg: PredictConfig) -> list[dict]:
     if cfg.input:
         path = Path(cfg.input)
         check_input_path(path)
+        if not items and not path.is_dir() and takes_table(cfg.checkpoint):
+            # a forecast export: --input is its table of recent rows
+            results = predict_table(cfg.checkpoint, cfg.input)
+            if cfg.output:
+                atomic_write_text(cfg.output, format_results(results, cfg.output))
+            return results
         if path.is_dir() or path.name.lower().endswith(TABLES):
             raise UserError(
                 f"--input: {path}: an .onnx model reads a file of one input per line (.txt); "
