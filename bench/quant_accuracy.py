@@ -35,16 +35,23 @@ HEADLINE = {
 }
 
 
+# The quantized forms compared: (column, --mode, --activations). "int8" is what `lstmkit
+# quantize` writes by default (int8 activations, VNNI), "int8-w" its weight-only form.
+FORMS = (("int8", "int8", "int8"), ("int8-w", "int8", "float"), ("bf16", "bf16", "float"))
+COLUMNS = ("float32", *(f for f, _, _ in FORMS))
+
+
 def evaluate_run(path: str) -> tuple[str, dict[str, dict[str, float]]]:
     cpu = torch.device("cpu")
     task, model, _ = load_trained(path, cpu)
     results = {"float32": evaluate_split(task, model, "test", cpu, path)}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in quant.MODES:
-            out = Path(tmp) / mode
-            run_quantize(QuantizeConfig(checkpoint=path, out=str(out), mode=mode))
+        for form, mode, activations in FORMS:
+            out = Path(tmp) / form
+            cfg = QuantizeConfig(checkpoint=path, out=str(out), mode=mode, activations=activations)
+            run_quantize(cfg)
             t, m, _ = load_trained(out, cpu)
-            results[mode] = evaluate_split(t, m, "test", cpu, str(out))
+            results[form] = evaluate_split(t, m, "test", cpu, str(out))
     return task.name, results
 
 
@@ -62,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     isa = quant.best_isa()
     print(f"machine: {machine.get('cpu')}; quantized kernel ISA: {isa}; torch {torch.__version__}")
     rows, payload = [], {"machine": machine, "quant_isa": isa, "runs": []}
-    header = f"{'run':32} {'task':12} {'metric':9} {'float32':>9} {'int8':>9} {'bf16':>9}"
+    header = f"{'run':32} {'task':12} {'metric':9} " + " ".join(f"{c:>9}" for c in COLUMNS)
     print(header)
     print("-" * len(header))
     for path in args.runs:
         task, res = evaluate_run(path)
         payload["runs"].append({"run": path, "task": task, "metrics": res})
         for name in HEADLINE.get(task, ("loss",)):
-            vals = [_metric(res[m], name) for m in ("float32", *quant.MODES)]
+            vals = [_metric(res[m], name) for m in COLUMNS]
             if vals[0] is None:
                 continue
             cells = " ".join(f"{v:9.4f}" if v is not None else f"{'-':>9}" for v in vals)

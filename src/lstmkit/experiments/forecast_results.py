@@ -110,6 +110,37 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def markdown(report: dict) -> str:
+    """docs/RESULTS.md's table of a report: one row per horizon, test MSE (mean ± sd over the
+    seeds; the CPU seconds per run) for each of our models, then the published numbers."""
+    summary = report["summary"]
+    models = list(dict.fromkeys(k.split("@")[0] for k in summary))
+    horizons = sorted({int(k.split("@")[1]) for k in summary})
+    published = report.get("published", {})
+    head = ["horizon", *models, *(f"{name} (published)" for name in published)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for h in horizons:
+        best = min((v["mse_mean"] for k, v in summary.items() if k.endswith(f"@{h}")), default=None)
+        cells = [str(h)]
+        for m in models:
+            v = summary.get(f"{m}@{h}")
+            if v is None:
+                cells.append("-")
+                continue
+            text = f"{v['mse_mean']:.4f}"
+            if v["seeds"] > 1:
+                text += f" ± {v['mse_sd']:.4f}"
+            if v["mse_mean"] == best:
+                text = f"**{text}**"
+            cpu = sum(v["cpu_s"]) / v["seeds"]
+            cells.append(f"{text} ({cpu:.0f} s)")
+        for d in published.values():
+            val = d.get(str(h), d.get(h))
+            cells.append("-" if val is None else f"{val:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--protocol", default="informer", choices=sorted(LOOKBACK))
@@ -121,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cpu-minutes", type=float, default=30.0)
     ap.add_argument("--out", default="runs/forecast")
     ap.add_argument("--json", default="")
+    ap.add_argument("--table", default="", help="print the markdown table of this JSON only")
     a = ap.parse_args(argv)
+    if a.table:
+        print(markdown(json.loads(Path(a.table).read_text())))
+        return 0
     if not ETTH1.exists():
         print(f"forecast_results: {ETTH1} not found")
         return 2
