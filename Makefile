@@ -45,8 +45,10 @@ demo: $(BIN)/.installed
 
 # LSTMKIT_FORBID_JIT: a test that would compile the kernel at run time fails instead (the install
 # built it; minutes of silent recompiling inside a test run were issue 16's first complaint).
+# Two pytest workers (pytest-xdist), one per core of the CI machine: the suite is ~3,000 tests,
+# most of them one-threaded Python; the 25 slowest are listed at the end of the log.
 test: $(BIN)/.installed-dev lint
-	LSTMKIT_FORBID_JIT=1 $(BIN)/python -m pytest -q
+	LSTMKIT_FORBID_JIT=1 $(BIN)/python -m pytest -q -n 2 --durations=25
 
 # The long robustness runs (about 4 minutes): random CLI options and input files under a memory
 # cap, and two trainers raced on one folder; the figures go in docs/RELIABILITY.md.

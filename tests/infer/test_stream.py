@@ -24,10 +24,12 @@ from lstmkit.utils.errors import UserError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
 TOL = {"atol": 1e-6, "rtol": 1e-6}
-LN_TOL = {"atol": 1e-6, "rtol": 1e-5}
+LN_TOL = {"atol": 5e-6, "rtol": 1e-4}
 """Layer norm divides by the standard deviation of 4H pre-activations, which magnifies the
-rounding of the input projection (whose blocking depends on the batch): up to 1.5e-6 (4e-6
-relative) seen in float32 over 300 random running batches, 1e-15 in float64 (tested below)."""
+rounding of the input projection: a one-step call computes it by the C++ step's own GEMV and
+layer norm (lstmkit.nn.LSTM's StepPlan), one long call by BLAS and F.layer_norm, whose blocking
+depends on the batch. Up to 2.3e-6 (3.9e-5 relative) seen in float32 over the random running
+batches, 1e-15 in float64 (tested below: the math is the same)."""
 F64_TOL = {"atol": 1e-12, "rtol": 1e-12}
 FEW = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 
