@@ -4,9 +4,6 @@ file, and the files the verbs write."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import stat
 import sys
 from dataclasses import field
@@ -17,6 +14,7 @@ from lstmkit.tasks.base import READ_OPTIONS
 from lstmkit.utils.device import DEVICES
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
+from lstmkit.utils.records import format_results  # noqa: F401 (re-exported)
 
 MAX_INPUT_BYTES = 1 << 30  # an --input file larger than this is refused, not read
 MAX_INPUT_CHARS = 100_000  # one input longer than this is cut (predict), counted on stderr
@@ -150,30 +148,3 @@ def check_output_path(output: str, option: str = "--output") -> None:
         raise UserError(f"{option}: {path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise UserError(f"{option}: folder {path.parent} does not exist")
-
-
-def format_results(results: list[dict], name: str = "") -> str:
-    """JSON lines (UTF-8, not ``\\u`` escapes), or CSV when ``name`` ends in ``.csv``: one
-    column per field, nested fields as ``probabilities.pos``, lists as JSON."""
-    if not name.lower().endswith(".csv"):
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    rows = [_flat(r) for r in results]
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _flat(row: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for key, value in row.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, name + "."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = json.dumps(value, ensure_ascii=False)
-        else:
-            out[name] = value
-    return out

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from lstmkit.utils.errors import UserError
+from lstmkit.utils.io import atomic_write_text
+from lstmkit.utils.records import format_results
 
 METADATA_KEY = "lstmkit"  # lstmkit.infer.export.METADATA_KEY (that module imports torch)
 METADATA_FORMAT = "lstmkit-onnx"
@@ -706,22 +708,6 @@ def forecast(run: OnnxRun, table: str | Path) -> tuple[list[dict], str]:
     return rows, f"{summary}; forecasting {H} rows from {first}"
 
 
-def format_results(results: list[dict], name: str = "") -> str:
-    """:func:`lstmkit.infer.inputs.format_results` of flat rows (that module imports torch):
-    CSV for a ``.csv`` name, one column per field; else JSON lines."""
-    import csv
-    import io
-
-    if not name.lower().endswith(".csv"):
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
-    header = list(dict.fromkeys(k for r in results for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(results)
-    return buf.getvalue()
-
-
 # ----------------------------------------------------------------------------- without torch
 
 
@@ -777,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
                 items += list(_lines(name))
             results = predict_run(run, items)
         if output:
-            Path(output).write_text(format_results(results, output), encoding="utf-8")
+            atomic_write_text(output, format_results(results, output))
         else:
             for r in results:
                 print(json.dumps(r, ensure_ascii=False))
