@@ -93,12 +93,17 @@ VARIANTS = [
 
 
 def _general(m, x, hx):
-    """The general path of the same call (the step plan switched off)."""
+    """The general path of the same call (the step plan switched off for it, then put back
+    as it was, so that a test sees the plan the module kept)."""
+    kept = m.__dict__.get("_step")
     m.__dict__["_step"] = False
     try:
         return m(x, hx)
     finally:
-        m.__dict__.pop("_step")
+        if kept is None:
+            m.__dict__.pop("_step")
+        else:
+            m.__dict__["_step"] = kept
 
 
 def _state(m, B, batched, dtype=torch.float32):
@@ -208,11 +213,13 @@ def test_step_plan_sees_parameter_updates_and_replacements():
         return got[0]
 
     first = check()
+    plan = m.__dict__["_step"]
     with torch.no_grad():
         m.weight_hh_l0.add_(1)  # in place: the plan holds the parameter itself
     assert not torch.equal(check(), first)
     m.weight_ih_l0.data = torch.randn(4 * H, I)  # .data = keeps the tensor object
     check()
+    assert m.__dict__["_step"] is plan  # the same plan saw both changes
     m.ln_weight_ih_l0 = torch.nn.Parameter(torch.rand(4 * H))  # replaced: plan dropped
     assert "_step" not in m.__dict__
     check()

@@ -241,7 +241,10 @@ class LSTM(VariantModule, nn.LSTM):
             )  # fmt: skip
             have = {n for n, _ in self.named_parameters(recurse=False)}
             layers = [
-                [getattr(self, n + sfx).detach() if n + sfx in have else None for n in names]
+                # the parameters themselves, not detached aliases: `.data =` swaps a
+                # parameter's storage under the same tensor, which the plan then sees (it runs
+                # only with grad mode off, so nothing is recorded)
+                [getattr(self, n + sfx) if n + sfx in have else None for n in names]
                 for sfx in self._suffixes()
             ]
             if not opts.peephole:  # unused parameters are not read
