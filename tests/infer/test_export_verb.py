@@ -159,3 +159,20 @@ def test_an_out_name_too_long_is_one_line(tmp_path, capsys):
         err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
         assert len(err) == 1 and "File name too long" in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_never_overwrites_the_source_runs_checkpoint_files(tmp_path, capsys):
+    """--out RUN/best/model.json --overwrite replaced the checkpoint's model.json (fuzz)."""
+    import shutil
+
+    run = tmp_path / "run"  # a run folder: best/ and last/ checkpoints
+    for name in ("best", "last"):
+        shutil.copytree(FIXTURES / "adding", run / name)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for out in (run / "best" / "model.json", run / "last" / "model.onnx"):
+        capsys.readouterr()
+        assert cli_main(["export", str(run), "--out", str(out), "--overwrite"]) == 2
+        err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+        assert len(err) == 1 and "inside the checkpoint" in err[0], err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert cli_main(["export", str(run), "--out", str(run / "model.onnx")]) == 0  # beside: fine

@@ -207,3 +207,19 @@ def test_out_names_the_file_system_refuses_are_one_line(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("lstmkit: error: --out: "), err
         assert message in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_out_never_overwrites_the_source_runs_checkpoints(tmp_path, capsys):
+    """--out RUN/best --overwrite replaced the run's own best checkpoint (found by the fuzz)."""
+    import shutil
+
+    run = tmp_path / "run"  # a run folder: best/ and last/ checkpoints
+    for name in ("best", "last"):
+        shutil.copytree(FIXTURES / "adding", run / name)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for out in (run / "best", run / "last", run, run / "best" / "sub"):
+        capsys.readouterr()
+        assert cli_main(["quantize", str(run), "--out", str(out), "--overwrite"]) == 2
+        err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+        assert len(err) == 1 and err[0].startswith("lstmkit: error: --out"), err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -35,6 +35,7 @@ from torch import nn
 from lstmkit.infer.inputs import allow_nonfinite_field, checkpoint_field
 from lstmkit.infer.load import load_trained, require
 from lstmkit.tasks.base import Task
+from lstmkit.train.checkpoint import checkpoint_folders, overlaps
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.io import atomic_write_text
 from lstmkit.utils.meta import help_meta as _help
@@ -124,6 +125,13 @@ def _check_out(cfg: ExportConfig) -> None:
     if cfg.opset < 0:
         raise UserError(f"--opset must be >= 0 (0: the exporter's default), got {cfg.opset}")
     out = Path(cfg.out)
+    parent = out.parent.resolve()
+    hit = overlaps(parent, checkpoint_folders(cfg.checkpoint))
+    if hit is not None and (parent == hit or hit in parent.parents):  # among its own files
+        raise UserError(
+            f"--out: {out} is inside the checkpoint {hit} being exported; write the export "
+            "beside it (e.g. in the run folder)"
+        )
     if out.is_dir():
         raise UserError(f"--out: {out} is a folder; give a file name, e.g. {out}/model.onnx")
     if not out.parent.is_dir():

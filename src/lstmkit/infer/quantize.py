@@ -24,6 +24,7 @@ import torch
 
 from lstmkit.infer.inputs import allow_nonfinite_field, checkpoint_field
 from lstmkit.infer.load import load_trained, require
+from lstmkit.train.checkpoint import checkpoint_folders, overlaps
 from lstmkit.utils.errors import UserError
 from lstmkit.utils.meta import help_meta as _help
 
@@ -118,6 +119,12 @@ def _check_out(cfg: QuantizeConfig, out: Path) -> Path:
             )
     if Path(cfg.checkpoint).resolve() == out.resolve():
         raise UserError("--out must differ from the run being quantized")
+    hit = overlaps(out, checkpoint_folders(cfg.checkpoint))
+    if hit is not None:  # --overwrite would replace (or nest into) the run's own checkpoint
+        raise UserError(
+            f"--out: {out} overlaps the checkpoint {hit} of the run being quantized; "
+            "write the quantized run elsewhere"
+        )
     return out
 
 

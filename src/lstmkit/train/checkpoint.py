@@ -209,6 +209,31 @@ def resolve_checkpoint(path: str | os.PathLike, prefer: str = "best") -> Path:
     raise UserError(f"{p} holds no lstmkit checkpoint (no {MODEL_META}, best/ or last/)")
 
 
+def checkpoint_folders(path: str | os.PathLike) -> list[Path]:
+    """The checkpoint folders a command reading ``path`` must leave alone when it writes: the
+    checkpoint :func:`resolve_checkpoint` finds, and its run's ``best/`` and ``last/`` (resolved;
+    empty if ``path`` is no checkpoint, which the command reports itself)."""
+    try:
+        ckpt = resolve_checkpoint(path).resolve()
+    except UserError:
+        return []
+    found = {ckpt}
+    for name in ("best", "last"):
+        sibling = ckpt.parent / name
+        if (sibling / MODEL_META).exists():
+            found.add(sibling.resolve())
+    return sorted(found)
+
+
+def overlaps(target: str | os.PathLike, folders: list[Path]) -> Path | None:
+    """The folder of ``folders`` that ``target`` is, lies inside or contains, else None."""
+    t = Path(target).resolve()
+    for f in folders:
+        if t == f or f in t.parents or t in f.parents:
+            return f
+    return None
+
+
 # ----------------------------------------------------------------------------- reading files
 
 
