@@ -1,6 +1,7 @@
 """Checkpoints: round trip, atomic replacement, and a clear error for every kind of damage."""
 
 import json
+import os
 import pickle
 
 import pytest
@@ -175,3 +176,35 @@ def test_optimizer_state_round_trip(tmp_path):
     for idx in a["state"]:
         for name, v in a["state"][idx].items():
             assert torch.equal(v, b["state"][idx][name])
+
+
+def test_a_checkpoint_replaced_while_it_is_read_is_read_again(tmp_path, monkeypatch):
+    """A live trainer's save renames a new folder into place between a reader's reads of
+    model.json and model.safetensors (make fuzz's two-trainer rounds saw "does not match its
+    SHA-256"): the reader retries on the folder now in place, and gets the new save whole."""
+    _save(tmp_path / "run" / "last", seed=1)
+    _save(tmp_path / "next", seed=2)
+    real = ck._read_tensors
+    swaps = []
+
+    def swap_then_read(folder, *args, **kwargs):
+        if not swaps:  # the save lands after model.json was read
+            swaps.append(1)
+            os.rename(tmp_path / "run" / "last", tmp_path / "old")
+            os.rename(tmp_path / "next", tmp_path / "run" / "last")
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(ck, "_read_tensors", swap_then_read)
+    got = ck.load_checkpoint(tmp_path / "run")
+    assert got.meta["step"] == 2
+    for k, v in _weights(2).items():
+        assert torch.equal(got.weights[k], v)
+
+
+def test_a_truly_corrupted_checkpoint_is_still_reported(tmp_path):
+    _save(tmp_path / "c", seed=1)
+    data = bytearray((tmp_path / "c" / ck.MODEL_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "c" / ck.MODEL_FILE).write_bytes(bytes(data))
+    with pytest.raises(UserError, match="does not match its SHA-256"):
+        ck.load_checkpoint(tmp_path / "c")

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -570,8 +571,40 @@ def load_checkpoint(
     meta device, bounded by the weight file's header, and the header must match its state
     (names, shapes, dtypes) before a weight is read. ``trainer`` also reads the trainer state
     (for ``--resume``), which needs a checkpoint that records its checksums (format 2).
-    ``allow_nonfinite`` accepts NaN or infinite values (for debugging a diverged run)."""
-    folder = resolve_checkpoint(path, prefer)
+    ``allow_nonfinite`` accepts NaN or infinite values (for debugging a diverged run).
+
+    A live trainer may replace the checkpoint folder (a rename) between the reads of its
+    files, so that model.json comes from one save and the weights from the next: a failed
+    read is retried (up to twice) when the folder ``path`` resolves to is no longer the one
+    that was read (another inode), instead of reporting the pair as corrupted."""
+    for attempt in range(3):
+        folder = resolve_checkpoint(path, prefer)
+        ident = _folder_ident(folder)
+        try:
+            return _load_checkpoint(folder, trainer, build, allow_nonfinite)
+        except UserError:
+            if attempt == 2 or _resolved_ident(path, prefer) == ident:
+                raise
+            time.sleep(0.05)  # the save's second rename may still be on its way
+    raise AssertionError("unreachable")
+
+
+def _folder_ident(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _resolved_ident(path, prefer: str) -> tuple[int, int] | None:
+    try:
+        return _folder_ident(resolve_checkpoint(path, prefer))
+    except UserError:
+        return None
+
+
+def _load_checkpoint(folder: Path, trainer: bool, build, allow_nonfinite: bool) -> Checkpoint:
     meta_path = folder / MODEL_META
     meta = _read_json(folder, MODEL_META, "checkpoint metadata")
     version = _check_meta(meta, meta_path, folder)
