@@ -44,6 +44,11 @@ CASES = {
         dict(model="lstm", likelihood="gaussian"),
         dict(targets="a,OT", covariates="b", num_layers=2),
     ),
+    "segment-gaussian": (dict(model="lstm", segment=5, likelihood="gaussian"), dict(calendar=True)),
+    "segment-ci-revin-quantile-2layers": (
+        dict(model="lstm", segment=4, channel_independent=True, revin=True, likelihood="quantile"),
+        dict(num_layers=2),
+    ),
     "dlinear": (dict(model="dlinear", kernel=5), dict(calendar=True)),
     "last": (dict(model="last"), {}),
 }

@@ -140,3 +140,64 @@ def test_bad_model_options():
     with pytest.raises(UserError, match="--quantiles: levels must be in"):
         ForecasterConfig(likelihood="quantile", quantiles="0.1,1.5")
     assert math.isclose(ForecasterConfig(quantiles="0.9,0.1,0.5").levels[0], 0.1)
+
+
+@pytest.mark.parametrize("likelihood", ["point", "student-t", "quantile"])
+@pytest.mark.parametrize("lookback,horizon,segment", [(12, 4, 4), (14, 7, 3), (5, 2, 5)])
+def test_segment_lstm_shapes_and_constraints(likelihood, lookback, horizon, segment):
+    m = Forecaster(_cfg(likelihood=likelihood, segment=segment), lookback, horizon, 3, 1, 2)
+    p = m(torch.randn(5, lookback, 3 + 1 + 2), torch.randn(5, horizon, 2))
+    assert p.shape == (5, horizon, 3, m.cfg.n_params)
+    if likelihood == "student-t":
+        assert (p[..., 1] > 0).all() and (p[..., 2] > 2).all()
+
+
+@pytest.mark.parametrize("n_future", [0, 2])
+def test_segment_lstm_against_torch_lstm_by_hand(n_future):
+    """SegRNN's computation written out with torch.nn.LSTM / LSTMCell on the same weights:
+    segments of the last N*S rows embedded with ReLU, the encoder over them, every output
+    segment one cell step from the final state with its position embedding (plus its
+    future covariates) as input, a linear read-out, the first H rows kept."""
+    torch.manual_seed(0)
+    L, H, S, C, hid = 11, 7, 3, 2, 6
+    cfg = ForecasterConfig(encoder=RecurrentConfig(hidden_size=hid), segment=S)
+    m = Forecaster(cfg, L, H, C, 0, n_future).eval()
+    net = m.net
+    x, fut = torch.randn(4, L, C + n_future), torch.randn(4, H, n_future)
+    got = m(x, fut if n_future else None)
+
+    ref = torch.nn.LSTM(hid, hid, batch_first=True)
+    ref.load_state_dict({k: v for k, v in net.encoder.state_dict().items()})
+    cell = torch.nn.LSTMCell(hid, hid)
+    cell.load_state_dict({k[:-3]: v for k, v in net.encoder.state_dict().items()})
+    N, M = L // S, -(-H // S)  # 3 segments of the last 9 rows; 3 output segments
+    with torch.no_grad():
+        segs = torch.stack([x[:, L - N * S + n * S : L - N * S + (n + 1) * S].flatten(1)
+                            for n in range(N)], 1)  # fmt: skip
+        _, (h, c) = ref(torch.relu(net.embed(segs)))
+        rows = []
+        for k in range(M):
+            q = net.position[k].expand(4, hid)
+            if n_future:
+                part = fut[:, k * S : (k + 1) * S]
+                part = torch.cat([part, part[:, -1:].expand(-1, S - part.shape[1], -1)], 1)
+                q = q + net.future(part.flatten(1))
+            hk, _ = cell(q, (h[0], c[0]))
+            rows.append(net.head(hk).view(4, S, C))
+        want = torch.cat(rows, 1)[:, :H]
+    torch.testing.assert_close(got[..., 0], want, rtol=1e-5, atol=1e-6)
+    # rows older than the last N*S do not enter
+    x2 = x.clone()
+    x2[:, : L - N * S] = 100.0
+    torch.testing.assert_close(m(x2, fut if n_future else None), got)
+
+
+def test_segment_bad_options():
+    with pytest.raises(UserError, match="--segment: only --model lstm"):
+        ForecasterConfig(model="lstm-seq2seq", segment=4)
+    with pytest.raises(UserError, match="--segment must be >= 0"):
+        ForecasterConfig(segment=-1)
+    with pytest.raises(UserError, match="forward only"):
+        ForecasterConfig(encoder=RecurrentConfig(bidirectional=True), segment=4)
+    with pytest.raises(UserError, match="--segment 12 is longer than --lookback 10"):
+        Forecaster(_cfg(segment=12), 10, 4, 1, 0, 0)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from lstmkit.cli.main import cli_main
+from lstmkit.infer.load import load_trained
 from lstmkit.models.forecaster import ForecasterConfig
 from lstmkit.tasks.forecast import ForecastConfig, ForecastTask
 from lstmkit.utils.errors import UserError
@@ -73,6 +75,26 @@ def test_evaluate_plots_and_inspect(trained, etth1_slice, tmp_path, capsys):
         "forecast-test-first.png", "forecast-test-last.png", "forecast-test-middle.png"
     ]  # fmt: skip
     assert cli_main(["inspect", str(trained), "--input", str(etth1_slice), "--out",
+                     str(tmp_path / "i")]) == 0  # fmt: skip
+    assert (tmp_path / "i" / "forecast-1.png").stat().st_size > 10_000
+
+
+@needs_etth1
+def test_segment_model_trains_plots_and_draws_one_gate_step_per_segment(etth1_slice, tmp_path):
+    """--segment 5 over a 24-row lookback: 4 encoder steps, ending at lookback rows 8, 13, 18,
+    23 (the oldest 4 rows unused); the decoder's steps are not drawn as lookback gates."""
+    out = tmp_path / "seg"
+    argv = ["train", "forecast", "--data", str(etth1_slice), "--targets", "all", "--calendar",
+            "--segment", "5", "--channel-independent", "--revin", "--out", str(out), *TRAIN]
+    assert cli_main(argv) == 0
+    task, model, _ = load_trained(out / "best", torch.device("cpu"))
+    x = np.zeros((1, 24, len(task.inputs) + task.n_calendar), np.float32)
+    fut = np.zeros((1, 6, task.n_calendar), np.float32)
+    gates = task._gates(model, torch.from_numpy(x), torch.from_numpy(fut), "cpu")
+    assert gates["rows"].tolist() == [8, 13, 18, 23]
+    assert gates["f"].shape == (4, 8)
+    assert cli_main(["evaluate", str(out), "--plots", str(tmp_path / "p")]) == 0
+    assert cli_main(["inspect", str(out), "--input", str(etth1_slice), "--out",
                      str(tmp_path / "i")]) == 0  # fmt: skip
     assert (tmp_path / "i" / "forecast-1.png").stat().st_size > 10_000
 

@@ -16,6 +16,16 @@ distribution parameters ``(B, H, C, P)``:
   std, :math:`\\tilde x = \\gamma (x - \\mu)/\\sigma + \\beta`, and the outputs mapped back
   (:math:`\\mu + \\sigma(\\hat y - \\beta)/\\gamma`; scales multiplied by
   :math:`\\sigma/|\\gamma|`).
+- Segments (``segment = S``, SegRNN's design, Lin et al. 2023, with any lstmkit encoder): the
+  lookback's last :math:`N S` rows (:math:`N = \\lfloor L / S \\rfloor`) cut into :math:`N`
+  segments, each embedded as :math:`e_n = \\mathrm{ReLU}(W_e\\,\\mathrm{vec}(x_{n}) + b_e)`
+  (width = the hidden size); the encoder runs over the :math:`N` embeddings; each of the
+  :math:`M = \\lceil H / S \\rceil` output segments is one more encoder step from the final
+  state, its input a learned position embedding :math:`p_m` (plus
+  :math:`W_f\\,\\mathrm{vec}(\\mathrm{future}_m)` with known-future covariates), all :math:`M`
+  in one call of batch :math:`B M` (parallel multi-step decoding), read out by a linear map
+  to :math:`S` rows; the first :math:`H` rows are kept. The recurrence is :math:`L/S` steps
+  long instead of :math:`L`.
 - The encoder-decoder feeds the previous value and the step's future covariates to a decoder
   LSTM started from the encoder's state: the true previous value in training (teacher forcing),
   its own mean forecast at evaluation.
@@ -82,6 +92,13 @@ class ForecasterConfig:
     revin: bool = field(
         default=False, metadata=_help("reversible instance normalisation of each window")
     )
+    segment: int = field(
+        default=0,
+        metadata=_help(
+            "lstm: run the encoder over segments of this many rows and decode the horizon in "
+            "parallel segments (SegRNN); 0: one step per row"
+        ),
+    )
     kernel: int = field(default=25, metadata=_help("DLinear moving-average width (odd)"))
     individual: bool = field(default=False, metadata=_help("DLinear: one linear map per channel"))
 
@@ -97,6 +114,12 @@ class ForecasterConfig:
             raise UserError(f"--likelihood {self.likelihood}: model {self.model} gives points")
         if self.model == "lstm-seq2seq" and self.encoder.bidirectional:
             raise UserError("--bidirectional: the seq2seq decoder runs forward only")
+        if self.segment < 0:
+            raise UserError(f"--segment must be >= 0, got {self.segment}")
+        if self.segment and self.model != "lstm":
+            raise UserError(f"--segment: only --model lstm runs over segments, not {self.model}")
+        if self.segment and self.encoder.bidirectional:
+            raise UserError("--segment: the segment decoder runs forward only (no --bidirectional)")
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -130,6 +153,54 @@ class DirectLSTM(nn.Module):
     def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         h, _ = self.encoder(x)
         return self.head(h[:, -1]).view(x.shape[0], *self.shape)
+
+
+class SegmentLSTM(nn.Module):
+    """The encoder over segments of ``segment`` rows and the parallel segment decoder (see
+    the module docstring)."""
+
+    def __init__(
+        self,
+        enc: RecurrentConfig,
+        n_in: int,
+        lookback: int,
+        horizon: int,
+        n_out: int,
+        n_future: int,
+        p: int,
+        segment: int,
+    ) -> None:
+        super().__init__()
+        if segment > lookback:
+            raise UserError(f"--segment {segment} is longer than --lookback {lookback}")
+        d = enc.hidden_size
+        self.segment, self.n_seg = segment, lookback // segment
+        self.n_dec = -(-horizon // segment)
+        self.embed = nn.Linear(segment * n_in, d)
+        self.encoder = build_encoder(enc, d)
+        self.position = nn.Parameter(torch.randn(self.n_dec, d) * d**-0.5)
+        self.future = nn.Linear(segment * n_future, d, bias=False) if n_future else None
+        self.head = nn.Linear(encoder_output_size(self.encoder), segment * n_out * p)
+        self.horizon, self.n_out, self.p = horizon, n_out, p
+
+    def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        B, L, _ = x.shape
+        S, N, M = self.segment, self.n_seg, self.n_dec
+        segs = x[:, L - N * S :].reshape(B, N, -1)
+        _, state = self.encoder(torch.relu(self.embed(segs)))
+        q = self.position.unsqueeze(0).expand(B, M, -1)
+        if self.future is not None and future is not None:
+            pad = M * S - future.shape[1]  # the last segment's missing rows repeat its last row
+            if pad:
+                future = torch.cat([future, future[:, -1:].expand(-1, pad, -1)], 1)
+            q = q + self.future(future.reshape(B, M, -1))
+        if isinstance(state, tuple):
+            state = tuple(s.repeat_interleave(M, 1) for s in state)
+        else:
+            state = state.repeat_interleave(M, 1)
+        h, _ = self.encoder(q.reshape(B * M, 1, -1), state)
+        out = self.head(h[:, -1]).view(B, M * S, self.n_out, self.p)
+        return out[:, : self.horizon]
 
 
 class Seq2SeqLSTM(nn.Module):
@@ -212,7 +283,11 @@ class Forecaster(nn.Module):
         c_model = 1 if ci else n_out
         n_in = c_model + (0 if ci else n_past) + n_future
         p = cfg.n_params
-        if cfg.model == "lstm":
+        if cfg.model == "lstm" and cfg.segment:
+            self.net = SegmentLSTM(
+                cfg.encoder, n_in, lookback, horizon, c_model, n_future, p, cfg.segment
+            )
+        elif cfg.model == "lstm":
             self.net = DirectLSTM(cfg.encoder, n_in, horizon, c_model, p)
         elif cfg.model == "lstm-seq2seq":
             self.net = Seq2SeqLSTM(cfg.encoder, n_in, horizon, c_model, n_future, p, cfg.likelihood)

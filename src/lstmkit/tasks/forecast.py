@@ -504,9 +504,17 @@ class ForecastTask(Task):
             return None
         with torch.no_grad(), record_gates(enc) as rec:
             model(x.to(device), fut.to(device) if fut.shape[-1] else None)
-        trace = rec[enc.num_layers - 1, 0]
+        # the first call is the encoder over the lookback (a segment model's decoder steps
+        # come after it)
+        top = enc.num_layers - 1
+        trace = next(t for t in rec.traces if (t.layer, t.direction) == (top, 0))
         j = self._plot_channel() if self.model_cfg.channel_independent else 0
-        return {g: getattr(trace, g)[j].cpu().numpy() for g in ("i", "f", "o")}
+        gates = {g: getattr(trace, g)[j].cpu().numpy() for g in ("i", "f", "o")}
+        S = self.model_cfg.segment
+        if S:  # one step per segment: drawn at each segment's last row
+            L = self.cfg.lookback
+            gates["rows"] = np.arange(L - (L // S) * S + S - 1, L, S)
+        return gates
 
     def _plot_channel(self) -> int:
         return self.outputs.index(self.cfg.target) if self.cfg.target in self.outputs else 0

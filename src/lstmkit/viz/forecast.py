@@ -25,7 +25,8 @@ def plot_forecast(
     ylabel: str = "",
 ) -> Path:
     """``gates`` maps ``i``/``f``/``o`` to ``(L, H)`` arrays over the lookback (drawn as the
-    mean over units, and the 10-90% band of units)."""
+    mean over units, and the 10-90% band of units), or, with ``rows`` (the lookback rows the
+    steps end at: a segment encoder's one step per segment), to ``(len(rows), H)`` arrays."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,15 +54,20 @@ def plot_forecast(
     ax.set_title(title, fontsize=9)
     if gates:
         g = axes[1, 0]
+        rows = gates.get("rows")
+        gate_t = history_t if rows is None else np.asarray(history_t)[rows]
+        marker = None if rows is None else "o"
         for name, color in (("i", "tab:green"), ("f", "tab:red"), ("o", "tab:purple")):
             v = gates[name]
-            g.plot(history_t, v.mean(1), color=color, lw=1.2, label=f"{name} (mean of units)")
+            g.plot(gate_t, v.mean(1), color=color, lw=1.2, marker=marker, ms=3,
+                   label=f"{name} (mean of units)")  # fmt: skip
             lo, hi = np.percentile(v, [10, 90], axis=1)
-            g.fill_between(history_t, lo, hi, color=color, alpha=0.12)
+            g.fill_between(gate_t, lo, hi, color=color, alpha=0.12)
         g.set_ylim(0, 1)
         g.set_ylabel("encoder gates")
         g.legend(loc="upper left", fontsize=8, ncol=3)
-        g.set_title("top encoder layer over the lookback (bands: 10-90% of units)", fontsize=9)
+        where = "over the lookback" if rows is None else "one step per segment of the lookback"
+        g.set_title(f"top encoder layer, {where} (bands: 10-90% of units)", fontsize=9)
     fig.autofmt_xdate()
     fig.tight_layout()
     path = Path(path)
