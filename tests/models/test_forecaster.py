@@ -201,3 +201,22 @@ def test_segment_bad_options():
         ForecasterConfig(encoder=RecurrentConfig(bidirectional=True), segment=4)
     with pytest.raises(UserError, match="--segment 12 is longer than --lookback 10"):
         Forecaster(_cfg(segment=12), 10, 4, 1, 0, 0)
+
+
+@pytest.mark.parametrize("segment", [0, 4])
+def test_head_dropout_acts_in_training_only(segment):
+    torch.manual_seed(0)
+    m = Forecaster(_cfg(segment=segment, head_dropout=0.5), 12, 4, 2, 0, 0)
+    plain = Forecaster(_cfg(segment=segment), 12, 4, 2, 0, 0)
+    plain.load_state_dict(m.state_dict())  # dropout adds no weights: old runs load
+    x = torch.randn(3, 12, 2)
+    torch.testing.assert_close(m.eval()(x), plain.eval()(x))
+    m.train()
+    assert not torch.allclose(m(x), plain.eval()(x))
+
+
+def test_head_dropout_bad_options():
+    with pytest.raises(UserError, match=r"--head-dropout must be in \[0, 1\)"):
+        ForecasterConfig(head_dropout=1.0)
+    with pytest.raises(UserError, match="--head-dropout: only --model lstm"):
+        ForecasterConfig(model="dlinear", head_dropout=0.1)

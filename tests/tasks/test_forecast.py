@@ -85,7 +85,8 @@ def test_segment_model_trains_plots_and_draws_one_gate_step_per_segment(etth1_sl
     23 (the oldest 4 rows unused); the decoder's steps are not drawn as lookback gates."""
     out = tmp_path / "seg"
     argv = ["train", "forecast", "--data", str(etth1_slice), "--targets", "all", "--calendar",
-            "--segment", "5", "--channel-independent", "--revin", "--out", str(out), *TRAIN]  # fmt: skip
+            "--segment", "5", "--channel-independent", "--revin", "--out", str(out),
+            *TRAIN]  # fmt: skip
     assert cli_main(argv) == 0
     task, model, _ = load_trained(out / "best", torch.device("cpu"))
     x = np.zeros((1, 24, len(task.inputs) + task.n_calendar), np.float32)

@@ -4,12 +4,13 @@
 
     python -m lstmkit.experiments.forecast_results [--protocol informer|ltsf]
         [--features S|M] [--horizons 24,48] [--models lstm,dlinear,last]
-        [--seeds 0,1,2] [--steps 2000] [--out DIR] [--json FILE]
+        [--seeds 0,1,2] [--steps 2000] [--out DIR] [--json FILE] [--add-to FILE]
 
 Each configuration trains with ``lstmkit train forecast`` (the same options) for ``--steps``
 or ``--max-cpu-minutes`` (30 by default, the issue's budget), whichever ends first, and is
 evaluated on every test window; the JSON holds each run's metrics, steps and CPU seconds, and
-the mean and spread over seeds.
+the mean and spread over seeds. ``--add-to FILE`` adds the new runs to a report written
+before (a run of the same model, horizon and seed replaces the old one) and rewrites it.
 """
 
 from __future__ import annotations
@@ -51,11 +52,27 @@ MODEL_OPTIONS = {
     "lstm-ci": ["--model", "lstm", "--revin", "--channel-independent", "--hidden-size", "64"],
     "lstm-seq2seq": ["--model", "lstm-seq2seq", "--revin", "--hidden-size", "64"],
     "deepar-gaussian": ["--model", "lstm", "--revin", "--likelihood", "gaussian"],
+    # the encoder over segments of 48 rows, the horizon decoded in parallel segments (SegRNN's
+    # design); trainer options after the shared ones replace them
+    "lstm-seg": [
+        "--model",
+        "lstm",
+        "--revin",
+        "--channel-independent",
+        "--segment",
+        "48",
+        "--hidden-size",
+        "128",
+        "--eval-every",
+        "100",
+        "--patience",
+        "5",
+    ],
     "dlinear": ["--model", "dlinear"],
     "last": ["--model", "last"],
     "seasonal24": ["--model", "seasonal24"],
 }
-TRAINED = {"lstm", "lstm-ci", "lstm-seq2seq", "deepar-gaussian", "dlinear"}
+TRAINED = {"lstm", "lstm-ci", "lstm-seq2seq", "deepar-gaussian", "dlinear", "lstm-seg"}
 
 
 def _cpu_seconds() -> float:
@@ -75,7 +92,7 @@ def run_one(protocol, features, horizon, model, seed, steps, cpu_minutes, out: P
             "--steps", str(steps if model in TRAINED else 1),
             "--max-cpu-time", str(cpu_minutes * 60), "--overwrite"]  # fmt: skip
     argv += ["--targets", "all"] if features == "M" else ["--target", "OT"]
-    argv += MODEL_OPTIONS[model]
+    argv += MODEL_OPTIONS[model]  # later options win: a model's own trainer options
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     rc = cli_main(argv)
     cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - t0
@@ -87,7 +104,17 @@ def run_one(protocol, features, horizon, model, seed, steps, cpu_minutes, out: P
         "wall_s": round(wall, 1), "test": results.get("test"), "valid": results.get("valid"),
         "steps": results.get("steps"), "best_step": results.get("best_step"),
         "stop_reason": results.get("stop_reason"),
+        "argv": ["lstmkit", *(a if not a.startswith("/") else Path(a).name for a in argv)],
     }  # fmt: skip
+
+
+def merge_runs(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` with ``new`` added; a new run of the same (model, horizon, seed) replaces the
+    old one in its place."""
+    key = lambda r: (r.get("model"), r.get("horizon"), r.get("seed"))  # noqa: E731
+    fresh = {key(r): r for r in new}
+    out = [fresh.pop(key(r), r) for r in old]
+    return out + [r for r in new if key(r) in fresh]
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -152,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-cpu-minutes", type=float, default=30.0)
     ap.add_argument("--out", default="runs/forecast")
     ap.add_argument("--json", default="")
+    ap.add_argument("--add-to", default="", help="add the runs to this report and rewrite it")
     ap.add_argument("--table", default="", help="print the markdown table of this JSON only")
     a = ap.parse_args(argv)
     if a.table:
@@ -163,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     horizons = [int(h) for h in a.horizons.split(",")] if a.horizons else HORIZONS[a.protocol]
     models = [m for m in a.models.split(",") if m]
     seeds = [int(s) for s in a.seeds.split(",")]
+    base = json.loads(Path(a.add_to).read_text()) if a.add_to else None
+    if base and (base["protocol"], base["features"]) != (a.protocol, a.features):
+        print(f"forecast_results: {a.add_to} is {base['protocol']} {base['features']}")
+        return 2
     runs = []
     for h in horizons:
         for m in models:
@@ -170,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_one(a.protocol, a.features, h, m, s, a.steps, a.max_cpu_minutes,
                                     Path(a.out)))  # fmt: skip
                 print(json.dumps(runs[-1]), flush=True)
+    if base:
+        runs = merge_runs(base["runs"], runs)
     report = {
         "protocol": a.protocol, "features": a.features, "lookback": LOOKBACK[a.protocol],
         "steps": a.steps, "machine": machine_info(),
@@ -179,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         "published_note": "as quoted in issue 21, not verified against the papers",
         "runs": runs, "summary": summarise(runs),
     }  # fmt: skip
+    if base and "partial" in base:
+        report["partial"] = base["partial"]
     text = json.dumps(report, indent=1)
-    if a.json:
-        atomic_write_text(a.json, text + "\n")
+    for path in {a.json, a.add_to} - {""}:
+        atomic_write_text(path, text + "\n")
     for key, v in report["summary"].items():
         print(f"{key:24s} mse {v['mse_mean']:.4f} ± {v['mse_sd']:.4f}  mae {v['mae_mean']:.4f}"
               f"  seeds {v['seeds']}  cpu {sum(v['cpu_s']) / v['seeds']:.0f} s/run")  # fmt: skip

@@ -99,6 +99,10 @@ class ForecasterConfig:
             "parallel segments (SegRNN); 0: one step per row"
         ),
     )
+    head_dropout: float = field(
+        default=0.0,
+        metadata=_help("lstm: dropout on the encoder's output before the head (SegRNN: 0.5)"),
+    )
     kernel: int = field(default=25, metadata=_help("DLinear moving-average width (odd)"))
     individual: bool = field(default=False, metadata=_help("DLinear: one linear map per channel"))
 
@@ -114,6 +118,10 @@ class ForecasterConfig:
             raise UserError(f"--likelihood {self.likelihood}: model {self.model} gives points")
         if self.model == "lstm-seq2seq" and self.encoder.bidirectional:
             raise UserError("--bidirectional: the seq2seq decoder runs forward only")
+        if not 0 <= self.head_dropout < 1:
+            raise UserError(f"--head-dropout must be in [0, 1), got {self.head_dropout}")
+        if self.head_dropout and self.model != "lstm":
+            raise UserError(f"--head-dropout: only --model lstm has it, not {self.model}")
         if self.segment < 0:
             raise UserError(f"--segment must be >= 0, got {self.segment}")
         if self.segment and self.model != "lstm":
@@ -144,15 +152,18 @@ def to_params(raw: Tensor, likelihood: str) -> Tensor:
 
 
 class DirectLSTM(nn.Module):
-    def __init__(self, enc: RecurrentConfig, n_in: int, horizon: int, n_out: int, p: int) -> None:
+    def __init__(
+        self, enc: RecurrentConfig, n_in: int, horizon: int, n_out: int, p: int, drop: float = 0.0
+    ) -> None:
         super().__init__()
         self.encoder = build_encoder(enc, n_in)
+        self.drop = nn.Dropout(drop)
         self.head = nn.Linear(encoder_output_size(self.encoder), horizon * n_out * p)
         self.shape = (horizon, n_out, p)
 
     def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         h, _ = self.encoder(x)
-        return self.head(h[:, -1]).view(x.shape[0], *self.shape)
+        return self.head(self.drop(h[:, -1])).view(x.shape[0], *self.shape)
 
 
 class SegmentLSTM(nn.Module):
@@ -169,6 +180,7 @@ class SegmentLSTM(nn.Module):
         n_future: int,
         p: int,
         segment: int,
+        drop: float = 0.0,
     ) -> None:
         super().__init__()
         if segment > lookback:
@@ -180,6 +192,7 @@ class SegmentLSTM(nn.Module):
         self.encoder = build_encoder(enc, d)
         self.position = nn.Parameter(torch.randn(self.n_dec, d) * d**-0.5)
         self.future = nn.Linear(segment * n_future, d, bias=False) if n_future else None
+        self.drop = nn.Dropout(drop)
         self.head = nn.Linear(encoder_output_size(self.encoder), segment * n_out * p)
         self.horizon, self.n_out, self.p = horizon, n_out, p
 
@@ -199,7 +212,7 @@ class SegmentLSTM(nn.Module):
         else:
             state = state.repeat_interleave(M, 1)
         h, _ = self.encoder(q.reshape(B * M, 1, -1), state)
-        out = self.head(h[:, -1]).view(B, M * S, self.n_out, self.p)
+        out = self.head(self.drop(h[:, -1])).view(B, M * S, self.n_out, self.p)
         return out[:, : self.horizon]
 
 
@@ -285,10 +298,11 @@ class Forecaster(nn.Module):
         p = cfg.n_params
         if cfg.model == "lstm" and cfg.segment:
             self.net = SegmentLSTM(
-                cfg.encoder, n_in, lookback, horizon, c_model, n_future, p, cfg.segment
-            )
+                cfg.encoder, n_in, lookback, horizon, c_model, n_future, p, cfg.segment,
+                cfg.head_dropout,
+            )  # fmt: skip
         elif cfg.model == "lstm":
-            self.net = DirectLSTM(cfg.encoder, n_in, horizon, c_model, p)
+            self.net = DirectLSTM(cfg.encoder, n_in, horizon, c_model, p, cfg.head_dropout)
         elif cfg.model == "lstm-seq2seq":
             self.net = Seq2SeqLSTM(cfg.encoder, n_in, horizon, c_model, n_future, p, cfg.likelihood)
         elif cfg.model == "dlinear":
