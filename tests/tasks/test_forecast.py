@@ -94,6 +94,7 @@ def test_segment_model_trains_plots_and_draws_one_gate_step_per_segment(etth1_sl
     gates = task._gates(model, torch.from_numpy(x), torch.from_numpy(fut), "cpu")
     assert gates["rows"].tolist() == [8, 13, 18, 23]
     assert gates["f"].shape == (4, 8)
+    assert task._label() == "lstm over segments of 5"  # the plots' titles
     assert cli_main(["evaluate", str(out), "--plots", str(tmp_path / "p")]) == 0
     assert cli_main(["inspect", str(out), "--input", str(etth1_slice), "--out",
                      str(tmp_path / "i")]) == 0  # fmt: skip

@@ -516,6 +516,11 @@ class ForecastTask(Task):
             gates["rows"] = np.arange(L - (L // S) * S + S - 1, L, S)
         return gates
 
+    def _label(self) -> str:
+        """The model in a plot's title: its name, with the segment length of a segment LSTM."""
+        m = self.model_cfg
+        return f"{m.model} over segments of {m.segment}" if m.segment else m.model
+
     def _plot_channel(self) -> int:
         return self.outputs.index(self.cfg.target) if self.cfg.target in self.outputs else 0
 
@@ -560,7 +565,7 @@ class ForecastTask(Task):
                     ser.values[s + L : s + L + H],
                     Path(out) / f"forecast-{split}-{name}.png",
                     device,
-                    f"{self.model_cfg.model}: {split} window {pos + 1} of {len(windows)} ({name}); "
+                    f"{self._label()}: {split} window {pos + 1} of {len(windows)} ({name}); "
                     f"lookback {L}, horizon {H}",
                 )
             )
@@ -584,7 +589,7 @@ class ForecastTask(Task):
                 None,
                 Path(out) / "forecast-1.png",
                 device,
-                f"{self.model_cfg.model}: forecast after {str(times[-1])[:16]}",
+                f"{self._label()}: forecast after {str(times[-1])[:16]}",
             )
         ]
 
