@@ -220,3 +220,54 @@ def test_head_dropout_bad_options():
         ForecasterConfig(head_dropout=1.0)
     with pytest.raises(UserError, match="--head-dropout: only --model lstm"):
         ForecasterConfig(model="dlinear", head_dropout=0.1)
+
+
+@pytest.mark.parametrize("ci", [False, True])
+@pytest.mark.parametrize("revin", [False, True])
+def test_seq2seq_sample_paths_are_ancestral(ci, revin):
+    """Each path, fed back to the decoder by teacher forcing, gives the parameters it was drawn
+    from: path = mu + sigma * z with z the seed's normal draws in order, step by step."""
+    torch.manual_seed(1)
+    m = Forecaster(_cfg(model="lstm-seq2seq", likelihood="gaussian", revin=revin,
+                        channel_independent=ci), 10, 5, 2, 0, 2).eval()  # fmt: skip
+    if revin:
+        with torch.no_grad():
+            m.gamma.uniform_(0.5, 2)
+            m.beta.normal_()
+    x, fut, n = torch.randn(3, 10, 4), torch.randn(3, 5, 2), 4
+    before = torch.get_rng_state()
+    paths = m.sample_paths(x, fut, n=n, seed=7)
+    assert paths.shape == (n, 3, 5, 2)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG untouched
+    torch.testing.assert_close(m.sample_paths(x, fut, n=n, seed=7), paths)
+    assert not torch.allclose(m.sample_paths(x, fut, n=n, seed=8), paths)
+    with torch.no_grad():
+        p = m(x.repeat(n, 1, 1), fut.repeat(n, 1, 1), paths.reshape(n * 3, 5, 2))
+    z = (paths.reshape(n * 3, 5, 2) - p[..., 0]) / p[..., 1]
+    rows = n * 3 * (2 if ci else 1)
+    torch.manual_seed(7)
+    want = torch.cat([torch.randn(rows, 1, 1 if ci else 2) for _ in range(5)], 1)
+    if ci:  # (B*C, H, 1) -> (B, H, C)
+        want = want.view(n * 3, 2, 5).permute(0, 2, 1)
+    if revin:  # a negative gamma mirrors the draw
+        want = want * m.gamma.sign().view(1, 1, 2)
+    torch.testing.assert_close(z, want, rtol=1e-4, atol=1e-4)
+
+
+def test_sample_paths_moments_and_refusals():
+    """A direct model's paths draw each step from its marginal: the mean and spread of 4,000
+    paths match the parameters (the Student-t's spread sigma * sqrt(nu / (nu - 2)))."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 10, 1)
+    for lik in ("gaussian", "student-t"):
+        m = Forecaster(_cfg(likelihood=lik), 10, 3, 1, 0, 0).eval()
+        with torch.no_grad():
+            p = m(x)
+        s = m.sample_paths(x, n=4000, seed=0)
+        sd = p[..., 1] if lik == "gaussian" else p[..., 1] * torch.sqrt(p[..., 2] / (p[..., 2] - 2))
+        torch.testing.assert_close(s.mean(0), p[..., 0], atol=float(4 * sd.max() / 63), rtol=0)
+        if lik == "gaussian":
+            torch.testing.assert_close(s.std(0), sd, rtol=0.06, atol=0)
+    for lik in ("point", "quantile"):
+        with pytest.raises(UserError, match="gaussian or student-t"):
+            Forecaster(_cfg(likelihood=lik), 10, 3, 1, 0, 0).sample_paths(x)

@@ -28,7 +28,8 @@ distribution parameters ``(B, H, C, P)``:
   long instead of :math:`L`.
 - The encoder-decoder feeds the previous value and the step's future covariates to a decoder
   LSTM started from the encoder's state: the true previous value in training (teacher forcing),
-  its own mean forecast at evaluation.
+  its own mean forecast at evaluation; :meth:`Forecaster.sample_paths` draws ancestral sample
+  paths instead (each step's draw fed back, DeepAR's forecast).
 """
 
 from __future__ import annotations
@@ -151,6 +152,16 @@ def to_params(raw: Tensor, likelihood: str) -> Tensor:
     return torch.cat([raw[..., :1], scale, 2 + F.softplus(raw[..., 2:3])], -1)
 
 
+def draw(params: Tensor, likelihood: str) -> Tensor:
+    """One draw ``(...)`` from constrained parameters ``(..., P)`` of a Gaussian
+    (:math:`\\mu + \\sigma z`, :math:`z \\sim N(0, 1)`) or a Student-t, from the global RNG."""
+    if likelihood == "gaussian":
+        return params[..., 0] + params[..., 1] * torch.randn_like(params[..., 0])
+    if likelihood == "student-t":
+        return torch.distributions.StudentT(params[..., 2], params[..., 0], params[..., 1]).sample()
+    raise UserError(f"sample paths need --likelihood gaussian or student-t, not {likelihood!r}")
+
+
 class DirectLSTM(nn.Module):
     def __init__(
         self, enc: RecurrentConfig, n_in: int, horizon: int, n_out: int, p: int, drop: float = 0.0
@@ -236,21 +247,36 @@ class Seq2SeqLSTM(nn.Module):
     def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         _, state = self.encoder(x)
         B = x.shape[0]
-        prev = x[:, -1:, : self.n_out]
         if y is not None:  # teacher forcing: the whole horizon in one call
-            steps = torch.cat([prev, y[:, :-1]], 1)
+            steps = torch.cat([x[:, -1:, : self.n_out], y[:, :-1]], 1)
             if future is not None:
                 steps = torch.cat([steps, future], -1)
             h, _ = self.decoder(steps, state)
             return self.head(h).view(B, self.horizon, self.n_out, self.p)
-        outs = []
+        return self._unroll(x[:, -1:, : self.n_out], state, future, sample=False)[0]
+
+    def sample(self, x: Tensor, future: Tensor | None = None) -> Tensor:
+        """One ancestral sample path ``(B, H, C, 1)`` (DeepAR's forecast): each step's draw is
+        the next step's input."""
+        _, state = self.encoder(x)
+        return self._unroll(x[:, -1:, : self.n_out], state, future, sample=True)[1].unsqueeze(-1)
+
+    def _unroll(self, prev: Tensor, state, future: Tensor | None, sample: bool):
+        """The decoder over the horizon fed its own mean (or, ``sample``, its own draws):
+        ``(raw outputs (B, H, C, P), fed values (B, H, C))``."""
+        B = prev.shape[0]
+        outs, fed = [], []
         for t in range(self.horizon):
             step = prev if future is None else torch.cat([prev, future[:, t : t + 1]], -1)
             h, state = self.decoder(step, state)
             out = self.head(h).view(B, 1, self.n_out, self.p)
             outs.append(out)
-            prev = point_of(to_params(out, self.likelihood), self.likelihood, None)
-        return torch.cat(outs, 1)
+            params = to_params(out, self.likelihood)
+            prev = (
+                draw(params, self.likelihood) if sample else point_of(params, self.likelihood, None)
+            )
+            fed.append(prev)
+        return torch.cat(outs, 1), torch.cat(fed, 1)
 
 
 class _PointBaseline(nn.Module):
@@ -318,7 +344,11 @@ class Forecaster(nn.Module):
             self.gamma = nn.Parameter(torch.ones(n_out))
             self.beta = nn.Parameter(torch.zeros(n_out))
 
-    def forward(self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, future: Tensor | None = None, y: Tensor | None = None, sample=False
+    ) -> Tensor:
+        """Constrained parameters ``(B, H, C, P)``; with ``sample`` (an encoder-decoder), one
+        ancestral sample path ``(B, H, C, 1)`` in the data's scale instead."""
         C = self.n_out
         values, rest = x[..., :C], x[..., C:]
         if self.cfg.revin:
@@ -335,16 +365,17 @@ class Forecaster(nn.Module):
                 xs = torch.cat([xs, rest.repeat_interleave(C, 0)], -1)
             fut = future.repeat_interleave(C, 0) if future is not None else None
             ys = y.permute(0, 2, 1).reshape(B * C, -1, 1) if y is not None else None
-            raw = self.net(xs, fut, ys)  # (B*C, H, 1, P)
+            raw = self.net.sample(xs, fut) if sample else self.net(xs, fut, ys)  # (B*C, H, 1, P)
             H = raw.shape[1]
             raw = raw.view(B, C, H, -1).permute(0, 2, 1, 3)
         else:
-            raw = self.net(torch.cat([values, rest], -1), future, y)
-        params = to_params(raw, self.cfg.likelihood)
+            inputs = torch.cat([values, rest], -1)
+            raw = self.net.sample(inputs, future) if sample else self.net(inputs, future, y)
+        params = raw if sample else to_params(raw, self.cfg.likelihood)
         if self.cfg.revin:
             g, b = self.gamma.view(1, 1, C, 1), self.beta.view(1, 1, C, 1)
             m, s = mu.unsqueeze(-1), sd.unsqueeze(-1)
-            if self.cfg.likelihood in ("point", "quantile"):
+            if sample or self.cfg.likelihood in ("point", "quantile"):
                 params = m + s * (params - b) / g
             else:
                 loc = m + s * (params[..., :1] - b) / g
@@ -356,6 +387,30 @@ class Forecaster(nn.Module):
 
     def point(self, params: Tensor) -> Tensor:
         return point_of(params, self.cfg.likelihood, self.cfg.levels)
+
+    @torch.no_grad()
+    def sample_paths(
+        self, x: Tensor, future: Tensor | None = None, n: int = 100, seed: int = 0
+    ) -> Tensor:
+        """``n`` sample paths ``(n, B, H, C)`` of a Gaussian or Student-t model, reproducible
+        from ``seed`` (the global RNG is left as it was). An encoder-decoder samples
+        ancestrally (each draw fed back as the next step's input, DeepAR's forecast); a direct
+        model draws each step from its own marginal (the steps independent given the
+        lookback)."""
+        lik = self.cfg.likelihood
+        if lik not in ("gaussian", "student-t"):
+            raise UserError(f"sample paths need --likelihood gaussian or student-t, not {lik!r}")
+        B = x.shape[0]
+        xs = x.repeat(n, 1, 1)
+        fs = future.repeat(n, 1, 1) if future is not None else None
+        devices = [x.device.index or 0] if x.is_cuda else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            if isinstance(self.net, Seq2SeqLSTM):
+                out = self.forward(xs, fs, sample=True)[..., 0]
+            else:
+                out = draw(self.forward(xs, fs), lik)
+        return out.view(n, B, *out.shape[1:])
 
 
 def with_encoder(cfg: ForecasterConfig, **changes) -> ForecasterConfig:
