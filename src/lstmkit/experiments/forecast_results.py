@@ -222,17 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forecast_results: {a.add_to} is {base['protocol']} {base['features']}")
         return 2
     runs: list[dict] = []
-    report = {}
     for h in horizons:
         for m in models:
             for s in seeds if m in TRAINED else seeds[:1]:
                 runs.append(run_one(a.protocol, a.features, h, m, s, a.steps, a.max_cpu_minutes,
                                     Path(a.out)))  # fmt: skip
                 print(json.dumps(runs[-1]), flush=True)
-                # rewritten after every run: a long report cut off keeps the runs it finished
-                report = _report(a, base, runs)
-    if not report:
-        report = _report(a, base, runs)
+                _report(a, base, runs)  # after every run: a job cut off keeps what it finished
+    report = _report(a, base, runs)
     for key, v in report["summary"].items():
         print(f"{key:24s} mse {v['mse_mean']:.4f} ± {v['mse_sd']:.4f}  mae {v['mae_mean']:.4f}"
               f"  seeds {v['seeds']}  cpu {sum(v['cpu_s']) / v['seeds']:.0f} s/run")  # fmt: skip
